@@ -1,0 +1,38 @@
+//! tasklog's source of truth: the task events, the envelope that records them in
+//! the log, the [`EventStore`] contract and its backends. No HTTP lives here.
+//!
+//! # Layout
+//! - [`task_event`]: the task events, past tense and versioned, and their decoding.
+//! - [`envelope`]: [`NewEvent`] (what a writer appends) and [`RecordedEvent`] (what
+//!   the log holds: stream, revision, global position, time, metadata, hash).
+//! - [`store`]: the [`EventStore`] trait, expected revisions, the error enums.
+//! - [`hash_chain`]: the hash that chains each event to the one before it in the
+//!   global log, and [`verify`](hash_chain::verify), which walks the log and names
+//!   the first bad position.
+//! - [`subscription`]: catch-up-then-live subscriptions built on `read_all`, so a
+//!   slow subscriber re-reads the log instead of losing events.
+//! - [`sqlite`]: the embedded default backend (WAL, `synchronous=FULL`, group commit).
+//! - [`schemas`]: the JSON Schema of every event type and version.
+//! - `conformance` (feature `conformance`): the suite every backend passes.
+//!
+//! The file format and commit protocol of the SQLite store are described in
+//! `docs/store.md` at the top of the repository.
+
+pub mod envelope;
+pub mod hash_chain;
+pub mod schemas;
+pub mod sqlite;
+pub mod store;
+pub mod subscription;
+pub mod task_event;
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+
+pub use envelope::{Metadata, NewEvent, Position, RecordedEvent};
+pub use hash_chain::{verify, VerifyError, VerifyReport};
+pub use sqlite::SqliteStore;
+pub use store::{
+    AppendError, AppendResult, EventStore, EventStream, ExpectedRevision, ReadError, StorageError,
+};
+pub use task_event::{TaskEvent, TaskId};

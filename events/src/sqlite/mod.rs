@@ -1,0 +1,219 @@
+//! The embedded default store: one SQLite file, WAL, `synchronous=FULL`.
+//!
+//! Appends go to one writer thread that commits them in batches
+//! ([`writer`]); reads use their own connections, which WAL lets run beside
+//! the writer without blocking it. The file layout is in [`schema`].
+
+mod schema;
+mod writer;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::envelope::{NewEvent, Position, RecordedEvent};
+use crate::store::{
+    AppendError, AppendResult, EventStore, EventStream, ExpectedRevision, ReadError, StorageError,
+};
+
+/// An event store in one SQLite file. Cheap to clone; clones share the writer.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    appends: mpsc::Sender<writer::AppendRequest>,
+    head: watch::Receiver<Position>,
+    /// Idle read connections, opened on demand.
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens the store at `path`, creating the file and its schema if needed.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StorageError> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StorageError::caused_by(format!("creating {}", dir.display()), e))?;
+        }
+        let failed = |e| StorageError::caused_by(format!("opening {}", path.display()), e);
+        let mut conn = Connection::open(&path).map_err(failed)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA busy_timeout = 5000;
+             PRAGMA cache_size = -65536;",
+        )
+        .map_err(failed)?;
+        schema::migrate(&mut conn).map_err(failed)?;
+        let last: Option<i64> = conn
+            .query_row("SELECT max(position) FROM events", [], |row| row.get(0))
+            .map_err(failed)?;
+        let (head_sender, head) = watch::channel(Position(last.unwrap_or(0) as u64));
+        let appends = writer::spawn(conn, head_sender)
+            .map_err(|e| StorageError::caused_by("starting the writer thread", e))?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                path,
+                appends,
+                head,
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `read` on a read connection, off the async threads.
+    async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, ReadError> {
+        let inner = self.inner.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let conn = match inner.readers.lock().expect("reader pool").pop() {
+                Some(conn) => conn,
+                None => open_reader(&inner.path)?,
+            };
+            let result = read(&conn);
+            inner.readers.lock().expect("reader pool").push(conn);
+            result
+        })
+        .await
+        .map_err(|e| StorageError::caused_by("a read task failed", e))?;
+        result.map_err(|e| ReadError::Storage(StorageError::caused_by("reading the log", e)))
+    }
+}
+
+fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.execute_batch(
+        "PRAGMA query_only = ON;
+         PRAGMA busy_timeout = 5000;
+         PRAGMA mmap_size = 1073741824;",
+    )?;
+    Ok(conn)
+}
+
+fn sql_limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+fn check_append(events: &[NewEvent]) -> Result<(), AppendError> {
+    if events.is_empty() {
+        return Err(AppendError::Invalid(
+            "an append needs at least one event".into(),
+        ));
+    }
+    let mut ids = HashSet::with_capacity(events.len());
+    if let Some(event) = events.iter().find(|event| !ids.insert(event.id)) {
+        return Err(AppendError::Invalid(format!(
+            "event id {} appears twice",
+            event.id
+        )));
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedRevision,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, AppendError> {
+        check_append(&events)?;
+        let (reply, outcome) = oneshot::channel();
+        let request = writer::AppendRequest {
+            stream: stream.to_owned(),
+            expected,
+            events,
+            reply,
+        };
+        let stopped = || AppendError::Storage(StorageError::new("the store's writer has stopped"));
+        self.inner
+            .appends
+            .send(request)
+            .await
+            .map_err(|_| stopped())?;
+        outcome.await.map_err(|_| stopped())?
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, ReadError> {
+        let stream = stream.to_owned();
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(&format!(
+                "SELECT {} FROM events WHERE stream = ?1 AND revision >= ?2 ORDER BY revision LIMIT ?3",
+                schema::EVENT_COLUMNS
+            ))?;
+            let rows = statement.query_map(
+                rusqlite::params![stream, from as i64, sql_limit(limit)],
+                schema::event_from_row,
+            )?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, ReadError> {
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(&format!(
+                "SELECT {} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2",
+                schema::EVENT_COLUMNS
+            ))?;
+            let rows = statement.query_map(
+                rusqlite::params![after.0 as i64, sql_limit(limit)],
+                schema::event_from_row,
+            )?;
+            let mut events = Vec::with_capacity(limit.min(65_536));
+            for row in rows {
+                events.push(row?);
+            }
+            Ok(events)
+        })
+        .await
+    }
+
+    fn subscribe_all(&self, after: Position) -> EventStream {
+        crate::subscription::follow(self.clone(), after)
+    }
+
+    async fn head(&self) -> Result<Position, ReadError> {
+        // Asked of the file, not the watch: another process may have written.
+        self.read(|conn| {
+            conn.query_row("SELECT coalesce(max(position), 0) FROM events", [], |row| {
+                row.get::<_, i64>(0)
+            })
+        })
+        .await
+        .map(|position| Position(position as u64))
+    }
+
+    fn watch_head(&self) -> watch::Receiver<Position> {
+        self.inner.head.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests;

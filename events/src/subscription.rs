@@ -1,0 +1,55 @@
+//! Catch-up-then-live subscriptions, built on `read_all` and the head watch.
+//!
+//! A subscriber always reads from the log; the head watch only wakes it. So
+//! there is no buffer to overflow: a slow subscriber is simply further behind in
+//! the log, and catching up and going live are the same loop.
+
+use std::collections::VecDeque;
+
+use futures::StreamExt;
+
+use crate::envelope::{Position, RecordedEvent};
+use crate::store::{EventStore, EventStream, ReadError, StorageError};
+
+/// How many events a subscriber reads from the log at a time.
+const PAGE: usize = 1024;
+
+struct Follower<S> {
+    store: S,
+    after: Position,
+    buffered: VecDeque<RecordedEvent>,
+    head: tokio::sync::watch::Receiver<Position>,
+}
+
+/// Every event after `after`, in log order, from the log and then live.
+/// Backends implement [`EventStore::subscribe_all`] with this unless they have
+/// a native subscription that keeps the same promise.
+pub fn follow<S: EventStore + Clone>(store: S, after: Position) -> EventStream {
+    let head = store.watch_head();
+    let follower = Follower {
+        store,
+        after,
+        buffered: VecDeque::new(),
+        head,
+    };
+    futures::stream::try_unfold(follower, |mut f| async move {
+        loop {
+            if let Some(event) = f.buffered.pop_front() {
+                f.after = event.position;
+                return Ok(Some((event, f)));
+            }
+            let page = f.store.read_all(f.after, PAGE).await?;
+            if page.is_empty() {
+                // `wait_for` looks at the current head first, so an append that
+                // landed after the read above is not missed.
+                let after = f.after;
+                f.head
+                    .wait_for(|head| *head > after)
+                    .await
+                    .map_err(|_| ReadError::Storage(StorageError::new("the store was closed")))?;
+            }
+            f.buffered.extend(page);
+        }
+    })
+    .boxed()
+}
