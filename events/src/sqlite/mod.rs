@@ -1,6 +1,7 @@
-//! The embedded default store: one SQLite file, WAL, `synchronous=FULL`.
+//! The embedded default store: one SQLite file in WAL mode.
 //!
-//! Appends go to one writer thread that commits them in batches
+//! Appends go to one writer thread that commits them in batches, and a syncer
+//! thread flushes each batch to disk before its appenders hear back
 //! ([`writer`]); reads use their own connections, which WAL lets run beside
 //! the writer without blocking it. The file layout is in [`schema`].
 
@@ -30,6 +31,7 @@ struct Inner {
     path: PathBuf,
     appends: mpsc::Sender<writer::AppendRequest>,
     head: watch::Receiver<Position>,
+    durability: Arc<writer::Durability>,
     /// Idle read connections, opened on demand.
     readers: Mutex<Vec<Connection>>,
 }
@@ -46,7 +48,7 @@ impl SqliteStore {
         let mut conn = Connection::open(&path).map_err(failed)?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = FULL;
+             PRAGMA synchronous = NORMAL;
              PRAGMA busy_timeout = 5000;
              PRAGMA cache_size = -65536;",
         )
@@ -55,14 +57,21 @@ impl SqliteStore {
         let last: Option<i64> = conn
             .query_row("SELECT max(position) FROM events", [], |row| row.get(0))
             .map_err(failed)?;
-        let (head_sender, head) = watch::channel(Position(last.unwrap_or(0) as u64));
-        let appends = writer::spawn(conn, head_sender)
+        let last = Position(last.unwrap_or(0) as u64);
+        // The writer's connection keeps the WAL file in place while the store is open.
+        let wal_path = format!("{}-wal", path.display());
+        let wal = std::fs::File::open(&wal_path)
+            .map_err(|e| StorageError::caused_by(format!("opening {wal_path}"), e))?;
+        let (head_sender, head) = watch::channel(last);
+        let durability = Arc::new(writer::Durability::new(last));
+        let appends = writer::spawn(conn, wal, head_sender, durability.clone())
             .map_err(|e| StorageError::caused_by("starting the writer thread", e))?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 path,
                 appends,
                 head,
+                durability,
                 readers: Mutex::new(Vec::new()),
             }),
         })
@@ -72,11 +81,12 @@ impl SqliteStore {
         &self.inner.path
     }
 
-    /// Runs `read` on a read connection, off the async threads.
+    /// Runs `read` on a read connection, off the async threads. Also returns
+    /// the newest position the caller may show (see [`writer::Durability`]).
     async fn read<T: Send + 'static>(
         &self,
         read: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> Result<T, ReadError> {
+    ) -> Result<(T, Option<Position>), ReadError> {
         let inner = self.inner.clone();
         let result = tokio::task::spawn_blocking(move || {
             let conn = match inner.readers.lock().expect("reader pool").pop() {
@@ -85,7 +95,7 @@ impl SqliteStore {
             };
             let result = read(&conn);
             inner.readers.lock().expect("reader pool").push(conn);
-            result
+            result.map(|value| (value, inner.durability.visible_limit()))
         })
         .await
         .map_err(|e| StorageError::caused_by("a read task failed", e))?;
@@ -104,6 +114,14 @@ fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
          PRAGMA mmap_size = 1073741824;",
     )?;
     Ok(conn)
+}
+
+/// Drops the events a read saw that are not yet durable.
+fn only_durable((mut events, limit): (Vec<RecordedEvent>, Option<Position>)) -> Vec<RecordedEvent> {
+    if let Some(limit) = limit {
+        events.retain(|event| event.position <= limit);
+    }
+    events
 }
 
 fn sql_limit(limit: usize) -> i64 {
@@ -167,9 +185,10 @@ impl EventStore for SqliteStore {
                 rusqlite::params![stream, from as i64, sql_limit(limit)],
                 schema::event_from_row,
             )?;
-            rows.collect()
+            rows.collect::<rusqlite::Result<Vec<_>>>()
         })
         .await
+        .map(only_durable)
     }
 
     async fn read_all(
@@ -193,6 +212,7 @@ impl EventStore for SqliteStore {
             Ok(events)
         })
         .await
+        .map(only_durable)
     }
 
     fn subscribe_all(&self, after: Position) -> EventStream {
@@ -207,7 +227,7 @@ impl EventStore for SqliteStore {
             })
         })
         .await
-        .map(|position| Position(position as u64))
+        .map(|(position, limit)| Position(position as u64).min(limit.unwrap_or(Position(u64::MAX))))
     }
 
     fn watch_head(&self) -> watch::Receiver<Position> {

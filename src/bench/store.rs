@@ -1,0 +1,123 @@
+//! `tasklog bench store`: append throughput and latency, replay speed, size on disk.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{Duration, Utc};
+use clap::Args;
+use tasklog_events::task_event::TaskCreated;
+use tasklog_events::{EventStore, ExpectedRevision, Metadata, Position, TaskEvent, TaskId};
+
+use super::{percentile, Figure, Output};
+use crate::store_url::StoreUrl;
+
+#[derive(Debug, Args)]
+pub struct StoreBench {
+    /// How many events to append.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: u64,
+    /// How many appenders run at once, each waiting for its append to be durable.
+    #[arg(long, default_value_t = 64)]
+    pub appenders: u64,
+    #[command(flatten)]
+    pub output: Output,
+}
+
+pub async fn run(bench: StoreBench) -> Result<Vec<Figure>, Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let store = StoreUrl::default_in(dir.path()).open()?;
+
+    let started = Instant::now();
+    let latencies_ms = append_concurrently(&store, bench.events, bench.appenders).await?;
+    let append_seconds = started.elapsed().as_secs_f64();
+
+    let started = Instant::now();
+    let replayed = replay(&*store).await?;
+    let replay_seconds = started.elapsed().as_secs_f64();
+    if replayed != bench.events {
+        return Err(format!("replayed {replayed} events of {}", bench.events).into());
+    }
+    // Measured while the store is open: the WAL counts too.
+    let bytes = dir_bytes(dir.path())?;
+
+    let mut latencies_ms = latencies_ms;
+    Ok(vec![
+        ("append_events_per_s", bench.events as f64 / append_seconds),
+        ("append_p99_ms", percentile(&mut latencies_ms, 0.99)),
+        ("replay_events_per_s", replayed as f64 / replay_seconds),
+        ("db_bytes_per_event", bytes as f64 / bench.events as f64),
+    ])
+}
+
+/// `appenders` tasks share `events` appends, one new task stream each, as
+/// creates do; returns every append's latency in milliseconds.
+async fn append_concurrently(
+    store: &Arc<dyn EventStore>,
+    events: u64,
+    appenders: u64,
+) -> Result<Vec<f64>, Box<dyn std::error::Error>> {
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..appenders {
+        let (store, next) = (store.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= events {
+                    return Ok::<_, tasklog_events::AppendError>(latencies);
+                }
+                let id = TaskId::new();
+                let event = sample_task(n).to_new_event(Utc::now(), Metadata::default());
+                let started = Instant::now();
+                store
+                    .append(&id.stream(), ExpectedRevision::NoStream, vec![event])
+                    .await?;
+                latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+            }
+        }));
+    }
+    let mut all = Vec::with_capacity(events as usize);
+    for task in tasks {
+        all.extend(task.await??);
+    }
+    Ok(all)
+}
+
+/// A create like the seed's example: a small task with a little data.
+fn sample_task(n: u64) -> TaskEvent {
+    let now = Utc::now();
+    let data = serde_json::json!({"to": format!("user{n}@example.com"), "template": "welcome"});
+    TaskEvent::Created(TaskCreated {
+        name: format!("send-welcome-{n}"),
+        task_type: "email".into(),
+        priority: (n % 10) as i64,
+        data: data.as_object().cloned().unwrap_or_default(),
+        available_time: now,
+        expiration_time: now + Duration::hours(1),
+    })
+}
+
+/// Reads the whole log with `read_all`; returns how many events it held.
+async fn replay(store: &dyn EventStore) -> Result<u64, Box<dyn std::error::Error>> {
+    let mut after = Position::START;
+    let mut count = 0;
+    loop {
+        let page = store.read_all(after, 8192).await?;
+        let Some(last) = page.last() else {
+            return Ok(count);
+        };
+        after = last.position;
+        count += page.len() as u64;
+    }
+}
+
+fn dir_bytes(dir: &Path) -> std::io::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        total += entry?.metadata()?.len();
+    }
+    Ok(total)
+}
