@@ -62,7 +62,7 @@ pub(super) fn event_from_row(row: &Row<'_>) -> rusqlite::Result<RecordedEvent> {
     };
     let id: String = row.get(3)?;
     let causation_id: Option<String> = row.get(10)?;
-    let hash: Vec<u8> = row.get(11)?;
+    let hash = row.get_ref(11)?.as_blob()?;
     Ok(RecordedEvent {
         position: Position(position as u64),
         stream: row.get(1)?,
@@ -80,6 +80,6 @@ pub(super) fn event_from_row(row: &Row<'_>) -> rusqlite::Result<RecordedEvent> {
                 .map(|id| Uuid::parse_str(&id).map_err(|_| corrupt("causation id")))
                 .transpose()?,
         },
-        hash: hash.try_into().map_err(|_| corrupt("hash"))?,
+        hash: <[u8; 32]>::try_from(hash).map_err(|_| corrupt("hash"))?,
     })
 }
