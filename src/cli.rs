@@ -1,10 +1,20 @@
 //! The `tasklog` command line.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use tasklog_events::Position;
+use tasklog_projections::{Projections, TaskState};
 
+use crate::auth::Tokens;
 use crate::bench;
+use crate::clock::SystemClock;
+use crate::server::Server;
+use crate::store_url::StoreUrl;
 
 #[derive(Debug, Parser)]
 #[command(name = "tasklog", version, about = "An event-sourced task backend")]
@@ -15,19 +25,61 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the HTTP server.
+    Serve(ServeArgs),
+    /// Rebuild every projection from position 0 and print what they hold.
+    Replay(StoreArgs),
     /// Measure tasklog on this machine.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
 }
 
+/// Where the log lives; every command that reads it takes these.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// The data directory: the embedded store and the tokens file.
+    #[arg(long, env = "TASKLOG_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// The event store, as a URL; the default is the SQLite file in the data directory.
+    #[arg(long, env = "TASKLOG_STORE")]
+    pub store: Option<StoreUrl>,
+}
+
+impl StoreArgs {
+    pub fn store_url(&self) -> StoreUrl {
+        self.store
+            .clone()
+            .unwrap_or_else(|| StoreUrl::default_in(&self.data_dir))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The address to listen on.
+    #[arg(long, env = "TASKLOG_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+type Failure = Box<dyn std::error::Error + Send + Sync>;
+
 pub fn run(cli: Cli) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let result = runtime.block_on(async {
+    let result: Result<(), Failure> = runtime.block_on(async {
         match cli.command {
-            Command::Bench(command) => bench::run(command).await,
+            Command::Serve(args) => serve(args).await,
+            Command::Replay(args) => replay(args).await,
+            Command::Bench(command) => bench::run(command).await.map_err(|e| e.to_string().into()),
         }
     });
     match result {
@@ -37,4 +89,58 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn serve(args: ServeArgs) -> Result<(), Failure> {
+    let url = args.store.store_url();
+    let store = url.open()?;
+    let tokens = Tokens::load_or_create(&args.store.data_dir, std::env::var("TASKLOG_TOKEN").ok())?;
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let server = Server::start(listener, store, tokens, Arc::new(SystemClock)).await?;
+    tracing::info!(addr = %server.addr, store = %url, "tasklog is serving");
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    server.stop().await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("a SIGTERM handler");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
+async fn replay(args: StoreArgs) -> Result<(), Failure> {
+    let store = args.store_url().open()?;
+    let started = Instant::now();
+    let mut projections = Projections::default();
+    let mut after = Position::START;
+    let mut events = 0u64;
+    loop {
+        let page = store.read_all(after, 8192).await?;
+        let Some(last) = page.last() else { break };
+        after = last.position;
+        events += page.len() as u64;
+        page.iter().for_each(|event| projections.apply(event));
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!("events: {events}");
+    println!("position: {}", projections.position);
+    println!("tasks: {}", projections.tasks.len());
+    for state in TaskState::ALL {
+        println!("{}: {}", state.as_str(), projections.stats.total(state));
+    }
+    println!("seconds: {seconds:.3}");
+    println!("events_per_s: {:.0}", events as f64 / seconds.max(1e-9));
+    Ok(())
 }

@@ -2,13 +2,27 @@
 //!
 //! Every task create and state change is an immutable event in an append-only
 //! log ([`tasklog_events`]); projections fold the log into the current views
-//! ([`tasklog_projections`]); this crate wires them to the command line.
+//! ([`tasklog_projections`]); this crate takes commands over HTTP and answers
+//! from the views.
 //!
 //! # Layout
-//! - [`cli`]: the `tasklog` command and its subcommands.
+//! - [`cli`]: the `tasklog` command and its subcommands; `main.rs` only calls it.
+//! - [`server`]: `tasklog serve` wiring: store, views, jobs, HTTP.
+//! - [`api`]: the axum router ([`api::app`], [`api::run`]), handlers, wire types, errors, OpenAPI.
+//! - [`auth`]: bearer tokens and their scopes.
+//! - [`commands`]: the pure rules: a task and a command in, events out.
+//! - [`task_service`]: runs commands against the store, retrying on conflicts, and claims.
+//! - [`jobs`]: expiry and lease lapses, driven by the [`clock`].
 //! - [`store_url`]: the `--store` setting, and opening the backend it names.
 //! - [`bench`]: `tasklog bench`, the figures the project is measured by.
 
+pub mod api;
+pub mod auth;
 pub mod bench;
 pub mod cli;
+pub mod clock;
+pub mod commands;
+pub mod jobs;
+pub mod server;
 pub mod store_url;
+pub mod task_service;

@@ -1,0 +1,178 @@
+//! The task view: one task as the contract shows it, folded from its stream.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tasklog_events::{Position, RecordedEvent, TaskEvent, TaskId};
+
+/// The contract's task states.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskState {
+    Pending,
+    Running,
+    Failed,
+    Completed,
+}
+
+impl TaskState {
+    pub const ALL: [TaskState; 4] = [
+        TaskState::Pending,
+        TaskState::Running,
+        TaskState::Failed,
+        TaskState::Completed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Pending => "pending",
+            TaskState::Running => "running",
+            TaskState::Failed => "failed",
+            TaskState::Completed => "completed",
+        }
+    }
+}
+
+/// Who holds a running task, and until when.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Lease {
+    pub worker: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A task as it stands after the events folded into it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskView {
+    pub id: TaskId,
+    pub name: String,
+    pub task_type: String,
+    pub priority: i64,
+    pub data: serde_json::Map<String, serde_json::Value>,
+    pub available_time: DateTime<Utc>,
+    pub expiration_time: DateTime<Utc>,
+    pub state: TaskState,
+    pub error: Option<String>,
+    pub run_time: Option<DateTime<Utc>>,
+    /// Seconds from `run_time` to the end of the run.
+    pub duration: Option<f64>,
+    pub created_time: DateTime<Utc>,
+    pub modified_time: DateTime<Utc>,
+    /// The running task's lease; `None` unless running.
+    pub lease: Option<Lease>,
+    /// How many runs the task has started.
+    pub attempts: u32,
+    /// The stream revision of the last event folded in: the next expected revision.
+    pub revision: u64,
+    /// The global position of the last event folded in.
+    pub position: Position,
+    /// The global position of the task's first event: its place in listings.
+    pub created_position: Position,
+}
+
+impl TaskView {
+    /// Folds one event of the task's stream into the view. The first event of a
+    /// stream must be `TaskCreated`; `None` then becomes the view.
+    pub fn apply(view: &mut Option<TaskView>, recorded: &RecordedEvent, event: &TaskEvent) {
+        let at = recorded.recorded_at;
+        if let TaskEvent::Created(created) = event {
+            let Some(id) = TaskId::from_stream(&recorded.stream) else {
+                return;
+            };
+            *view = Some(TaskView {
+                id,
+                name: created.name.clone(),
+                task_type: created.task_type.clone(),
+                priority: created.priority,
+                data: created.data.clone(),
+                available_time: created.available_time,
+                expiration_time: created.expiration_time,
+                state: TaskState::Pending,
+                error: None,
+                run_time: None,
+                duration: None,
+                created_time: at,
+                modified_time: at,
+                lease: None,
+                attempts: 0,
+                revision: recorded.revision,
+                position: recorded.position,
+                created_position: recorded.position,
+            });
+            return;
+        }
+        let Some(task) = view.as_mut() else { return };
+        match event {
+            TaskEvent::Created(_) => unreachable!("handled above"),
+            TaskEvent::Started(started) => {
+                task.state = TaskState::Running;
+                task.run_time = Some(at);
+                task.duration = None;
+                task.error = None;
+                task.attempts = started.attempt;
+                task.lease = Some(Lease {
+                    worker: started.worker.clone(),
+                    expires_at: started.lease_expires_at,
+                });
+            }
+            TaskEvent::LeaseRenewed(renewed) => {
+                task.lease = Some(Lease {
+                    worker: renewed.worker.clone(),
+                    expires_at: renewed.lease_expires_at,
+                });
+            }
+            TaskEvent::Completed(_) => {
+                task.finish_run(at);
+                task.state = TaskState::Completed;
+            }
+            TaskEvent::Failed(failed) => {
+                task.finish_run(at);
+                task.state = TaskState::Failed;
+                task.error = Some(failed.error.clone());
+            }
+            TaskEvent::Expired(expired) => {
+                task.state = TaskState::Failed;
+                task.error = Some(expired.error.clone());
+            }
+            TaskEvent::Cancelled(cancelled) => {
+                if task.state == TaskState::Running {
+                    task.finish_run(at);
+                }
+                task.state = TaskState::Failed;
+                task.lease = None;
+                task.error = Some(match &cancelled.reason {
+                    Some(reason) => format!("cancelled: {reason}"),
+                    None => "cancelled".to_owned(),
+                });
+            }
+            TaskEvent::Requeued(requeued) => {
+                task.state = TaskState::Pending;
+                task.lease = None;
+                task.error = Some(requeued.reason.clone());
+            }
+        }
+        task.modified_time = at;
+        task.revision = recorded.revision;
+        task.position = recorded.position;
+    }
+
+    fn finish_run(&mut self, at: DateTime<Utc>) {
+        self.lease = None;
+        if let Some(run_time) = self.run_time {
+            self.duration = Some((at - run_time).num_microseconds().unwrap_or(0) as f64 / 1e6);
+        }
+    }
+
+    /// Folds a whole stream: the task as of its last event.
+    pub fn fold<'a>(events: impl IntoIterator<Item = &'a RecordedEvent>) -> Option<TaskView> {
+        let mut view = None;
+        for recorded in events {
+            if let Ok(event) = TaskEvent::decode(
+                &recorded.event_type,
+                recorded.schema_version,
+                &recorded.payload,
+            ) {
+                TaskView::apply(&mut view, recorded, &event);
+            }
+        }
+        view
+    }
+}

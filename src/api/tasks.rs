@@ -1,0 +1,306 @@
+//! `/v1/tasks`: create, read, list, and the worker's claim, heartbeat,
+//! complete and fail, and cancel.
+
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use serde_json::{Map, Value};
+use tasklog_events::{Position, TaskId};
+use tasklog_projections::TaskState;
+
+use super::error::{ApiError, ErrorBody, Json};
+use super::wire::*;
+use super::{Actor, AppState, PositionHeader};
+use crate::auth::Scope;
+use crate::commands::Command;
+use crate::task_service::Written;
+
+/// The routes, each behind the scope it needs.
+pub fn routes(state: &AppState) -> Router<AppState> {
+    let write = Router::new()
+        .route("/v1/tasks", post(create))
+        .route("/v1/tasks/{id}/cancel", post(cancel));
+    let read = Router::new()
+        .route("/v1/tasks", get(list))
+        .route("/v1/tasks/{id}", get(show));
+    let work = Router::new()
+        .route("/v1/tasks/claim", post(claim))
+        .route("/v1/tasks/{id}/heartbeat", post(heartbeat))
+        .route("/v1/tasks/{id}/complete", post(complete))
+        .route("/v1/tasks/{id}/fail", post(fail));
+    super::scoped(write, state, Scope::TasksWrite)
+        .merge(super::scoped(read, state, Scope::TasksRead))
+        .merge(super::scoped(work, state, Scope::TasksWork))
+}
+
+fn answer(written: Written) -> Response {
+    (
+        PositionHeader(written.position),
+        axum::Json(Task::from(&written.task)),
+    )
+        .into_response()
+}
+
+fn task_id(id: &str) -> Result<TaskId, ApiError> {
+    id.parse().map_err(|_| ApiError::task_not_found(id))
+}
+
+fn checked(problems: Map<String, Value>) -> Result<(), ApiError> {
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_fields(problems))
+    }
+}
+
+/// Create a task, pending until its `availableTime`.
+#[utoipa::path(post, path = "/v1/tasks", tag = "tasks", request_body = CreateTaskSchema,
+    responses((status = 200, body = Task), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    actor: Extension<Actor>,
+    Json(body): Json<Value>,
+) -> Result<Response, ApiError> {
+    let created = parse_create(body)?;
+    let written = state
+        .service
+        .execute(TaskId::new(), Command::Create(created), &actor.metadata())
+        .await?;
+    Ok(answer(written))
+}
+
+/// One task.
+#[utoipa::path(get, path = "/v1/tasks/{id}", tag = "tasks", params(("id" = String, Path, description = "the task id")),
+    responses((status = 200, body = Task), (status = 404, body = ErrorBody)))]
+pub async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let task = state
+        .service
+        .view(task_id(&id)?)
+        .ok_or_else(|| ApiError::task_not_found(&id))?;
+    Ok(axum::Json(Task::from(&task)).into_response())
+}
+
+/// Tasks in the order they were created, filtered by state and type, a page at a time.
+#[utoipa::path(get, path = "/v1/tasks", tag = "tasks", params(ListQuery),
+    responses((status = 200, body = TaskList), (status = 400, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    Query(query): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    let mut problems = Map::new();
+    let wanted_state = match query.state.as_deref() {
+        None => None,
+        Some(text) => {
+            let found = TaskState::ALL.into_iter().find(|s| s.as_str() == text);
+            if found.is_none() {
+                problems.insert(
+                    "state".into(),
+                    "must be pending, running, failed or completed".into(),
+                );
+            }
+            found
+        }
+    };
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        problems.insert("limit".into(), "must be from 1 to 1000".into());
+    }
+    let after = match query.cursor.as_deref() {
+        None => Position::START,
+        Some(cursor) => decode_cursor(cursor).unwrap_or_else(|| {
+            problems.insert(
+                "cursor".into(),
+                "is not a cursor this server gave out".into(),
+            );
+            Position::START
+        }),
+    };
+    checked(problems)?;
+    let views = state
+        .service
+        .views
+        .projections
+        .read()
+        .expect("projections lock");
+    let mut matching = views
+        .by_creation
+        .range(Position(after.0 + 1)..)
+        .filter_map(|(_, id)| views.tasks.get(id))
+        .filter(|t| wanted_state.is_none_or(|s| t.state == s))
+        .filter(|t| {
+            query
+                .task_type
+                .as_deref()
+                .is_none_or(|ty| t.task_type == ty)
+        });
+    let tasks: Vec<_> = matching.by_ref().take(limit).collect();
+    let next_cursor = match (tasks.last(), matching.next()) {
+        (Some(last), Some(_)) => Some(encode_cursor(last.created_position)),
+        _ => None,
+    };
+    let body = TaskList {
+        tasks: tasks.into_iter().map(Task::from).collect(),
+        next_cursor,
+    };
+    Ok(axum::Json(body).into_response())
+}
+
+/// Cursors are opaque to clients; inside, the creation position of the last task shown.
+fn encode_cursor(position: Position) -> String {
+    format!("c{:x}", position.0)
+}
+
+fn decode_cursor(cursor: &str) -> Option<Position> {
+    u64::from_str_radix(cursor.strip_prefix('c')?, 16)
+        .ok()
+        .map(Position)
+}
+
+/// Claim the best available task of the given types: highest priority, then
+/// earliest available time, then oldest. 204 when none is available within `waitSeconds`.
+#[utoipa::path(post, path = "/v1/tasks/claim", tag = "workers", request_body = ClaimRequest,
+    responses((status = 200, body = Task), (status = 204, description = "no task available"), (status = 400, body = ErrorBody)))]
+pub async fn claim(
+    State(state): State<AppState>,
+    actor: Extension<Actor>,
+    Json(body): Json<ClaimRequest>,
+) -> Result<Response, ApiError> {
+    let mut problems = Map::new();
+    check_text("worker", &body.worker, &mut problems);
+    check_lease(body.lease_seconds, &mut problems);
+    if body.types.is_empty() {
+        problems.insert("types".into(), "must name at least one task type".into());
+    }
+    if body.wait_seconds > MAX_WAIT_SECONDS {
+        problems.insert(
+            "waitSeconds".into(),
+            format!("must be from 0 to {MAX_WAIT_SECONDS}").into(),
+        );
+    }
+    checked(problems)?;
+    let lease = chrono::Duration::seconds(body.lease_seconds.into());
+    let wait = Duration::from_secs(body.wait_seconds.into());
+    match state
+        .service
+        .claim(&body.types, &body.worker, lease, wait, &actor.metadata())
+        .await?
+    {
+        Some(written) => Ok(answer(written)),
+        None => Ok((
+            PositionHeader(state.service.views.position()),
+            StatusCode::NO_CONTENT,
+        )
+            .into_response()),
+    }
+}
+
+/// Extend the lease of a running task; only its worker may.
+#[utoipa::path(post, path = "/v1/tasks/{id}/heartbeat", tag = "workers", request_body = HeartbeatRequest,
+    params(("id" = String, Path, description = "the task id")),
+    responses((status = 200, body = Task), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn heartbeat(
+    State(state): State<AppState>,
+    actor: Extension<Actor>,
+    Path(id): Path<String>,
+    Json(body): Json<HeartbeatRequest>,
+) -> Result<Response, ApiError> {
+    let mut problems = Map::new();
+    check_text("worker", &body.worker, &mut problems);
+    check_lease(body.lease_seconds, &mut problems);
+    checked(problems)?;
+    let lease = chrono::Duration::seconds(body.lease_seconds.into());
+    let command = Command::Heartbeat {
+        worker: body.worker,
+        lease,
+    };
+    Ok(answer(
+        state
+            .service
+            .execute(task_id(&id)?, command, &actor.metadata())
+            .await?,
+    ))
+}
+
+/// Finish a running task; only its worker may.
+#[utoipa::path(post, path = "/v1/tasks/{id}/complete", tag = "workers", request_body = CompleteRequest,
+    params(("id" = String, Path, description = "the task id")),
+    responses((status = 200, body = Task), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn complete(
+    State(state): State<AppState>,
+    actor: Extension<Actor>,
+    Path(id): Path<String>,
+    Json(body): Json<CompleteRequest>,
+) -> Result<Response, ApiError> {
+    let mut problems = Map::new();
+    check_text("worker", &body.worker, &mut problems);
+    checked(problems)?;
+    let command = Command::Complete {
+        worker: body.worker,
+    };
+    Ok(answer(
+        state
+            .service
+            .execute(task_id(&id)?, command, &actor.metadata())
+            .await?,
+    ))
+}
+
+/// Give up on a running task, saying why; only its worker may.
+#[utoipa::path(post, path = "/v1/tasks/{id}/fail", tag = "workers", request_body = FailRequest,
+    params(("id" = String, Path, description = "the task id")),
+    responses((status = 200, body = Task), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn fail(
+    State(state): State<AppState>,
+    actor: Extension<Actor>,
+    Path(id): Path<String>,
+    Json(body): Json<FailRequest>,
+) -> Result<Response, ApiError> {
+    let mut problems = Map::new();
+    check_text("worker", &body.worker, &mut problems);
+    check_text("error", &body.error, &mut problems);
+    checked(problems)?;
+    let command = Command::Fail {
+        worker: body.worker,
+        error: body.error,
+    };
+    Ok(answer(
+        state
+            .service
+            .execute(task_id(&id)?, command, &actor.metadata())
+            .await?,
+    ))
+}
+
+/// Cancel a pending or running task: it fails with the reason as its error.
+#[utoipa::path(post, path = "/v1/tasks/{id}/cancel", tag = "tasks", request_body = CancelRequest,
+    params(("id" = String, Path, description = "the task id")),
+    responses((status = 200, body = Task), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    actor: Extension<Actor>,
+    Path(id): Path<String>,
+    Json(body): Json<CancelRequest>,
+) -> Result<Response, ApiError> {
+    let mut problems = Map::new();
+    if let Some(reason) = &body.reason {
+        check_text("reason", reason, &mut problems);
+    }
+    checked(problems)?;
+    let command = Command::Cancel {
+        reason: body.reason,
+    };
+    Ok(answer(
+        state
+            .service
+            .execute(task_id(&id)?, command, &actor.metadata())
+            .await?,
+    ))
+}

@@ -1,0 +1,249 @@
+//! Given the events of a task, when a command arrives, then these events (or this rejection).
+
+use chrono::{DateTime, Duration, Utc};
+use tasklog_events::task_event::*;
+use tasklog_events::{Metadata, Position, RecordedEvent, TaskEvent, TaskId};
+use tasklog_projections::TaskView;
+
+use super::{decide, Command, Rejection};
+
+fn t(seconds: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(1_800_000_000 + seconds, 0).unwrap()
+}
+
+fn created() -> TaskEvent {
+    TaskEvent::Created(TaskCreated {
+        name: "send".into(),
+        task_type: "email".into(),
+        priority: 1,
+        data: Default::default(),
+        available_time: t(10),
+        expiration_time: t(100),
+    })
+}
+
+fn started(worker: &str, lease_until: i64) -> TaskEvent {
+    TaskEvent::Started(TaskStarted {
+        worker: worker.into(),
+        lease_expires_at: t(lease_until),
+        attempt: 1,
+    })
+}
+
+/// The task after `events`, each recorded a second after the one before.
+fn given(events: &[TaskEvent]) -> Option<TaskView> {
+    let stream = TaskId::new().stream();
+    let recorded: Vec<RecordedEvent> = events
+        .iter()
+        .enumerate()
+        .map(|(i, event)| {
+            let new = event.to_new_event(t(i as i64 + 11), Metadata::default());
+            RecordedEvent {
+                position: Position(i as u64 + 1),
+                stream: stream.clone(),
+                revision: i as u64,
+                id: new.id,
+                event_type: new.event_type,
+                schema_version: new.schema_version,
+                recorded_at: new.recorded_at,
+                payload: new.payload,
+                metadata: new.metadata,
+                hash: [0; 32],
+            }
+        })
+        .collect();
+    TaskView::fold(&recorded)
+}
+
+fn when(task: Option<TaskView>, command: Command, now: i64) -> Result<Vec<TaskEvent>, Rejection> {
+    decide(task.as_ref(), &command, t(now))
+}
+
+fn conflict(result: Result<Vec<TaskEvent>, Rejection>) -> String {
+    match result {
+        Err(Rejection::Conflict(message)) => message,
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_new_task_is_created() {
+    assert_eq!(
+        when(
+            None,
+            Command::Create(match created() {
+                TaskEvent::Created(c) => c,
+                _ => unreachable!(),
+            }),
+            0
+        ),
+        Ok(vec![created()])
+    );
+}
+
+#[test]
+fn commands_on_a_missing_task_are_not_found() {
+    assert_eq!(
+        when(None, Command::Complete { worker: "w".into() }, 0),
+        Err(Rejection::NotFound)
+    );
+}
+
+#[test]
+fn a_pending_task_is_claimed_with_a_lease_from_now() {
+    let events = when(
+        given(&[created()]),
+        Command::Claim {
+            worker: "w".into(),
+            lease: Duration::seconds(30),
+        },
+        20,
+    )
+    .unwrap();
+    assert_eq!(
+        events,
+        vec![TaskEvent::Started(TaskStarted {
+            worker: "w".into(),
+            lease_expires_at: t(50),
+            attempt: 1
+        })]
+    );
+}
+
+#[test]
+fn a_task_is_not_claimed_before_its_available_time_or_after_it_expired() {
+    let claim = || Command::Claim {
+        worker: "w".into(),
+        lease: Duration::seconds(30),
+    };
+    assert!(conflict(when(given(&[created()]), claim(), 5)).contains("pending until"));
+    assert!(conflict(when(given(&[created()]), claim(), 100)).contains("expired"));
+}
+
+#[test]
+fn a_running_task_cannot_be_claimed_again_and_the_conflict_names_its_state() {
+    let message = conflict(when(
+        given(&[created(), started("w", 50)]),
+        Command::Claim {
+            worker: "v".into(),
+            lease: Duration::seconds(5),
+        },
+        20,
+    ));
+    assert!(message.contains("running"), "{message}");
+}
+
+#[test]
+fn only_the_lease_holder_completes_fails_or_heartbeats() {
+    let task = || given(&[created(), started("w", 50)]);
+    assert_eq!(
+        when(task(), Command::Complete { worker: "w".into() }, 20),
+        Ok(vec![TaskEvent::Completed(TaskCompleted {
+            worker: "w".into()
+        })])
+    );
+    assert!(
+        conflict(when(task(), Command::Complete { worker: "v".into() }, 20))
+            .contains("another worker")
+    );
+    assert!(conflict(when(
+        task(),
+        Command::Fail {
+            worker: "v".into(),
+            error: "x".into()
+        },
+        20
+    ))
+    .contains("another worker"));
+    let renewed = when(
+        task(),
+        Command::Heartbeat {
+            worker: "w".into(),
+            lease: Duration::seconds(60),
+        },
+        20,
+    )
+    .unwrap();
+    assert_eq!(
+        renewed,
+        vec![TaskEvent::LeaseRenewed(TaskLeaseRenewed {
+            worker: "w".into(),
+            lease_expires_at: t(80)
+        })]
+    );
+}
+
+#[test]
+fn a_lapsed_lease_ends_the_workers_say() {
+    let task = given(&[created(), started("w", 50)]);
+    assert!(
+        conflict(when(task, Command::Complete { worker: "w".into() }, 50))
+            .contains("lease expired")
+    );
+}
+
+#[test]
+fn a_lapsed_lease_requeues_the_task_and_only_then() {
+    let task = || given(&[created(), started("w", 50)]);
+    assert!(conflict(when(task(), Command::RequeueLapsed, 49)).contains("not lapsed"));
+    let events = when(task(), Command::RequeueLapsed, 50).unwrap();
+    assert!(matches!(&events[..], [TaskEvent::Requeued(r)] if r.worker == "w"));
+    // Requeued, it is pending again and a new run is the second attempt.
+    let mut history = vec![created(), started("w", 50)];
+    history.extend(events);
+    let again = when(
+        given(&history),
+        Command::Claim {
+            worker: "v".into(),
+            lease: Duration::seconds(10),
+        },
+        60,
+    )
+    .unwrap();
+    assert!(matches!(&again[..], [TaskEvent::Started(s)] if s.attempt == 2));
+}
+
+#[test]
+fn a_pending_task_expires_at_its_expiration_time_and_not_before() {
+    assert!(conflict(when(given(&[created()]), Command::Expire, 99)).contains("not expired"));
+    let events = when(given(&[created()]), Command::Expire, 100).unwrap();
+    assert!(matches!(&events[..], [TaskEvent::Expired(e)] if e.error.contains("expired")));
+    assert!(conflict(when(
+        given(&[created(), started("w", 500)]),
+        Command::Expire,
+        200
+    ))
+    .contains("running"));
+}
+
+#[test]
+fn pending_and_running_tasks_cancel_finished_ones_do_not() {
+    let cancel = || Command::Cancel {
+        reason: Some("dup".into()),
+    };
+    assert!(when(given(&[created()]), cancel(), 20).is_ok());
+    assert!(when(given(&[created(), started("w", 50)]), cancel(), 20).is_ok());
+    let done = given(&[
+        created(),
+        started("w", 50),
+        TaskEvent::Completed(TaskCompleted { worker: "w".into() }),
+    ]);
+    assert!(conflict(when(done, cancel(), 20)).contains("completed"));
+}
+
+#[test]
+fn the_view_sets_run_time_and_duration_from_event_times() {
+    let view = given(&[
+        created(),
+        started("w", 50),
+        TaskEvent::Failed(TaskFailed {
+            worker: "w".into(),
+            error: "boom".into(),
+        }),
+    ])
+    .unwrap();
+    assert_eq!(view.run_time, Some(t(12)));
+    assert_eq!(view.duration, Some(1.0));
+    assert_eq!(view.error.as_deref(), Some("boom"));
+    assert_eq!((view.created_time, view.modified_time), (t(11), t(13)));
+}
