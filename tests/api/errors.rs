@@ -1,0 +1,266 @@
+//! Every bad request gets a 4xx with the error body, and writes nothing.
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use super::*;
+
+/// Sends `request`, snapshots status and body under `name`, and checks the log did not move.
+async fn rejected(
+    api: &TestServer,
+    name: &str,
+    answer: impl std::future::Future<Output = Answer>,
+    status: StatusCode,
+) {
+    let before = api.position().await;
+    let answer = answer.await;
+    assert_eq!(answer.status, status, "{name}: {:?}", answer.body);
+    assert_eq!(
+        answer.body["code"],
+        status.as_u16(),
+        "{name}: the body names the status"
+    );
+    assert!(
+        answer.body["message"].is_string(),
+        "{name}: the body has a message"
+    );
+    insta::assert_json_snapshot!(name, answer.snapshot());
+    assert_eq!(
+        api.position().await,
+        before,
+        "{name}: a rejected request wrote to the log"
+    );
+}
+
+#[tokio::test]
+async fn bad_create_bodies_are_400_with_the_fields_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = TestServer::start_in(dir.path(), start_time()).await;
+    api.create("seed", "email", 1).await;
+    rejected(
+        &api,
+        "malformed_json",
+        api.post_raw("/v1/tasks", "{\"name\": "),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    rejected(
+        &api,
+        "not_an_object",
+        api.post("/v1/tasks", json!([1, 2])),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    rejected(
+        &api,
+        "missing_fields",
+        api.post("/v1/tasks", json!({"name": "x"})),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    let wrong_types = json!({"name": 1, "type": [], "priority": 1.5, "data": "x", "availableTime": 5, "expirationTime": null});
+    rejected(
+        &api,
+        "wrong_types",
+        api.post("/v1/tasks", wrong_types),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    let mut no_zone = task_body("x", "email", 1);
+    no_zone["availableTime"] = json!("2030-01-01T00:00:00");
+    rejected(
+        &api,
+        "time_without_zone",
+        api.post("/v1/tasks", no_zone),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    let mut backwards = task_body("x", "email", 1);
+    backwards["expirationTime"] = json!("2029-12-31T22:00:00Z");
+    rejected(
+        &api,
+        "expiration_not_after_available",
+        api.post("/v1/tasks", backwards),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    let mut unknown = task_body("x", "email", 1);
+    unknown["colour"] = json!("red");
+    rejected(
+        &api,
+        "unknown_field",
+        api.post("/v1/tasks", unknown),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    let mut huge = task_body("x", "email", 1);
+    huge["data"] = json!({"blob": "x".repeat(2 * 1024 * 1024)});
+    rejected(
+        &api,
+        "oversized_body",
+        api.post("/v1/tasks", huge),
+        StatusCode::PAYLOAD_TOO_LARGE,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn unknown_tasks_are_404_and_bad_transitions_409_naming_the_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = TestServer::start_in(dir.path(), start_time()).await;
+    let id = api.create("seed", "email", 1).await;
+    let missing = "0123456789abcdef0123456789abcdef";
+    rejected(
+        &api,
+        "unknown_task",
+        api.get(&format!("/v1/tasks/{missing}")),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    rejected(
+        &api,
+        "malformed_task_id",
+        api.get("/v1/tasks/not-an-id"),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    rejected(
+        &api,
+        "complete_unknown_task",
+        api.post(
+            &format!("/v1/tasks/{missing}/complete"),
+            json!({"worker": "w"}),
+        ),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    rejected(
+        &api,
+        "complete_pending_task",
+        api.post(&format!("/v1/tasks/{id}/complete"), json!({"worker": "w"})),
+        StatusCode::CONFLICT,
+    )
+    .await;
+    api.post("/v1/tasks/claim", claim_body("w1", &["email"]))
+        .await;
+    rejected(
+        &api,
+        "complete_by_another_worker",
+        api.post(&format!("/v1/tasks/{id}/complete"), json!({"worker": "w2"})),
+        StatusCode::CONFLICT,
+    )
+    .await;
+    api.post(&format!("/v1/tasks/{id}/complete"), json!({"worker": "w1"}))
+        .await;
+    rejected(
+        &api,
+        "cancel_completed_task",
+        api.post(&format!("/v1/tasks/{id}/cancel"), json!({})),
+        StatusCode::CONFLICT,
+    )
+    .await;
+    rejected(
+        &api,
+        "claim_without_types",
+        api.post(
+            "/v1/tasks/claim",
+            json!({"types": [], "worker": "", "leaseSeconds": 0}),
+        ),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    rejected(
+        &api,
+        "claim_missing_worker",
+        api.post(
+            "/v1/tasks/claim",
+            json!({"types": ["email"], "leaseSeconds": 5}),
+        ),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    rejected(
+        &api,
+        "list_bad_state",
+        api.get("/v1/tasks?state=done&limit=0"),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn no_token_or_a_bad_one_is_401_and_a_missing_scope_403() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = TestServer::start_in(dir.path(), start_time()).await;
+    api.create("seed", "email", 1).await;
+    let body = || Some(task_body("x", "email", 1));
+    rejected(
+        &api,
+        "no_token",
+        api.request(Method::POST, "/v1/tasks", None, body()),
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    rejected(
+        &api,
+        "bad_token",
+        api.request(Method::POST, "/v1/tasks", Some("nope"), body()),
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    rejected(
+        &api,
+        "reader_creates",
+        api.request(Method::POST, "/v1/tasks", Some(READER), body()),
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    rejected(
+        &api,
+        "reader_claims",
+        api.request(
+            Method::POST,
+            "/v1/tasks/claim",
+            Some(READER),
+            Some(claim_body("w", &["email"])),
+        ),
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    rejected(
+        &api,
+        "worker_cancels",
+        api.request(
+            Method::POST,
+            "/v1/tasks/0123456789abcdef0123456789abcdef/cancel",
+            Some(WORKER),
+            Some(json!({})),
+        ),
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    let listed = api
+        .request(Method::GET, "/v1/tasks", Some(READER), None)
+        .await;
+    assert_eq!(listed.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_with_the_error_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = TestServer::start_in(dir.path(), start_time()).await;
+    rejected(
+        &api,
+        "unknown_route",
+        api.get("/v2/everything"),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    rejected(
+        &api,
+        "wrong_method",
+        api.request(Method::DELETE, "/v1/tasks", Some(ADMIN), None),
+        StatusCode::METHOD_NOT_ALLOWED,
+    )
+    .await;
+}

@@ -1,0 +1,195 @@
+//! End-to-end tests of the HTTP API, against a real server on 127.0.0.1:0 with
+//! a controlled clock.
+
+mod errors;
+mod lifecycle;
+mod workers;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tasklog::auth::{Scope, Token, Tokens};
+use tasklog::clock::ManualClock;
+use tasklog::server::Server;
+use tasklog::store_url::StoreUrl;
+
+/// The clock every test starts at.
+pub fn start_time() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2030-01-01T00:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+pub struct TestServer {
+    pub server: Server,
+    pub clock: ManualClock,
+    base: String,
+    client: reqwest::Client,
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub position: Option<u64>,
+    pub body: Value,
+}
+
+impl Answer {
+    /// Status and body together, for snapshots.
+    pub fn snapshot(&self) -> Value {
+        json!({"status": self.status.as_u16(), "body": self.body})
+    }
+}
+
+pub const ADMIN: &str = "admin-secret";
+pub const READER: &str = "reader-secret";
+pub const WORKER: &str = "worker-secret";
+
+fn tokens() -> Tokens {
+    let token = |name: &str, token: &str, scopes: Vec<Scope>| Token {
+        name: name.into(),
+        token: token.into(),
+        scopes,
+    };
+    Tokens {
+        tokens: vec![
+            token("admin", ADMIN, vec![Scope::Admin]),
+            token("reader", READER, vec![Scope::TasksRead]),
+            token("worker", WORKER, vec![Scope::TasksWork, Scope::TasksRead]),
+        ],
+    }
+}
+
+impl TestServer {
+    /// A server on the embedded store in `dir`, its clock at `now`.
+    pub async fn start_in(dir: &Path, now: DateTime<Utc>) -> TestServer {
+        let store = StoreUrl::default_in(dir).open().unwrap();
+        let clock = ManualClock::new(now);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = Server::start(listener, store, tokens(), Arc::new(clock.clone()))
+            .await
+            .unwrap();
+        let base = format!("http://{}", server.addr);
+        TestServer {
+            server,
+            clock,
+            base,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Answer {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        read(request.send().await.unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        self.request(reqwest::Method::GET, path, Some(ADMIN), None)
+            .await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Answer {
+        self.request(reqwest::Method::POST, path, Some(ADMIN), Some(body))
+            .await
+    }
+
+    /// Sends raw bytes as a JSON body.
+    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> Answer {
+        let request = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(ADMIN)
+            .header("content-type", "application/json")
+            .body(body);
+        read(request.send().await.unwrap()).await
+    }
+
+    pub fn clock_now(&self) -> DateTime<Utc> {
+        use tasklog::clock::Clock;
+        self.clock.now()
+    }
+
+    pub fn client(&self) -> (&reqwest::Client, &str) {
+        (&self.client, &self.base)
+    }
+
+    /// Creates a task of `task_type`; returns its id.
+    pub async fn create(&self, name: &str, task_type: &str, priority: i64) -> String {
+        let answer = self
+            .post("/v1/tasks", task_body(name, task_type, priority))
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+        answer.body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// The head of the log, as the server reports it.
+    pub async fn position(&self) -> u64 {
+        self.get("/v1/tasks?limit=1").await.position.unwrap()
+    }
+
+    /// Asks again, up to a few seconds, until `done` holds of the task.
+    pub async fn await_task(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+        for _ in 0..100 {
+            let answer = self.get(&format!("/v1/tasks/{id}")).await;
+            if done(&answer.body) {
+                return answer.body;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!(
+            "task {id} never got there: {:?}",
+            self.get(&format!("/v1/tasks/{id}")).await.body
+        );
+    }
+}
+
+async fn read(response: reqwest::Response) -> Answer {
+    let status = response.status();
+    let position = response
+        .headers()
+        .get("tasklog-position")
+        .map(|v| v.to_str().unwrap().parse().unwrap());
+    let text = response.text().await.unwrap();
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    Answer {
+        status,
+        position,
+        body,
+    }
+}
+
+/// A create body, available an hour before the start time and expiring an hour after.
+pub fn task_body(name: &str, task_type: &str, priority: i64) -> Value {
+    json!({
+        "name": name,
+        "type": task_type,
+        "priority": priority,
+        "data": {"to": "ada@example.com"},
+        "availableTime": "2029-12-31T23:00:00Z",
+        "expirationTime": "2030-01-01T01:00:00+00:00",
+    })
+}
+
+pub fn claim_body(worker: &str, types: &[&str]) -> Value {
+    json!({"types": types, "worker": worker, "leaseSeconds": 60})
+}

@@ -1,0 +1,243 @@
+//! Workers racing for tasks, long polls, and time: expiry and lapsed leases on
+//! a controlled clock. Then a rebuild from position 0 must equal the live views.
+
+use std::collections::HashMap;
+
+use reqwest::StatusCode;
+use serde_json::json;
+use tasklog_events::{Position, RecordedEvent};
+use tasklog_projections::Projections;
+
+use super::*;
+
+async fn all_events(api: &TestServer) -> Vec<RecordedEvent> {
+    let store = &api.server.state.service.store;
+    let mut events = Vec::new();
+    loop {
+        let after = events
+            .last()
+            .map_or(Position::START, |e: &RecordedEvent| e.position);
+        let page = store.read_all(after, 10_000).await.unwrap();
+        if page.is_empty() {
+            return events;
+        }
+        events.extend(page);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_workers_run_every_task_exactly_once() {
+    const TASKS: usize = 200;
+    const WORKERS: usize = 16;
+    let dir = tempfile::tempdir().unwrap();
+    let api = Arc::new(TestServer::start_in(dir.path(), start_time()).await);
+    for i in 0..TASKS {
+        api.create(&format!("t{i}"), "race", (i % 4) as i64).await;
+    }
+    let mut workers = Vec::new();
+    for w in 0..WORKERS {
+        let api = api.clone();
+        workers.push(tokio::spawn(async move {
+            let worker = format!("w{w}");
+            let mut done = Vec::new();
+            loop {
+                let claimed = api
+                    .post("/v1/tasks/claim", claim_body(&worker, &["race"]))
+                    .await;
+                if claimed.status == StatusCode::NO_CONTENT {
+                    return done;
+                }
+                assert_eq!(claimed.status, StatusCode::OK, "{:?}", claimed.body);
+                let id = claimed.body["id"].as_str().unwrap().to_owned();
+                let completed = api
+                    .post(
+                        &format!("/v1/tasks/{id}/complete"),
+                        json!({"worker": worker}),
+                    )
+                    .await;
+                assert_eq!(
+                    completed.status,
+                    StatusCode::OK,
+                    "{worker} lost {id}: {:?}",
+                    completed.body
+                );
+                done.push(id);
+            }
+        }));
+    }
+    let mut runs: HashMap<String, usize> = HashMap::new();
+    for worker in workers {
+        for id in worker.await.unwrap() {
+            *runs.entry(id).or_default() += 1;
+        }
+    }
+    assert_eq!(runs.len(), TASKS, "every task ran");
+    assert!(runs.values().all(|n| *n == 1), "a task ran twice");
+    let starts = all_events(&api)
+        .await
+        .into_iter()
+        .filter(|e| e.event_type == "TaskStarted")
+        .count();
+    assert_eq!(starts, TASKS, "the log holds one start per task");
+}
+
+#[tokio::test]
+async fn a_long_poll_returns_a_task_created_while_it_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = Arc::new(TestServer::start_in(dir.path(), start_time()).await);
+    let waiting = {
+        let api = api.clone();
+        tokio::spawn(async move {
+            let body =
+                json!({"types": ["email"], "worker": "w", "leaseSeconds": 30, "waitSeconds": 10});
+            api.post("/v1/tasks/claim", body).await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let id = api.create("late", "email", 1).await;
+    let claimed = waiting.await.unwrap();
+    assert_eq!(claimed.status, StatusCode::OK);
+    assert_eq!(claimed.body["id"], id.as_str());
+}
+
+#[tokio::test]
+async fn pending_tasks_expire_at_their_expiration_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = TestServer::start_in(dir.path(), start_time()).await;
+    let id = api.create("short", "email", 1).await;
+    // 59 minutes on, the task is still pending: nothing expires early.
+    api.clock.advance(chrono::Duration::minutes(59));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        api.get(&format!("/v1/tasks/{id}")).await.body["state"],
+        "pending"
+    );
+    api.clock.advance(chrono::Duration::minutes(1));
+    let expired = api.await_task(&id, |t| t["state"] == "failed").await;
+    insta::assert_json_snapshot!("expired", expired, {".id" => "[id]"});
+    // And it is no longer claimable.
+    let none = api
+        .post("/v1/tasks/claim", claim_body("w", &["email"]))
+        .await;
+    assert_eq!(none.status, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn a_lapsed_lease_puts_the_task_back_for_another_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = TestServer::start_in(dir.path(), start_time()).await;
+    let id = api.create("slow", "email", 1).await;
+    api.post("/v1/tasks/claim", claim_body("w1", &["email"]))
+        .await;
+    api.clock.advance(chrono::Duration::seconds(61));
+    let requeued = api.await_task(&id, |t| t["state"] == "pending").await;
+    assert!(requeued["error"].as_str().unwrap().contains("w1"));
+    let late = api
+        .post(&format!("/v1/tasks/{id}/complete"), json!({"worker": "w1"}))
+        .await;
+    assert_eq!(late.status, StatusCode::CONFLICT);
+    let second = api
+        .post("/v1/tasks/claim", claim_body("w2", &["email"]))
+        .await;
+    assert_eq!(second.body["id"], id.as_str());
+    assert_eq!(second.body["attempts"], 2);
+    assert_eq!(second.body["worker"], "w2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_from_position_zero_equals_the_live_views_after_a_random_workload() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = TestServer::start_in(dir.path(), start_time()).await;
+    let seed = fastrand::u64(..);
+    println!("workload seed {seed}");
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let types = ["email", "sms", "report"];
+    let mut ids: Vec<String> = Vec::new();
+    for step in 0..600 {
+        match rng.u8(0..10) {
+            0..=3 => {
+                let mut body =
+                    task_body(&format!("t{step}"), types[rng.usize(0..3)], rng.i64(0..5));
+                let minutes = rng.i64(1..90);
+                body["expirationTime"] =
+                    json!(wire_time(start_time() + chrono::Duration::minutes(minutes)));
+                ids.push(
+                    api.post("/v1/tasks", body).await.body["id"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned(),
+                );
+            }
+            4..=5 => {
+                let worker = format!("w{}", rng.u8(0..4));
+                let claimed = api.post("/v1/tasks/claim", json!({"types": [types[rng.usize(0..3)]], "worker": worker, "leaseSeconds": rng.u32(5..120)})).await;
+                if claimed.status == StatusCode::OK && rng.bool() {
+                    let id = claimed.body["id"].as_str().unwrap();
+                    let outcome = if rng.bool() {
+                        json!({"worker": worker})
+                    } else {
+                        json!({"worker": worker, "error": "boom"})
+                    };
+                    let action = if outcome.get("error").is_some() {
+                        "fail"
+                    } else {
+                        "complete"
+                    };
+                    api.post(&format!("/v1/tasks/{id}/{action}"), outcome).await;
+                }
+            }
+            6 if !ids.is_empty() => {
+                let id = &ids[rng.usize(0..ids.len())];
+                api.post(
+                    &format!("/v1/tasks/{id}/cancel"),
+                    json!({"reason": "random"}),
+                )
+                .await;
+            }
+            _ => {
+                api.clock
+                    .advance(chrono::Duration::seconds(rng.i64(1..240)));
+                tokio::time::sleep(std::time::Duration::from_millis(rng.u64(0..150))).await;
+            }
+        }
+    }
+    let events = all_events(&api).await;
+    assert!(
+        events.iter().any(|e| e.event_type == "TaskExpired"),
+        "the workload expired nothing"
+    );
+    assert!(
+        events.iter().any(|e| e.event_type == "TaskRequeued"),
+        "the workload lapsed no lease"
+    );
+    let views = &api.server.state.service.views;
+    assert!(
+        views
+            .wait_for(
+                events.last().unwrap().position,
+                std::time::Duration::from_secs(10)
+            )
+            .await
+    );
+    let rebuilt = Projections::rebuild(&events);
+    let live = views.projections.read().unwrap();
+    assert_eq!(live.position, rebuilt.position);
+    assert_eq!(live.tasks, rebuilt.tasks);
+    assert_eq!(live.by_creation, rebuilt.by_creation);
+    assert_eq!(live.stats, rebuilt.stats);
+    let now = api.clock_now();
+    let all_types: Vec<String> = types.iter().map(|t| t.to_string()).collect();
+    assert_eq!(
+        live.queue.candidates(&all_types, now, 10_000),
+        rebuilt.queue.candidates(&all_types, now, 10_000)
+    );
+    assert_eq!(live.queue.expired(now), rebuilt.queue.expired(now));
+    assert_eq!(
+        live.queue.lapsed_leases(now),
+        rebuilt.queue.lapsed_leases(now)
+    );
+}
+
+fn wire_time(time: chrono::DateTime<chrono::Utc>) -> String {
+    tasklog::api::wire::wire_time(time)
+}
