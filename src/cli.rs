@@ -79,7 +79,7 @@ pub fn run(cli: Cli) -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve(args).await,
             Command::Replay(args) => replay(args).await,
-            Command::Bench(command) => bench::run(command).await.map_err(|e| e.to_string().into()),
+            Command::Bench(command) => bench::run(command).await,
         }
     });
     match result {

@@ -53,14 +53,14 @@ impl Projections {
                 return;
             }
         };
-        let before = self.tasks.get(&id).cloned();
-        let mut view = before.clone();
+        let mut view = self.tasks.remove(&id);
+        let before = view.as_ref().map(stats::Before::of);
         TaskView::apply(&mut view, recorded, &event);
         let Some(view) = view else { return };
         if before.is_none() {
             self.by_creation.insert(view.created_position, id);
         }
-        self.stats.update(before.as_ref(), &view);
+        self.stats.update(before, &view);
         self.queue.update(&view);
         self.tasks.insert(id, view);
     }

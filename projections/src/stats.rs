@@ -18,11 +18,27 @@ pub struct RunTotals {
     pub seconds: f64,
 }
 
+/// What the stats need of a task before an event changes it.
+pub struct Before {
+    state: TaskState,
+    running: bool,
+}
+
+impl Before {
+    pub fn of(view: &TaskView) -> Self {
+        Before {
+            state: view.state,
+            running: view.duration.is_none(),
+        }
+    }
+}
+
 impl Stats {
-    /// Accounts for a task moving from `before` to `after`.
-    pub fn update(&mut self, before: Option<&TaskView>, after: &TaskView) {
-        if let Some(before) = before {
-            let key = (before.task_type.clone(), before.state);
+    /// Accounts for a task moving from `before` (None: new) to `after`; a task
+    /// keeps its type.
+    pub fn update(&mut self, before: Option<Before>, after: &TaskView) {
+        if let Some(before) = &before {
+            let key = (after.task_type.clone(), before.state);
             if let Some(count) = self.counts.get_mut(&key) {
                 *count -= 1;
                 if *count == 0 {
@@ -34,7 +50,7 @@ impl Stats {
             .counts
             .entry((after.task_type.clone(), after.state))
             .or_default() += 1;
-        let run_ended = after.duration.is_some() && before.is_some_and(|b| b.duration.is_none());
+        let run_ended = after.duration.is_some() && before.is_some_and(|b| b.running);
         if let (true, Some(seconds)) = (run_ended, after.duration) {
             let runs = self.runs.entry(after.task_type.clone()).or_default();
             runs.count += 1;

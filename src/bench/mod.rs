@@ -1,6 +1,7 @@
 //! `tasklog bench`: the figures tasklog is measured by, printed as
 //! `name: value` lines, or one JSON object with `--json`.
 
+mod api;
 mod store;
 
 use clap::{Args, Subcommand};
@@ -9,6 +10,8 @@ use clap::{Args, Subcommand};
 pub enum BenchCommand {
     /// Append events from concurrent appenders to a fresh store, then replay them.
     Store(store::StoreBench),
+    /// Start a server on a fresh store and drive it over HTTP.
+    Api(api::ApiBench),
 }
 
 /// Options every benchmark takes.
@@ -19,14 +22,18 @@ pub struct Output {
     pub json: bool,
 }
 
-pub async fn run(command: BenchCommand) -> Result<(), Box<dyn std::error::Error>> {
-    match command {
+pub async fn run(command: BenchCommand) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let (figures, json) = match command {
         BenchCommand::Store(bench) => {
-            let output = bench.output.json;
-            let figures = store::run(bench).await?;
-            print_figures(&figures, output);
+            let json = bench.output.json;
+            (store::run(bench).await.map_err(|e| e.to_string())?, json)
         }
-    }
+        BenchCommand::Api(bench) => {
+            let json = bench.output.json;
+            (api::run(bench).await?, json)
+        }
+    };
+    print_figures(&figures, json);
     Ok(())
 }
 

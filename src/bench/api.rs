@@ -1,0 +1,193 @@
+//! `tasklog bench api`: a server on a fresh store, driven over HTTP on loopback.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{Duration, Utc};
+use clap::Args;
+use serde_json::{json, Value};
+
+use super::{percentile, Figure, Output};
+use crate::auth::{new_secret, Scope, Token, Tokens};
+use crate::clock::SystemClock;
+use crate::server::Server;
+use crate::store_url::StoreUrl;
+
+#[derive(Debug, Args)]
+pub struct ApiBench {
+    /// How many tasks the create phase creates.
+    #[arg(long, default_value_t = 100_000)]
+    pub creates: u64,
+    /// Concurrent connections in the create phase.
+    #[arg(long, default_value_t = 64)]
+    pub connections: u64,
+    /// How many tasks the lifecycle phase takes through create, claim and complete.
+    #[arg(long, default_value_t = 20_000)]
+    pub lifecycles: u64,
+    /// Concurrent workers in the lifecycle phase.
+    #[arg(long, default_value_t = 16)]
+    pub workers: u64,
+    #[command(flatten)]
+    pub output: Output,
+}
+
+type Failure = Box<dyn std::error::Error + Send + Sync>;
+
+pub async fn run(bench: ApiBench) -> Result<Vec<Figure>, Failure> {
+    let dir = tempfile::tempdir()?;
+    let store = StoreUrl::default_in(dir.path()).open()?;
+    let token = new_secret();
+    let tokens = Tokens {
+        tokens: vec![Token {
+            name: "bench".into(),
+            token: token.clone(),
+            scopes: vec![Scope::Admin],
+        }],
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let server = Server::start(listener, store, tokens, Arc::new(SystemClock)).await?;
+    let api = Client {
+        http: reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .build()?,
+        base: format!("http://{}", server.addr),
+        token,
+    };
+
+    let rss_before = rss_bytes();
+    let started = Instant::now();
+    let mut latencies = run_concurrently(bench.connections, bench.creates, {
+        let api = api.clone();
+        move |n| {
+            let api = api.clone();
+            async move { api.create(n, "bench-create").await.map(|_| ()) }
+        }
+    })
+    .await?;
+    let create_seconds = started.elapsed().as_secs_f64();
+    let rss_growth = rss_bytes().saturating_sub(rss_before) as f64;
+
+    let started = Instant::now();
+    run_concurrently(bench.workers, bench.lifecycles, {
+        let api = api.clone();
+        move |n| {
+            let api = api.clone();
+            async move {
+                let worker = format!("worker-{n}");
+                api.create(n, "bench-lifecycle").await?;
+                let claimed = api
+                    .post(
+                        "/v1/tasks/claim",
+                        json!({"types": ["bench-lifecycle"], "worker": worker, "leaseSeconds": 60}),
+                    )
+                    .await?;
+                let id = claimed["id"].as_str().ok_or("a claim returned no task")?;
+                api.post(
+                    &format!("/v1/tasks/{id}/complete"),
+                    json!({"worker": worker}),
+                )
+                .await?;
+                Ok(())
+            }
+        }
+    })
+    .await?;
+    let lifecycle_seconds = started.elapsed().as_secs_f64();
+    server.stop().await?;
+
+    Ok(vec![
+        ("create_per_s", bench.creates as f64 / create_seconds),
+        ("create_p99_ms", percentile(&mut latencies, 0.99)),
+        (
+            "lifecycle_tasks_per_s",
+            bench.lifecycles as f64 / lifecycle_seconds,
+        ),
+        (
+            "rss_mb_per_100k_tasks",
+            rss_growth / 1_048_576.0 * 100_000.0 / bench.creates as f64,
+        ),
+    ])
+}
+
+#[derive(Clone)]
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Client {
+    async fn post(&self, path: &str, body: Value) -> Result<Value, Failure> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await?;
+        let status = response.status();
+        let body: Value = response.json().await?;
+        if !status.is_success() {
+            return Err(format!("{path}: {status} {body}").into());
+        }
+        Ok(body)
+    }
+
+    async fn create(&self, n: u64, task_type: &str) -> Result<Value, Failure> {
+        let now = Utc::now();
+        let body = json!({
+            "name": format!("send-welcome-{n}"),
+            "type": task_type,
+            "priority": n % 10,
+            "data": {"to": format!("user{n}@example.com"), "template": "welcome"},
+            "availableTime": now - Duration::seconds(1),
+            "expirationTime": now + Duration::hours(1),
+        });
+        self.post("/v1/tasks", body).await
+    }
+}
+
+/// `concurrency` loops share `total` calls of `call`; returns each call's milliseconds.
+async fn run_concurrently<F, Fut>(
+    concurrency: u64,
+    total: u64,
+    call: F,
+) -> Result<Vec<f64>, Failure>
+where
+    F: Fn(u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), Failure>> + Send,
+{
+    let next = Arc::new(AtomicU64::new(0));
+    let mut loops = Vec::new();
+    for _ in 0..concurrency {
+        let (next, call) = (next.clone(), call.clone());
+        loops.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= total {
+                    return Ok::<_, Failure>(latencies);
+                }
+                let started = Instant::now();
+                call(n).await?;
+                latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+            }
+        }));
+    }
+    let mut all = Vec::with_capacity(total as usize);
+    for handle in loops {
+        all.extend(handle.await??);
+    }
+    Ok(all)
+}
+
+/// This process's resident memory, from /proc (0 where there is none).
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
