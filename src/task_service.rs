@@ -179,8 +179,10 @@ impl TaskService {
                 let views = self.views.projections.read().expect("projections lock");
                 views.queue.candidates(types, now, CLAIM_CANDIDATES)
             };
+            let mut others_trying = false;
             for id in candidates {
                 if !self.claiming.lock().expect("claims").insert(id) {
+                    others_trying = true;
                     continue;
                 }
                 let task = self.view(id);
@@ -192,6 +194,11 @@ impl TaskService {
                     Err(ServiceError::Contended | ServiceError::Rejected(_)) => continue,
                     Err(error) => return Err(error),
                 }
+            }
+            // Claims here are trying the rest; some may lose, so look again.
+            if others_trying {
+                tokio::task::yield_now().await;
+                continue;
             }
             // Nothing to claim now: wait for the log to move, or for time to.
             let now_instant = tokio::time::Instant::now();

@@ -79,7 +79,7 @@ pub async fn run(bench: ApiBench) -> Result<Vec<Figure>, Failure> {
                 let claimed = api
                     .post(
                         "/v1/tasks/claim",
-                        json!({"types": ["bench-lifecycle"], "worker": worker, "leaseSeconds": 60}),
+                        json!({"types": ["bench-lifecycle"], "worker": worker, "leaseSeconds": 60, "waitSeconds": 5}),
                     )
                     .await?;
                 let id = claimed["id"].as_str().ok_or("a claim returned no task")?;
