@@ -11,7 +11,10 @@ use tasklog_projections::Projections;
 use super::*;
 
 async fn all_events(api: &TestServer) -> Vec<RecordedEvent> {
-    let store = &api.server.state.service.store;
+    read_log(&*api.server.state.service.store).await
+}
+
+async fn read_log(store: &dyn tasklog_events::EventStore) -> Vec<RecordedEvent> {
     let mut events = Vec::new();
     loop {
         let after = events
@@ -201,7 +204,13 @@ async fn a_rebuild_from_position_zero_equals_the_live_views_after_a_random_workl
             }
         }
     }
-    let events = all_events(&api).await;
+    // Stop the server, and with it the jobs, so the log holds still while we compare.
+    let now = api.clock_now();
+    let TestServer { server, .. } = api;
+    let state = server.state.clone();
+    server.stop().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let events = read_log(&*state.service.store).await;
     assert!(
         events.iter().any(|e| e.event_type == "TaskExpired"),
         "the workload expired nothing"
@@ -210,13 +219,11 @@ async fn a_rebuild_from_position_zero_equals_the_live_views_after_a_random_workl
         events.iter().any(|e| e.event_type == "TaskRequeued"),
         "the workload lapsed no lease"
     );
-    let views = &api.server.state.service.views;
+    let views = &state.service.views;
+    let last = events.last().unwrap().position;
     assert!(
         views
-            .wait_for(
-                events.last().unwrap().position,
-                std::time::Duration::from_secs(10)
-            )
+            .wait_for(last, std::time::Duration::from_secs(10))
             .await
     );
     let rebuilt = Projections::rebuild(&events);
@@ -225,7 +232,6 @@ async fn a_rebuild_from_position_zero_equals_the_live_views_after_a_random_workl
     assert_eq!(live.tasks, rebuilt.tasks);
     assert_eq!(live.by_creation, rebuilt.by_creation);
     assert_eq!(live.stats, rebuilt.stats);
-    let now = api.clock_now();
     let all_types: Vec<String> = types.iter().map(|t| t.to_string()).collect();
     assert_eq!(
         live.queue.candidates(&all_types, now, 10_000),
