@@ -45,8 +45,11 @@ fn acknowledged_appends_survive_sigkill() {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || read_acks(stdout));
-        std::thread::sleep(Duration::from_millis(rng.u64(50..400)));
+        let (first_ack, appending) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || read_acks(stdout, first_ack));
+        // Kill at a random moment while the child is appending.
+        let _ = appending.recv_timeout(Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(rng.u64(0..300)));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         let acks = reader.join().unwrap();
@@ -56,9 +59,9 @@ fn acknowledged_appends_survive_sigkill() {
         acknowledged.extend(acks);
         check_store(&path, &acknowledged, round);
     }
-    assert!(
-        rounds_with_acks >= ROUNDS / 2,
-        "the child acknowledged appends in only {rounds_with_acks} of {ROUNDS} rounds"
+    assert_eq!(
+        rounds_with_acks, ROUNDS,
+        "a child was killed before it appended anything"
     );
     println!(
         "{} acknowledged events survived {ROUNDS} kills",
@@ -67,13 +70,18 @@ fn acknowledged_appends_survive_sigkill() {
 }
 
 /// Lines `ack <event id> <position> .`; a line the kill cut short has no final dot.
-fn read_acks(stdout: impl std::io::Read) -> Vec<(Uuid, Position)> {
+/// Says on `first_ack` when the first one arrives.
+fn read_acks(
+    stdout: impl std::io::Read,
+    first_ack: std::sync::mpsc::Sender<()>,
+) -> Vec<(Uuid, Position)> {
     let mut acks = Vec::new();
     for line in BufReader::new(stdout).lines() {
         let Ok(line) = line else { break };
         let parts: Vec<&str> = line.split(' ').collect();
         if let ["ack", id, position, "."] = parts[..] {
             acks.push((id.parse().unwrap(), Position(position.parse().unwrap())));
+            let _ = first_ack.send(());
         }
     }
     acks
