@@ -1,6 +1,5 @@
 //! `tasklog bench api`: a server on a fresh store, driven over HTTP on loopback.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -8,7 +7,7 @@ use chrono::{Duration, Utc};
 use clap::Args;
 use serde_json::{json, Value};
 
-use super::{percentile, Figure, Output};
+use super::{percentile, run_concurrently, Failure, Figure, Output};
 use crate::auth::{new_secret, Scope, Token, Tokens};
 use crate::clock::SystemClock;
 use crate::server::Server;
@@ -31,8 +30,6 @@ pub struct ApiBench {
     #[command(flatten)]
     pub output: Output,
 }
-
-type Failure = Box<dyn std::error::Error + Send + Sync>;
 
 pub async fn run(bench: ApiBench) -> Result<Vec<Figure>, Failure> {
     let dir = tempfile::tempdir()?;
@@ -146,40 +143,6 @@ impl Client {
         });
         self.post("/v1/tasks", body).await
     }
-}
-
-/// `concurrency` loops share `total` calls of `call`; returns each call's milliseconds.
-async fn run_concurrently<F, Fut>(
-    concurrency: u64,
-    total: u64,
-    call: F,
-) -> Result<Vec<f64>, Failure>
-where
-    F: Fn(u64) -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = Result<(), Failure>> + Send,
-{
-    let next = Arc::new(AtomicU64::new(0));
-    let mut loops = Vec::new();
-    for _ in 0..concurrency {
-        let (next, call) = (next.clone(), call.clone());
-        loops.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            loop {
-                let n = next.fetch_add(1, Ordering::Relaxed);
-                if n >= total {
-                    return Ok::<_, Failure>(latencies);
-                }
-                let started = Instant::now();
-                call(n).await?;
-                latencies.push(started.elapsed().as_secs_f64() * 1000.0);
-            }
-        }));
-    }
-    let mut all = Vec::with_capacity(total as usize);
-    for handle in loops {
-        all.extend(handle.await??);
-    }
-    Ok(all)
 }
 
 /// This process's resident memory, from /proc (0 where there is none).

@@ -4,6 +4,10 @@
 mod api;
 mod store;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
 use clap::{Args, Subcommand};
 
 #[derive(Debug, Subcommand)]
@@ -22,11 +26,11 @@ pub struct Output {
     pub json: bool,
 }
 
-pub async fn run(command: BenchCommand) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+pub async fn run(command: BenchCommand) -> Result<(), Failure> {
     let (figures, json) = match command {
         BenchCommand::Store(bench) => {
             let json = bench.output.json;
-            (store::run(bench).await.map_err(|e| e.to_string())?, json)
+            (store::run(bench).await?, json)
         }
         BenchCommand::Api(bench) => {
             let json = bench.output.json;
@@ -36,6 +40,8 @@ pub async fn run(command: BenchCommand) -> Result<(), Box<dyn std::error::Error 
     print_figures(&figures, json);
     Ok(())
 }
+
+pub type Failure = Box<dyn std::error::Error + Send + Sync>;
 
 /// A measured figure: its name and value.
 pub type Figure = (&'static str, f64);
@@ -67,4 +73,38 @@ pub fn percentile(samples: &mut [f64], fraction: f64) -> f64 {
     samples.sort_by(f64::total_cmp);
     let index = ((samples.len() as f64 * fraction).ceil() as usize).clamp(1, samples.len()) - 1;
     samples[index]
+}
+
+/// `concurrency` loops share `total` calls of `call`; returns each call's milliseconds.
+pub async fn run_concurrently<F, Fut>(
+    concurrency: u64,
+    total: u64,
+    call: F,
+) -> Result<Vec<f64>, Failure>
+where
+    F: Fn(u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), Failure>> + Send,
+{
+    let next = Arc::new(AtomicU64::new(0));
+    let mut loops = Vec::new();
+    for _ in 0..concurrency {
+        let (next, call) = (next.clone(), call.clone());
+        loops.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= total {
+                    return Ok::<_, Failure>(latencies);
+                }
+                let started = Instant::now();
+                call(n).await?;
+                latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+            }
+        }));
+    }
+    let mut all = Vec::with_capacity(total as usize);
+    for handle in loops {
+        all.extend(handle.await??);
+    }
+    Ok(all)
 }

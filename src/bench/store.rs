@@ -1,7 +1,6 @@
 //! `tasklog bench store`: append throughput and latency, replay speed, size on disk.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -10,7 +9,7 @@ use clap::Args;
 use tasklog_events::task_event::TaskCreated;
 use tasklog_events::{EventStore, ExpectedRevision, Metadata, Position, TaskEvent, TaskId};
 
-use super::{percentile, Figure, Output};
+use super::{percentile, run_concurrently, Failure, Figure, Output};
 use crate::store_url::StoreUrl;
 
 #[derive(Debug, Args)]
@@ -25,7 +24,7 @@ pub struct StoreBench {
     pub output: Output,
 }
 
-pub async fn run(bench: StoreBench) -> Result<Vec<Figure>, Box<dyn std::error::Error>> {
+pub async fn run(bench: StoreBench) -> Result<Vec<Figure>, Failure> {
     let dir = tempfile::tempdir()?;
     let store = StoreUrl::default_in(dir.path()).open()?;
 
@@ -51,39 +50,29 @@ pub async fn run(bench: StoreBench) -> Result<Vec<Figure>, Box<dyn std::error::E
     ])
 }
 
-/// `appenders` tasks share `events` appends, one new task stream each, as
+/// `appenders` loops share `events` appends, one new task stream each, as
 /// creates do; returns every append's latency in milliseconds.
 async fn append_concurrently(
     store: &Arc<dyn EventStore>,
     events: u64,
     appenders: u64,
-) -> Result<Vec<f64>, Box<dyn std::error::Error>> {
-    let next = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..appenders {
-        let (store, next) = (store.clone(), next.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            loop {
-                let n = next.fetch_add(1, Ordering::Relaxed);
-                if n >= events {
-                    return Ok::<_, tasklog_events::AppendError>(latencies);
-                }
-                let id = TaskId::new();
-                let event = sample_task(n).to_new_event(Utc::now(), Metadata::default());
-                let started = Instant::now();
-                store
-                    .append(&id.stream(), ExpectedRevision::NoStream, vec![event])
-                    .await?;
-                latencies.push(started.elapsed().as_secs_f64() * 1000.0);
-            }
-        }));
-    }
-    let mut all = Vec::with_capacity(events as usize);
-    for task in tasks {
-        all.extend(task.await??);
-    }
-    Ok(all)
+) -> Result<Vec<f64>, Failure> {
+    let store = store.clone();
+    run_concurrently(appenders, events, move |n| {
+        let store = store.clone();
+        async move {
+            let event = sample_task(n).to_new_event(Utc::now(), Metadata::default());
+            store
+                .append(
+                    &TaskId::new().stream(),
+                    ExpectedRevision::NoStream,
+                    vec![event],
+                )
+                .await?;
+            Ok(())
+        }
+    })
+    .await
 }
 
 /// A create like the seed's example: a small task with a little data.
@@ -101,7 +90,7 @@ fn sample_task(n: u64) -> TaskEvent {
 }
 
 /// Reads the whole log with `read_all`; returns how many events it held.
-async fn replay(store: &dyn EventStore) -> Result<u64, Box<dyn std::error::Error>> {
+async fn replay(store: &dyn EventStore) -> Result<u64, Failure> {
     let mut after = Position::START;
     let mut count = 0;
     loop {
