@@ -78,7 +78,7 @@ impl TaskService {
         })
     }
 
-    /// The task as the views show it, once they include `min_position`.
+    /// The task as the views show it now.
     pub fn view(&self, id: TaskId) -> Option<TaskView> {
         self.views
             .projections
