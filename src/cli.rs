@@ -29,6 +29,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Rebuild every projection from position 0 and print what they hold.
     Replay(StoreArgs),
+    /// Check the whole log: positions, revisions and the hash chain. Exits 1
+    /// naming the first bad position if anything was edited, removed or moved.
+    Verify(StoreArgs),
     /// Measure tasklog on this machine.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -79,6 +82,7 @@ pub fn run(cli: Cli) -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve(args).await,
             Command::Replay(args) => replay(args).await,
+            Command::Verify(args) => verify(args).await,
             Command::Bench(command) => bench::run(command).await,
         }
     });
@@ -118,6 +122,26 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = interrupt.await;
+}
+
+async fn verify(args: StoreArgs) -> Result<(), Failure> {
+    let store = args.store_url().open()?;
+    let started = Instant::now();
+    let report = tasklog_events::verify(&*store).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    println!("events: {}", report.events);
+    println!("streams: {}", report.streams);
+    println!("head: {}", report.head);
+    println!(
+        "head_hash: {}",
+        tasklog_events::hash_chain::to_hex(&report.head_hash)
+    );
+    println!("seconds: {seconds:.3}");
+    println!(
+        "verify_events_per_s: {:.0}",
+        report.events as f64 / seconds.max(1e-9)
+    );
+    Ok(())
 }
 
 async fn replay(args: StoreArgs) -> Result<(), Failure> {

@@ -10,6 +10,7 @@
 //! - [`server`]: `tasklog serve` wiring: store, views, jobs, HTTP.
 //! - [`api`]: the axum router ([`api::app`], [`api::run`]), handlers, wire types, errors, OpenAPI.
 //! - [`auth`]: bearer tokens and their scopes.
+//! - [`cloud_event`]: events as auditors and consumers see them (CloudEvents JSON).
 //! - [`commands`]: the pure rules: a task and a command in, events out.
 //! - [`task_service`]: runs commands against the store, retrying on conflicts, and claims.
 //! - [`jobs`]: expiry and lease lapses, driven by the [`clock`].
@@ -21,6 +22,7 @@ pub mod auth;
 pub mod bench;
 pub mod cli;
 pub mod clock;
+pub mod cloud_event;
 pub mod commands;
 pub mod jobs;
 pub mod server;

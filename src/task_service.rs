@@ -95,6 +95,19 @@ impl TaskService {
         Ok(TaskView::fold(&events))
     }
 
+    /// The task folded from the first events of its stream that `until` admits:
+    /// the task as it stood then, by the same code as the live views.
+    pub async fn view_as_of(
+        &self,
+        id: TaskId,
+        until: impl Fn(&tasklog_events::RecordedEvent) -> bool,
+    ) -> Result<Option<TaskView>, ServiceError> {
+        let events = self.store.read_stream(&id.stream(), 0, usize::MAX).await?;
+        Ok(TaskView::fold(
+            events.iter().take_while(|event| until(event)),
+        ))
+    }
+
     /// Runs `command` on task `id`, retrying on conflicts.
     pub async fn execute(
         &self,

@@ -147,59 +147,78 @@ impl VerifyError {
 }
 
 /// Walks the whole log: positions rise, each stream's revisions run 0, 1, 2, ..
-/// and every hash follows from the one before.
+/// and every hash follows from the one before. The next page is read while
+/// the current one is checked.
 pub async fn verify(store: &dyn EventStore) -> Result<VerifyReport, VerifyError> {
     const PAGE: usize = 8192;
-    let mut previous_hash = GENESIS;
-    let mut previous = Position::START;
-    let mut next_revision: HashMap<String, u64> = HashMap::new();
-    let mut events = 0;
-    loop {
-        let page = store.read_all(previous, PAGE).await?;
-        if page.is_empty() {
-            break;
-        }
-        for event in &page {
-            if event.position <= previous {
-                return Err(VerifyError::OutOfOrder {
-                    position: event.position,
-                    previous,
-                });
-            }
-            if chain_hash(&previous_hash, &event.into()) != event.hash {
-                return Err(VerifyError::BrokenChain {
-                    position: event.position,
-                });
-            }
-            let expected = next_revision
-                .get(event.stream.as_str())
-                .copied()
-                .unwrap_or(0);
-            if event.revision != expected {
-                return Err(VerifyError::RevisionGap {
-                    position: event.position,
-                    stream: event.stream.clone(),
-                    revision: event.revision,
-                    expected,
-                });
-            }
-            match next_revision.get_mut(event.stream.as_str()) {
-                Some(next) => *next += 1,
-                None => {
-                    next_revision.insert(event.stream.clone(), 1);
-                }
-            }
-            previous = event.position;
-            previous_hash = event.hash;
-            events += 1;
-        }
+    let mut checker = Checker {
+        previous: Position::START,
+        previous_hash: GENESIS,
+        next_revision: HashMap::new(),
+        events: 0,
+    };
+    let mut page = store.read_all(Position::START, PAGE).await?;
+    while let Some(last) = page.last().map(|event| event.position) {
+        // The read goes first so that it runs while this page is checked.
+        let (next, checked) = futures::join!(store.read_all(last, PAGE), async {
+            page.iter().try_for_each(|event| checker.check(event))
+        });
+        checked?;
+        page = next?;
     }
     Ok(VerifyReport {
-        events,
-        streams: next_revision.len() as u64,
-        head: previous,
-        head_hash: previous_hash,
+        events: checker.events,
+        streams: checker.next_revision.len() as u64,
+        head: checker.previous,
+        head_hash: checker.previous_hash,
     })
+}
+
+/// What [`verify`] knows of the log so far.
+struct Checker {
+    previous: Position,
+    previous_hash: Hash,
+    next_revision: HashMap<String, u64>,
+    events: u64,
+}
+
+impl Checker {
+    fn check(&mut self, event: &RecordedEvent) -> Result<(), VerifyError> {
+        if event.position <= self.previous {
+            return Err(VerifyError::OutOfOrder {
+                position: event.position,
+                previous: self.previous,
+            });
+        }
+        if chain_hash(&self.previous_hash, &event.into()) != event.hash {
+            return Err(VerifyError::BrokenChain {
+                position: event.position,
+            });
+        }
+        let expected = self
+            .next_revision
+            .get(event.stream.as_str())
+            .copied()
+            .unwrap_or(0);
+        if event.revision != expected {
+            return Err(VerifyError::RevisionGap {
+                position: event.position,
+                stream: event.stream.clone(),
+                revision: event.revision,
+                expected,
+            });
+        }
+        match self.next_revision.get_mut(event.stream.as_str()) {
+            Some(next) => *next += 1,
+            None => {
+                self.next_revision.insert(event.stream.clone(), 1);
+            }
+        }
+        self.previous = event.position;
+        self.previous_hash = event.hash;
+        self.events += 1;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! reflects; a request with `Tasklog-Min-Position` waits (bounded) until the
 //! views are at least that new, so a client can read its writes on any node.
 
+mod audit;
 mod error;
 pub mod openapi;
 mod tasks;
@@ -77,8 +78,7 @@ impl axum::response::IntoResponseParts for PositionHeader {
 
 /// The whole API.
 pub fn app(state: AppState) -> Router {
-    let v1 =
-        tasks::routes(&state).layer(middleware::from_fn_with_state(state.clone(), consistency));
+    let v1 = tasks::routes(&state).merge(audit::routes(&state));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(
@@ -108,12 +108,13 @@ pub async fn run(
         .await
 }
 
-/// Puts `router` behind a bearer token with `scope`.
+/// Puts `router` behind a bearer token with `scope`, then the position headers
+/// (the last layer added runs first: no token, no waiting).
 fn scoped(router: Router<AppState>, state: &AppState, scope: Scope) -> Router<AppState> {
-    router.route_layer(middleware::from_fn_with_state(
-        (state.tokens.clone(), scope),
-        authorize,
-    ))
+    let tokens = (state.tokens.clone(), scope);
+    router
+        .route_layer(middleware::from_fn_with_state(state.clone(), consistency))
+        .route_layer(middleware::from_fn_with_state(tokens, authorize))
 }
 
 async fn authorize(

@@ -6,14 +6,15 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorBody;
-use super::tasks;
 use super::wire::*;
+use super::{audit, tasks};
+use crate::cloud_event::CloudEvent;
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "tasklog", description = "An event-sourced task backend."),
-    paths(tasks::create, tasks::show, tasks::list, tasks::claim, tasks::heartbeat, tasks::complete, tasks::fail, tasks::cancel),
-    components(schemas(Task, TaskList, CreateTaskSchema, ClaimRequest, HeartbeatRequest, CompleteRequest, FailRequest, CancelRequest, ErrorBody)),
+    paths(tasks::create, tasks::show, tasks::list, tasks::claim, tasks::heartbeat, tasks::complete, tasks::fail, tasks::cancel, audit::history, audit::log, audit::verify_log),
+    components(schemas(Task, TaskList, CreateTaskSchema, ClaimRequest, HeartbeatRequest, CompleteRequest, FailRequest, CancelRequest, ErrorBody, CloudEvent, audit::EventPage, audit::Verification)),
     modifiers(&BearerToken),
     security(("bearer" = []))
 )]

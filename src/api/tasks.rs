@@ -74,17 +74,40 @@ pub async fn create(
     Ok(answer(written))
 }
 
-/// One task.
-#[utoipa::path(get, path = "/v1/tasks/{id}", tag = "tasks", params(("id" = String, Path, description = "the task id")),
-    responses((status = 200, body = Task), (status = 404, body = ErrorBody)))]
+/// One task; with `asOf` or `revision`, as it stood then, folded from the log.
+#[utoipa::path(get, path = "/v1/tasks/{id}", tag = "tasks", params(("id" = String, Path, description = "the task id"), TimeTravel),
+    responses((status = 200, body = Task), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    Query(when): Query<TimeTravel>,
 ) -> Result<Response, ApiError> {
-    let task = state
-        .service
-        .view(task_id(&id)?)
-        .ok_or_else(|| ApiError::task_not_found(&id))?;
+    let task_id = task_id(&id)?;
+    let task = match (when.as_of, when.revision) {
+        (None, None) => state.service.view(task_id),
+        (Some(_), Some(_)) => {
+            let details =
+                Map::from_iter([("asOf".to_owned(), "give asOf or revision, not both".into())]);
+            return Err(ApiError::invalid_fields(details));
+        }
+        (Some(as_of), None) => {
+            let as_of = chrono::DateTime::parse_from_rfc3339(&as_of).map_err(|_| {
+                let why = "must be an RFC 3339 time with a zone offset, like 2017-02-06T02:37:46Z";
+                ApiError::invalid_fields(Map::from_iter([("asOf".to_owned(), why.into())]))
+            })?;
+            state
+                .service
+                .view_as_of(task_id, |event| event.recorded_at <= as_of)
+                .await?
+        }
+        (None, Some(revision)) => {
+            state
+                .service
+                .view_as_of(task_id, |event| event.revision <= revision)
+                .await?
+        }
+    };
+    let task = task.ok_or_else(|| ApiError::task_not_found(&id))?;
     Ok(axum::Json(Task::from(&task)).into_response())
 }
 

@@ -237,6 +237,16 @@ pub struct ListQuery {
     pub cursor: Option<String>,
 }
 
+/// `GET /v1/tasks/{id}`: a task as it stood at a time or a revision.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+pub struct TimeTravel {
+    /// The task as it stood at this time (RFC 3339 with a zone offset).
+    pub as_of: Option<String>,
+    /// The task as it stood after the event with this revision (from 0).
+    pub revision: Option<u64>,
+}
+
 /// `POST /v1/tasks/claim`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

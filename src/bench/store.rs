@@ -38,6 +38,10 @@ pub async fn run(bench: StoreBench) -> Result<Vec<Figure>, Failure> {
     if replayed != bench.events {
         return Err(format!("replayed {replayed} events of {}", bench.events).into());
     }
+    let started = Instant::now();
+    let verified = tasklog_events::verify(&*store).await?.events;
+    let verify_seconds = started.elapsed().as_secs_f64();
+
     // Measured while the store is open: the WAL counts too.
     let bytes = dir_bytes(dir.path())?;
 
@@ -47,6 +51,7 @@ pub async fn run(bench: StoreBench) -> Result<Vec<Figure>, Failure> {
         ("append_p99_ms", percentile(&mut latencies_ms, 0.99)),
         ("replay_events_per_s", replayed as f64 / replay_seconds),
         ("db_bytes_per_event", bytes as f64 / bench.events as f64),
+        ("verify_events_per_s", verified as f64 / verify_seconds),
     ])
 }
 
