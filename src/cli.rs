@@ -32,6 +32,10 @@ pub enum Command {
     /// Check the whole log: positions, revisions and the hash chain. Exits 1
     /// naming the first bad position if anything was edited, removed or moved.
     Verify(StoreArgs),
+    /// Write the log, one task's history or a range as JSON Lines of CloudEvents.
+    Export(ExportArgs),
+    /// Follow the event stream in the terminal.
+    Tail(TailArgs),
     /// Measure tasklog on this machine.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -57,6 +61,39 @@ impl StoreArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Only this task's history.
+    #[arg(long)]
+    pub task: Option<tasklog_events::TaskId>,
+    /// Only events after this position.
+    #[arg(long, default_value_t = 0)]
+    pub after: u64,
+    /// Only events up to and including this position.
+    #[arg(long)]
+    pub until: Option<u64>,
+    /// Write here instead of standard output.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Start after this position; without it, only new events are shown.
+    #[arg(long)]
+    pub after: Option<u64>,
+    /// Only events of tasks of this type.
+    #[arg(long)]
+    pub task_type: Option<String>,
+    /// Only events of this type.
+    #[arg(long)]
+    pub event_type: Option<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct ServeArgs {
     /// The address to listen on.
     #[arg(long, env = "TASKLOG_LISTEN", default_value = "127.0.0.1:8080")]
@@ -65,7 +102,7 @@ pub struct ServeArgs {
     pub store: StoreArgs,
 }
 
-type Failure = Box<dyn std::error::Error + Send + Sync>;
+pub type Failure = Box<dyn std::error::Error + Send + Sync>;
 
 pub fn run(cli: Cli) -> ExitCode {
     tracing_subscriber::fmt()
@@ -83,6 +120,8 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Serve(args) => serve(args).await,
             Command::Replay(args) => replay(args).await,
             Command::Verify(args) => verify(args).await,
+            Command::Export(args) => crate::log_commands::export(args).await,
+            Command::Tail(args) => crate::log_commands::tail(args).await,
             Command::Bench(command) => bench::run(command).await,
         }
     });

@@ -7,10 +7,12 @@
 //!
 //! # Layout
 //! - [`cli`]: the `tasklog` command and its subcommands; `main.rs` only calls it.
+//! - [`log_commands`]: `tasklog export` and `tasklog tail`, straight from the store.
 //! - [`server`]: `tasklog serve` wiring: store, views, jobs, HTTP.
 //! - [`api`]: the axum router ([`api::app`], [`api::run`]), handlers, wire types, errors, OpenAPI.
 //! - [`auth`]: bearer tokens and their scopes.
 //! - [`cloud_event`]: events as auditors and consumers see them (CloudEvents JSON).
+//! - [`event_filter`]: which task events a reader wants (by task type and event type).
 //! - [`commands`]: the pure rules: a task and a command in, events out.
 //! - [`task_service`]: runs commands against the store, retrying on conflicts, and claims.
 //! - [`jobs`]: expiry and lease lapses, driven by the [`clock`].
@@ -24,7 +26,9 @@ pub mod cli;
 pub mod clock;
 pub mod cloud_event;
 pub mod commands;
+pub mod event_filter;
 pub mod jobs;
+pub mod log_commands;
 pub mod server;
 pub mod store_url;
 pub mod task_service;

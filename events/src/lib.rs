@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //! - [`task_event`]: the task events, past tense and versioned, and their decoding.
+//! - [`consumer_event`]: durable consumers' acknowledged positions, kept as events.
 //! - [`envelope`]: [`NewEvent`] (what a writer appends) and [`RecordedEvent`] (what
 //!   the log holds: stream, revision, global position, time, metadata, hash).
 //! - [`store`]: the [`EventStore`] trait, expected revisions, the error enums.
@@ -18,6 +19,7 @@
 //! The file format and commit protocol of the SQLite store are described in
 //! `docs/store.md` at the top of the repository.
 
+pub mod consumer_event;
 pub mod envelope;
 pub mod hash_chain;
 pub mod schemas;

@@ -2,12 +2,19 @@
 //! `schemas/events/`. The test below fails when the Rust types and the files
 //! drift apart; `TASKLOG_UPDATE_SCHEMAS=1 cargo test` rewrites the files.
 
+use crate::consumer_event::ConsumerAcknowledged;
 use crate::task_event::TaskEvent;
 
 /// `(file name, pretty JSON)` for every event type and version.
 pub fn event_schema_files() -> Vec<(String, String)> {
+    let consumer = (
+        ConsumerAcknowledged::TYPE,
+        ConsumerAcknowledged::VERSION,
+        schemars::schema_for!(ConsumerAcknowledged),
+    );
     TaskEvent::schemas()
         .into_iter()
+        .chain([consumer])
         .map(|(event_type, version, schema)| {
             let json = serde_json::to_string_pretty(&schema).expect("schemas serialise");
             (format!("{event_type}.v{version}.json"), json + "\n")

@@ -14,6 +14,9 @@ use crate::store::{EventStore, EventStream, ReadError, StorageError};
 /// How many events a subscriber reads from the log at a time.
 const PAGE: usize = 1024;
 
+/// How often an idle subscriber looks at the log without being woken.
+const RECHECK: std::time::Duration = std::time::Duration::from_millis(500);
+
 struct Follower<S> {
     store: S,
     after: Position,
@@ -41,12 +44,16 @@ pub fn follow<S: EventStore + Clone>(store: S, after: Position) -> EventStream {
             let page = f.store.read_all(f.after, PAGE).await?;
             if page.is_empty() {
                 // `wait_for` looks at the current head first, so an append that
-                // landed after the read above is not missed.
+                // landed after the read above is not missed. The watch only
+                // hears of this process's appends, so look at the log now and
+                // then anyway: another process may be writing to it.
                 let after = f.after;
-                f.head
-                    .wait_for(|head| *head > after)
-                    .await
-                    .map_err(|_| ReadError::Storage(StorageError::new("the store was closed")))?;
+                let woken = tokio::time::timeout(RECHECK, f.head.wait_for(|head| *head > after));
+                if let Ok(closed) = woken.await {
+                    closed.map_err(|_| {
+                        ReadError::Storage(StorageError::new("the store was closed"))
+                    })?;
+                }
             }
             f.buffered.extend(page);
         }

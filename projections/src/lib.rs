@@ -17,6 +17,7 @@ pub mod task_view;
 
 use std::collections::{BTreeMap, HashMap};
 
+use tasklog_events::consumer_event::{consumer_of, ConsumerAcknowledged};
 use tasklog_events::{Position, RecordedEvent, TaskEvent, TaskId};
 
 pub use queue_index::QueueIndex;
@@ -32,13 +33,37 @@ pub struct Projections {
     pub by_creation: BTreeMap<Position, TaskId>,
     pub queue: QueueIndex,
     pub stats: Stats,
+    /// Durable consumers by name.
+    pub consumers: BTreeMap<String, ConsumerView>,
     /// The last position folded in.
     pub position: Position,
+}
+
+/// Where a durable consumer is in the log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConsumerView {
+    pub position: Position,
+    pub acknowledged_time: chrono::DateTime<chrono::Utc>,
 }
 
 impl Projections {
     pub fn apply(&mut self, recorded: &RecordedEvent) {
         self.position = self.position.max(recorded.position);
+        if let Some(name) = consumer_of(&recorded.stream) {
+            let acknowledged = ConsumerAcknowledged::decode(
+                &recorded.event_type,
+                recorded.schema_version,
+                &recorded.payload,
+            );
+            if let Some(acknowledged) = acknowledged {
+                let consumer = ConsumerView {
+                    position: Position(acknowledged.position),
+                    acknowledged_time: recorded.recorded_at,
+                };
+                self.consumers.insert(name.to_owned(), consumer);
+            }
+            return;
+        }
         let Some(id) = TaskId::from_stream(&recorded.stream) else {
             return;
         };

@@ -15,6 +15,7 @@ use super::error::{ApiError, ErrorBody};
 use super::AppState;
 use crate::auth::Scope;
 use crate::cloud_event::CloudEvent;
+use crate::event_filter::EventFilter;
 
 pub fn routes(state: &AppState) -> Router<AppState> {
     let events = Router::new()
@@ -78,7 +79,8 @@ pub struct LogQuery {
 /// How many events one request may read past its filters.
 const SCAN_LIMIT: usize = 100_000;
 
-/// The global log from a position, a page at a time, filtered by task type and event type.
+/// The task events of the global log from a position, a page at a time,
+/// filtered by task type and event type.
 #[utoipa::path(get, path = "/v1/events", tag = "audit", params(LogQuery),
     responses((status = 200, body = EventPage), (status = 400, body = ErrorBody)))]
 pub async fn log(
@@ -95,6 +97,7 @@ pub async fn log(
     let mut kept = Vec::new();
     let mut scanned = 0;
     let mut exhausted = false;
+    let mut filter = EventFilter::new(query.task_type.clone(), query.event_type.clone());
     while kept.len() < limit && scanned < SCAN_LIMIT {
         let page = state
             .service
@@ -108,27 +111,18 @@ pub async fn log(
         }
         scanned += page.len();
         let full = page.len() == limit;
-        let views = state
-            .service
-            .views
-            .projections
-            .read()
-            .expect("projections lock");
         for event in page {
             if kept.len() == limit {
                 break;
             }
             after = event.position;
-            let type_matches = query.task_type.as_deref().is_none_or(|wanted| {
-                TaskId::from_stream(&event.stream)
-                    .and_then(|id| views.tasks.get(&id))
-                    .is_some_and(|task| task.task_type == wanted)
-            });
-            if type_matches
-                && query
-                    .event_type
-                    .as_deref()
-                    .is_none_or(|t| t == event.event_type)
+            if filter
+                .admits(
+                    &event,
+                    &*state.service.store,
+                    Some(&state.service.views.projections),
+                )
+                .await
             {
                 kept.push(event);
             }

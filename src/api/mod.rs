@@ -7,6 +7,7 @@
 mod audit;
 mod error;
 pub mod openapi;
+mod stream;
 mod tasks;
 pub mod wire;
 
@@ -78,7 +79,9 @@ impl axum::response::IntoResponseParts for PositionHeader {
 
 /// The whole API.
 pub fn app(state: AppState) -> Router {
-    let v1 = tasks::routes(&state).merge(audit::routes(&state));
+    let v1 = tasks::routes(&state)
+        .merge(audit::routes(&state))
+        .merge(stream::routes(&state));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(

@@ -1,6 +1,7 @@
 //! End-to-end tests of the HTTP API, against a real server on 127.0.0.1:0 with
 //! a controlled clock.
 
+mod analytics;
 mod audit;
 mod errors;
 mod lifecycle;

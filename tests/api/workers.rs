@@ -232,6 +232,7 @@ async fn a_rebuild_from_position_zero_equals_the_live_views_after_a_random_workl
     assert_eq!(live.tasks, rebuilt.tasks);
     assert_eq!(live.by_creation, rebuilt.by_creation);
     assert_eq!(live.stats, rebuilt.stats);
+    assert_eq!(live.consumers, rebuilt.consumers);
     let all_types: Vec<String> = types.iter().map(|t| t.to_string()).collect();
     assert_eq!(
         live.queue.candidates(&all_types, now, 10_000),
