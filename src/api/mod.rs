@@ -25,6 +25,7 @@ use tasklog_events::{Metadata, Position};
 use tokio::net::TcpListener;
 
 pub use error::{ApiError, ErrorBody};
+pub use stream::KEEP_ALIVE;
 
 use crate::auth::{Scope, Tokens};
 use crate::task_service::TaskService;

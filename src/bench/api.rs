@@ -1,10 +1,12 @@
 //! `tasklog bench api`: a server on a fresh store, driven over HTTP on loopback.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use chrono::{Duration, Utc};
 use clap::Args;
+use futures::StreamExt;
 use serde_json::{json, Value};
 
 use super::{percentile, run_concurrently, Failure, Figure, Output};
@@ -52,17 +54,43 @@ pub async fn run(bench: ApiBench) -> Result<Vec<Figure>, Failure> {
         token,
     };
 
+    // A live SSE subscriber from the head, timing when each create reaches it.
+    let acked: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let delivered = tokio::spawn(watch_stream(api.clone(), bench.creates));
     let rss_before = rss_bytes();
     let started = Instant::now();
     let mut latencies = run_concurrently(bench.connections, bench.creates, {
-        let api = api.clone();
+        let (api, acked) = (api.clone(), acked.clone());
         move |n| {
-            let api = api.clone();
-            async move { api.create(n, "bench-create").await.map(|_| ()) }
+            let (api, acked) = (api.clone(), acked.clone());
+            async move {
+                let task = api.create(n, "bench-create").await?;
+                let id = task["id"].as_str().unwrap_or_default().to_owned();
+                acked.lock().expect("acks").insert(id, Instant::now());
+                Ok(())
+            }
         }
     })
     .await?;
     let create_seconds = started.elapsed().as_secs_f64();
+    let delivered = delivered.await??;
+    let acked = std::mem::take(&mut *acked.lock().expect("acks"));
+    let mut lags: Vec<f64> = delivered
+        .iter()
+        .filter_map(|(id, at)| {
+            acked
+                .get(id)
+                .map(|ack| at.saturating_duration_since(*ack).as_secs_f64() * 1000.0)
+        })
+        .collect();
+    if lags.len() as u64 != bench.creates {
+        return Err(format!(
+            "the stream delivered {} of {} creates",
+            lags.len(),
+            bench.creates
+        )
+        .into());
+    }
     let rss_growth = rss_bytes().saturating_sub(rss_before) as f64;
 
     let started = Instant::now();
@@ -100,6 +128,7 @@ pub async fn run(bench: ApiBench) -> Result<Vec<Figure>, Failure> {
             "lifecycle_tasks_per_s",
             bench.lifecycles as f64 / lifecycle_seconds,
         ),
+        ("stream_lag_p99_ms", percentile(&mut lags, 0.99)),
         (
             "rss_mb_per_100k_tasks",
             rss_growth / 1_048_576.0 * 100_000.0 / bench.creates as f64,
@@ -143,6 +172,41 @@ impl Client {
         });
         self.post("/v1/tasks", body).await
     }
+}
+
+/// Follows `/v1/events/stream` of the fresh store until `creates` creates arrived;
+/// returns when each arrived, by task id.
+async fn watch_stream(api: Client, creates: u64) -> Result<HashMap<String, Instant>, Failure> {
+    let response = api
+        .http
+        .get(format!(
+            "{}/v1/events/stream?eventType=TaskCreated&from=0",
+            api.base
+        ))
+        .bearer_auth(&api.token)
+        .send()
+        .await?;
+    let mut arrived = HashMap::new();
+    let mut body = response.bytes_stream();
+    let mut pending = String::new();
+    while (arrived.len() as u64) < creates {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(30), body.next())
+            .await
+            .map_err(|_| "the event stream stalled")?
+            .ok_or("the event stream ended")??;
+        let now = Instant::now();
+        pending.push_str(std::str::from_utf8(&chunk)?);
+        while let Some(end) = pending.find('\n') {
+            let line: String = pending.drain(..=end).collect();
+            if let Some(data) = line.strip_prefix("data:") {
+                let event: Value = serde_json::from_str(data.trim())?;
+                if let Some(task) = event["subject"].as_str() {
+                    arrived.insert(task.to_owned(), now);
+                }
+            }
+        }
+    }
+    Ok(arrived)
 }
 
 /// This process's resident memory, from /proc (0 where there is none).
