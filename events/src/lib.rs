@@ -6,6 +6,7 @@
 //! - [`consumer_event`]: durable consumers' acknowledged positions, kept as events.
 //! - [`envelope`]: [`NewEvent`] (what a writer appends) and [`RecordedEvent`] (what
 //!   the log holds: stream, revision, global position, time, metadata, hash).
+//! - [`append_checks`]: what every backend checks before it appends.
 //! - [`store`]: the [`EventStore`] trait, expected revisions, the error enums.
 //! - [`hash_chain`]: the hash that chains each event to the one before it in the
 //!   global log, and [`verify`](hash_chain::verify), which walks the log and names
@@ -13,15 +14,19 @@
 //! - [`subscription`]: catch-up-then-live subscriptions built on `read_all`, so a
 //!   slow subscriber re-reads the log instead of losing events.
 //! - [`sqlite`]: the embedded default backend (WAL, `synchronous=FULL`, group commit).
+//! - [`postgres`]: the shared backend for several nodes (a head row lock orders
+//!   appends; LISTEN/NOTIFY wakes subscribers).
 //! - [`schemas`]: the JSON Schema of every event type and version.
 //! - `conformance` (feature `conformance`): the suite every backend passes.
 //!
 //! The file format and commit protocol of the SQLite store are described in
 //! `docs/store.md` at the top of the repository.
 
+pub mod append_checks;
 pub mod consumer_event;
 pub mod envelope;
 pub mod hash_chain;
+pub mod postgres;
 pub mod schemas;
 pub mod sqlite;
 pub mod store;
@@ -30,9 +35,12 @@ pub mod task_event;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+#[cfg(any(test, feature = "conformance"))]
+pub mod test_postgres;
 
 pub use envelope::{Metadata, NewEvent, Position, RecordedEvent};
 pub use hash_chain::{verify, VerifyError, VerifyReport};
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use store::{
     AppendError, AppendResult, EventStore, EventStream, ExpectedRevision, ReadError, StorageError,

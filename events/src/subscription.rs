@@ -24,6 +24,16 @@ struct Follower<S> {
     head: tokio::sync::watch::Receiver<Position>,
 }
 
+/// Moves a head watch on to `to`, unless it is already there or beyond;
+/// subscribers wake only when it moves.
+pub(crate) fn advance_head(head: &tokio::sync::watch::Sender<Position>, to: Position) {
+    head.send_if_modified(|h| {
+        let moved = to > *h;
+        *h = (*h).max(to);
+        moved
+    });
+}
+
 /// Every event after `after`, in log order, from the log and then live.
 /// Backends implement [`EventStore::subscribe_all`] with this unless they have
 /// a native subscription that keeps the same promise.

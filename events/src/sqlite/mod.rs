@@ -8,7 +8,6 @@
 mod schema;
 mod writer;
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -16,6 +15,7 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::append_checks::check_append;
 use crate::envelope::{NewEvent, Position, RecordedEvent};
 use crate::store::{
     AppendError, AppendResult, EventStore, EventStream, ExpectedRevision, ReadError, StorageError,
@@ -126,22 +126,6 @@ fn only_durable((mut events, limit): (Vec<RecordedEvent>, Option<Position>)) -> 
 
 fn sql_limit(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
-}
-
-fn check_append(events: &[NewEvent]) -> Result<(), AppendError> {
-    if events.is_empty() {
-        return Err(AppendError::Invalid(
-            "an append needs at least one event".into(),
-        ));
-    }
-    let mut ids = HashSet::with_capacity(events.len());
-    if let Some(event) = events.iter().find(|event| !ids.insert(event.id)) {
-        return Err(AppendError::Invalid(format!(
-            "event id {} appears twice",
-            event.id
-        )));
-    }
-    Ok(())
 }
 
 #[async_trait]

@@ -8,10 +8,10 @@ use crate::envelope::{Metadata, NewEvent, Position};
 use crate::hash_chain::{chain_hash, verify, VerifyError};
 use crate::store::{EventStore, ExpectedRevision};
 
-async fn fresh_store() -> (Arc<dyn EventStore>, TempDir) {
+async fn fresh_store() -> Option<(Arc<dyn EventStore>, TempDir)> {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path().join("log.sqlite")).unwrap();
-    (Arc::new(store), dir)
+    Some((Arc::new(store), dir))
 }
 
 crate::conformance_tests!(fresh_store());

@@ -28,9 +28,11 @@ use rusqlite::{
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::append_checks::{self, Appended};
 use crate::envelope::{NewEvent, Position};
 use crate::hash_chain::{chain_hash, Hash, HashedFields, GENESIS};
 use crate::store::{AppendError, AppendResult, ExpectedRevision, StorageError};
+use crate::subscription::advance_head;
 
 /// Enough to amortise a commit; small enough to keep a batch's latency short.
 const MAX_BATCH: usize = 4096;
@@ -155,11 +157,7 @@ fn sync(
         }
         let last = batches.last().expect("one batch at least").last_position;
         durability.durable.fetch_max(last.0, Ordering::SeqCst);
-        head.send_if_modified(|h| {
-            let moved = last > *h;
-            *h = (*h).max(last);
-            moved
-        });
+        advance_head(&head, last);
         for (reply, outcome) in batches.into_iter().flat_map(|b| b.replies) {
             let _ = reply.send(outcome);
         }
@@ -330,8 +328,8 @@ fn append(
     }))
 }
 
-/// If these events were appended before, the result of that append; if some of
-/// them were, but not as this same append, a mismatch; if none were, `None`.
+/// If these events were appended before, the result of that append (see
+/// [`earlier_append`](crate::append_checks::earlier_append)).
 fn earlier_append(
     find: &mut CachedStatement<'_>,
     stream: &str,
@@ -342,37 +340,14 @@ fn earlier_append(
     for event in events {
         let row = find
             .query_row([uuid_text(&event.id, &mut buffer)], |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, i64>(2)?,
-                ))
+                Ok(Appended {
+                    position: Position(row.get::<_, i64>(0)? as u64),
+                    stream: row.get(1)?,
+                    revision: row.get::<_, i64>(2)? as u64,
+                })
             })
             .optional()?;
         found.push(row);
     }
-    if found.iter().all(Option::is_none) {
-        return Ok(None);
-    }
-    let (first_position, _, first_revision) = match &found[0] {
-        Some(row) => row.clone(),
-        None => (0, String::new(), -1),
-    };
-    let same_append = found.iter().enumerate().all(|(index, row)| {
-        matches!(row, Some((_, s, r)) if s == stream && *r == first_revision + index as i64)
-    });
-    if !same_append {
-        let appended = found
-            .iter()
-            .position(Option::is_some)
-            .expect("one was found");
-        let event_id = events[appended].id;
-        return Ok(Some(Err(AppendError::IdempotencyMismatch { event_id })));
-    }
-    let (last_position, _, last_revision) = found.last().cloned().flatten().expect("checked above");
-    Ok(Some(Ok(AppendResult {
-        first_position: Position(first_position as u64),
-        last_position: Position(last_position as u64),
-        revision: last_revision as u64,
-    })))
+    Ok(append_checks::earlier_append(stream, events, &found))
 }
