@@ -136,7 +136,7 @@ pub fn run(cli: Cli) -> ExitCode {
 
 async fn serve(args: ServeArgs) -> Result<(), Failure> {
     let url = args.store.store_url();
-    let store = url.open()?;
+    let store = url.open().await?;
     let tokens = Tokens::load_or_create(&args.store.data_dir, std::env::var("TASKLOG_TOKEN").ok())?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let server = Server::start(listener, store, tokens, Arc::new(SystemClock)).await?;
@@ -164,7 +164,7 @@ async fn shutdown_signal() {
 }
 
 async fn verify(args: StoreArgs) -> Result<(), Failure> {
-    let store = args.store_url().open()?;
+    let store = args.store_url().open().await?;
     let started = Instant::now();
     let report = tasklog_events::verify(&*store).await?;
     let seconds = started.elapsed().as_secs_f64();
@@ -184,7 +184,7 @@ async fn verify(args: StoreArgs) -> Result<(), Failure> {
 }
 
 async fn replay(args: StoreArgs) -> Result<(), Failure> {
-    let store = args.store_url().open()?;
+    let store = args.store_url().open().await?;
     let started = Instant::now();
     let mut projections = Projections::default();
     let mut after = Position::START;

@@ -3,17 +3,20 @@
 //! - `sqlite:///abs/path.sqlite`, `sqlite://relative/path.sqlite` or a plain
 //!   path: the embedded store (the default is `tasklog.sqlite` in the data
 //!   directory).
+//! - `postgres://user:password@host:port/database?schema=tasklog` (or
+//!   `postgresql://`): the shared store in PostgreSQL, for several nodes.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 
-use tasklog_events::{EventStore, SqliteStore, StorageError};
+use tasklog_events::{EventStore, PostgresStore, SqliteStore, StorageError};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StoreUrl {
     Sqlite(PathBuf),
+    Postgres(String),
 }
 
 impl StoreUrl {
@@ -22,15 +25,16 @@ impl StoreUrl {
         StoreUrl::Sqlite(data_dir.join("tasklog.sqlite"))
     }
 
-    pub fn open(&self) -> Result<Arc<dyn EventStore>, StorageError> {
+    pub async fn open(&self) -> Result<Arc<dyn EventStore>, StorageError> {
         match self {
             StoreUrl::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path)?)),
+            StoreUrl::Postgres(url) => Ok(Arc::new(PostgresStore::connect(url).await?)),
         }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("unsupported store URL {0:?}: expected sqlite://<path> or a file path")]
+#[error("unsupported store URL {0:?}: expected sqlite://<path>, a file path or postgres://..")]
 pub struct UnsupportedStore(String);
 
 impl FromStr for StoreUrl {
@@ -39,6 +43,9 @@ impl FromStr for StoreUrl {
     fn from_str(url: &str) -> Result<Self, Self::Err> {
         match url.split_once("://") {
             Some(("sqlite", path)) if !path.is_empty() => Ok(StoreUrl::Sqlite(path.into())),
+            Some(("postgres" | "postgresql", rest)) if !rest.is_empty() => {
+                Ok(StoreUrl::Postgres(url.to_owned()))
+            }
             None if !url.is_empty() && !url.contains(':') => Ok(StoreUrl::Sqlite(url.into())),
             _ => Err(UnsupportedStore(url.to_owned())),
         }
@@ -49,7 +56,23 @@ impl fmt::Display for StoreUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreUrl::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
+            // Without the password, which logs must not show.
+            StoreUrl::Postgres(url) => f.write_str(&without_password(url)),
         }
+    }
+}
+
+/// `scheme://user:password@host..` as `scheme://user@host..`.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((user_info, host)) => {
+            let user = user_info.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}@{host}")
+        }
+        None => url.to_owned(),
     }
 }
 
@@ -70,6 +93,19 @@ mod tests {
         );
         assert_eq!(parse("./t.sqlite"), StoreUrl::Sqlite("./t.sqlite".into()));
         assert!("mysql://x".parse::<StoreUrl>().is_err());
+        assert!("postgres://".parse::<StoreUrl>().is_err());
         assert!("sqlite://".parse::<StoreUrl>().is_err());
+    }
+
+    #[test]
+    fn postgres_urls_are_kept_whole_and_shown_without_the_password() {
+        let url = "postgres://tasklog:secret@db:5432/tasks?schema=prod";
+        let parsed: StoreUrl = url.parse().unwrap();
+        assert_eq!(parsed, StoreUrl::Postgres(url.to_owned()));
+        assert_eq!(parsed.to_string(), "postgres://tasklog@db:5432/tasks?schema=prod");
+        assert!(matches!(
+            "postgresql://localhost/test".parse::<StoreUrl>(),
+            Ok(StoreUrl::Postgres(_))
+        ));
     }
 }

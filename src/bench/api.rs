@@ -9,11 +9,10 @@ use clap::Args;
 use futures::StreamExt;
 use serde_json::{json, Value};
 
-use super::{percentile, run_concurrently, Failure, Figure, Output};
+use super::{percentile, run_concurrently, BenchStore, Failure, Figure, Output};
 use crate::auth::{new_secret, Scope, Token, Tokens};
 use crate::clock::SystemClock;
 use crate::server::Server;
-use crate::store_url::StoreUrl;
 
 #[derive(Debug, Args)]
 pub struct ApiBench {
@@ -34,8 +33,8 @@ pub struct ApiBench {
 }
 
 pub async fn run(bench: ApiBench) -> Result<Vec<Figure>, Failure> {
-    let dir = tempfile::tempdir()?;
-    let store = StoreUrl::default_in(dir.path()).open()?;
+    let fresh = BenchStore::open(bench.output.store.as_ref()).await?;
+    let store = fresh.store.clone();
     let token = new_secret();
     let tokens = Tokens {
         tokens: vec![Token {
@@ -120,6 +119,7 @@ pub async fn run(bench: ApiBench) -> Result<Vec<Figure>, Failure> {
     .await?;
     let lifecycle_seconds = started.elapsed().as_secs_f64();
     server.stop().await?;
+    fresh.remove().await?;
 
     Ok(vec![
         ("create_per_s", bench.creates as f64 / create_seconds),

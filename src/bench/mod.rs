@@ -9,6 +9,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::{Args, Subcommand};
+use tasklog_events::{EventStore, PostgresStore};
+
+use crate::store_url::StoreUrl;
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
@@ -24,6 +27,67 @@ pub struct Output {
     /// Print one JSON object instead of `name: value` lines.
     #[arg(long)]
     pub json: bool,
+    /// The backend to measure, as a URL: the default is a new embedded store
+    /// in a temporary directory; with `postgres://..`, a new schema in that
+    /// database, dropped afterwards.
+    #[arg(long, env = "TASKLOG_BENCH_STORE")]
+    pub store: Option<StoreUrl>,
+}
+
+/// A new, empty store for one run, and what to remove afterwards.
+pub struct BenchStore {
+    pub store: Arc<dyn EventStore>,
+    place: Place,
+}
+
+enum Place {
+    Directory(tempfile::TempDir),
+    Schema(PostgresStore),
+}
+
+impl BenchStore {
+    pub async fn open(url: Option<&StoreUrl>) -> Result<Self, Failure> {
+        match url {
+            None | Some(StoreUrl::Sqlite(_)) => {
+                let dir = tempfile::tempdir()?;
+                let store = StoreUrl::default_in(dir.path()).open().await?;
+                Ok(BenchStore {
+                    store,
+                    place: Place::Directory(dir),
+                })
+            }
+            Some(StoreUrl::Postgres(url)) => {
+                let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
+                let base = url.split_once('?').map_or(url.as_str(), |(base, _)| base);
+                let store = PostgresStore::connect(&format!("{base}?schema={schema}")).await?;
+                Ok(BenchStore {
+                    store: Arc::new(store.clone()),
+                    place: Place::Schema(store),
+                })
+            }
+        }
+    }
+
+    /// The bytes the log takes: files on disk, or tables and indexes.
+    pub async fn disk_bytes(&self) -> Result<u64, Failure> {
+        match &self.place {
+            Place::Directory(dir) => {
+                let mut total = 0;
+                for entry in std::fs::read_dir(dir.path())? {
+                    total += entry?.metadata()?.len();
+                }
+                Ok(total)
+            }
+            Place::Schema(store) => Ok(store.disk_bytes().await?),
+        }
+    }
+
+    pub async fn remove(self) -> Result<(), Failure> {
+        match self.place {
+            Place::Directory(dir) => Ok(dir.close()?),
+            Place::Schema(store) => Ok(store.drop_schema().await?),
+        }
+    }
 }
 
 pub async fn run(command: BenchCommand) -> Result<(), Failure> {

@@ -1,6 +1,5 @@
 //! `tasklog bench store`: append throughput and latency, replay speed, size on disk.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -9,8 +8,7 @@ use clap::Args;
 use tasklog_events::task_event::TaskCreated;
 use tasklog_events::{EventStore, ExpectedRevision, Metadata, Position, TaskEvent, TaskId};
 
-use super::{percentile, run_concurrently, Failure, Figure, Output};
-use crate::store_url::StoreUrl;
+use super::{percentile, run_concurrently, BenchStore, Failure, Figure, Output};
 
 #[derive(Debug, Args)]
 pub struct StoreBench {
@@ -25,8 +23,8 @@ pub struct StoreBench {
 }
 
 pub async fn run(bench: StoreBench) -> Result<Vec<Figure>, Failure> {
-    let dir = tempfile::tempdir()?;
-    let store = StoreUrl::default_in(dir.path()).open()?;
+    let fresh = BenchStore::open(bench.output.store.as_ref()).await?;
+    let store = fresh.store.clone();
 
     let started = Instant::now();
     let latencies_ms = append_concurrently(&store, bench.events, bench.appenders).await?;
@@ -43,7 +41,9 @@ pub async fn run(bench: StoreBench) -> Result<Vec<Figure>, Failure> {
     let verify_seconds = started.elapsed().as_secs_f64();
 
     // Measured while the store is open: the WAL counts too.
-    let bytes = dir_bytes(dir.path())?;
+    let bytes = fresh.disk_bytes().await?;
+    drop(store);
+    fresh.remove().await?;
 
     let mut latencies_ms = latencies_ms;
     Ok(vec![
@@ -106,12 +106,4 @@ async fn replay(store: &dyn EventStore) -> Result<u64, Failure> {
         after = last.position;
         count += page.len() as u64;
     }
-}
-
-fn dir_bytes(dir: &Path) -> std::io::Result<u64> {
-    let mut total = 0;
-    for entry in std::fs::read_dir(dir)? {
-        total += entry?.metadata()?.len();
-    }
-    Ok(total)
 }

@@ -69,7 +69,7 @@ fn tokens() -> Tokens {
 impl TestServer {
     /// A server on the embedded store in `dir`, its clock at `now`.
     pub async fn start_in(dir: &Path, now: DateTime<Utc>) -> TestServer {
-        let store = StoreUrl::default_in(dir).open().unwrap();
+        let store = StoreUrl::default_in(dir).open().await.unwrap();
         let clock = ManualClock::new(now);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let server = Server::start(listener, store, tokens(), Arc::new(clock.clone()))

@@ -66,8 +66,12 @@ impl Connect {
             .map_err(|e| StorageError::caused_by("reading the PostgreSQL URL", e))?;
         let options = config.get_options().unwrap_or_default().to_owned();
         // Acknowledged appends must be on disk, whatever the server's default.
+        // Statements are prepared once per connection, often while the log is
+        // still empty; a plan made then (a scan of the whole table) must not
+        // outlive it, so each execution is planned for the table as it is.
         config.options(format!(
-            "{options} -c search_path={schema} -c synchronous_commit=on"
+            "{options} -c search_path={schema} -c synchronous_commit=on \
+             -c plan_cache_mode=force_custom_plan"
         ));
         config.application_name("tasklog");
         let connect = Connect {
@@ -131,6 +135,32 @@ impl PostgresStore {
     /// The schema that holds this store's tables.
     pub fn schema(&self) -> &str {
         &self.inner.schema
+    }
+
+    /// The bytes the log takes in the database, indexes included.
+    pub async fn disk_bytes(&self) -> Result<u64, ReadError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT pg_total_relation_size('events') + pg_total_relation_size('log_head')",
+                &[],
+            )
+            .await
+            .map_err(|e| ReadError::Storage(StorageError::caused_by("measuring the log", e)))?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
+    /// Deletes the schema and the whole log in it. For benchmarks, which make
+    /// a schema of their own; never called by the server.
+    pub async fn drop_schema(self) -> Result<(), StorageError> {
+        let client = self
+            .client()
+            .await
+            .map_err(|ReadError::Storage(e)| e)?;
+        client
+            .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.inner.schema))
+            .await
+            .map_err(|e| StorageError::caused_by("dropping the schema", e))
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, ReadError> {
