@@ -102,7 +102,10 @@ mod tests {
         let url = "postgres://tasklog:secret@db:5432/tasks?schema=prod";
         let parsed: StoreUrl = url.parse().unwrap();
         assert_eq!(parsed, StoreUrl::Postgres(url.to_owned()));
-        assert_eq!(parsed.to_string(), "postgres://tasklog@db:5432/tasks?schema=prod");
+        assert_eq!(
+            parsed.to_string(),
+            "postgres://tasklog@db:5432/tasks?schema=prod"
+        );
         assert!(matches!(
             "postgresql://localhost/test".parse::<StoreUrl>(),
             Ok(StoreUrl::Postgres(_))

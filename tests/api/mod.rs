@@ -5,6 +5,7 @@ mod analytics;
 mod audit;
 mod errors;
 mod lifecycle;
+mod two_nodes;
 mod workers;
 
 use std::path::Path;

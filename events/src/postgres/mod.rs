@@ -153,10 +153,7 @@ impl PostgresStore {
     /// Deletes the schema and the whole log in it. For benchmarks, which make
     /// a schema of their own; never called by the server.
     pub async fn drop_schema(self) -> Result<(), StorageError> {
-        let client = self
-            .client()
-            .await
-            .map_err(|ReadError::Storage(e)| e)?;
+        let client = self.client().await.map_err(|ReadError::Storage(e)| e)?;
         client
             .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.inner.schema))
             .await

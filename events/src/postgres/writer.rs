@@ -80,7 +80,7 @@ async fn write(
             };
         }
         let (client, statements) = connection.as_mut().expect("connected above");
-            match commit(client, statements, &config.channel, &batch).await {
+        match commit(client, statements, &config.channel, &batch).await {
             Ok((outcomes, last_position)) => {
                 advance_head(&head, last_position);
                 for (request, outcome) in batch.drain(..).zip(outcomes) {

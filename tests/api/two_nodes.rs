@@ -1,0 +1,263 @@
+//! Several nodes, one store: two `tasklog serve` processes on one shared store
+//! act as one service. Real processes, real clocks, the real database.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{SecondsFormat, Utc};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tasklog_events::test_postgres::TestSchema;
+
+use super::ADMIN;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_postgres_act_as_one_service() {
+    let Some(schema) = TestSchema::create().await else {
+        return;
+    };
+    two_nodes_act_as_one_service(&schema.store_url()).await;
+}
+
+/// A `tasklog serve` process; killed when dropped.
+struct Node {
+    child: Child,
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Node {
+    fn start(store_url: &str, data_dir: &Path) -> Node {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tasklog"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--store", store_url])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("TASKLOG_TOKEN", ADMIN)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tasklog starts");
+        // The address is in the log line that says the node is serving.
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("the node says where it serves before it stops")
+                .unwrap();
+            if line.contains("tasklog is serving") {
+                break address_in(&line).expect("an address in the serving line");
+            }
+        };
+        // Keep reading the log so the node never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Node {
+            child,
+            base: format!("http://{addr}"),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        min_position: Option<u64>,
+    ) -> (StatusCode, Option<u64>, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(ADMIN);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        if let Some(position) = min_position {
+            request = request.header("Tasklog-Min-Position", position.to_string());
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let position = response
+            .headers()
+            .get("tasklog-position")
+            .map(|v| v.to_str().unwrap().parse().unwrap());
+        let text = response.text().await.unwrap();
+        (
+            status,
+            position,
+            serde_json::from_str(&text).unwrap_or(Value::Null),
+        )
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Option<u64>, Value) {
+        self.call(reqwest::Method::POST, path, Some(body), None)
+            .await
+    }
+
+    async fn create(&self, name: &str, task_type: &str, expires_in: Duration) -> (String, u64) {
+        let now = Utc::now();
+        let time = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
+        let body = json!({
+            "name": name,
+            "type": task_type,
+            "priority": 0,
+            "data": {},
+            "availableTime": time(now - chrono::Duration::minutes(1)),
+            "expirationTime": time(now + chrono::Duration::from_std(expires_in).unwrap()),
+        });
+        let (status, position, task) = self.post("/v1/tasks", body).await;
+        assert_eq!(status, StatusCode::OK, "{task}");
+        (task["id"].as_str().unwrap().to_owned(), position.unwrap())
+    }
+
+    /// The types of a task's events, in order.
+    async fn history(&self, id: &str) -> Vec<String> {
+        let (status, _, body) = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/tasks/{id}/events"),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["type"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `host:port` after `addr=` in a log line (which may carry colour codes).
+fn address_in(line: &str) -> Option<String> {
+    let start = line.find("127.0.0.1:")?;
+    let rest = &line[start..];
+    let end = rest
+        .char_indices()
+        .skip("127.0.0.1:".len())
+        .find(|(_, c)| !c.is_ascii_digit())
+        .map_or(rest.len(), |(i, _)| i);
+    Some(rest[..end].to_owned())
+}
+
+fn count(history: &[String], event_type: &str) -> usize {
+    history.iter().filter(|t| *t == event_type).count()
+}
+
+pub async fn two_nodes_act_as_one_service(store_url: &str) {
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let nodes = Arc::new([
+        Node::start(store_url, dirs[0].path()),
+        Node::start(store_url, dirs[1].path()),
+    ]);
+
+    // A task created on one node is readable on the other at once, given the
+    // position the create answered with.
+    for n in 0..10 {
+        let (writer, reader) = (&nodes[n % 2], &nodes[(n + 1) % 2]);
+        let (id, position) = writer
+            .create(&format!("read-{n}"), "read", Duration::from_secs(3600))
+            .await;
+        let (status, seen_at, task) = reader
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/tasks/{id}"),
+                None,
+                Some(position),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{task}");
+        assert_eq!(task["name"], format!("read-{n}"));
+        assert!(seen_at.unwrap() >= position);
+    }
+
+    // Workers claiming through both nodes run every task exactly once.
+    const TASKS: usize = 40;
+    let mut ids = HashSet::new();
+    for n in 0..TASKS {
+        let (id, _) = nodes[n % 2]
+            .create(&format!("race-{n}"), "race", Duration::from_secs(3600))
+            .await;
+        ids.insert(id);
+    }
+    let completed = Arc::new(AtomicUsize::new(0));
+    let claimed = Arc::new(Mutex::new(Vec::new()));
+    let workers: Vec<_> = (0..8)
+        .map(|w| {
+            let (nodes, completed, claimed) = (nodes.clone(), completed.clone(), claimed.clone());
+            tokio::spawn(async move {
+                let node = &nodes[w % 2];
+                let worker = format!("worker-{w}");
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while completed.load(Ordering::SeqCst) < TASKS && Instant::now() < deadline {
+                    let claim = json!({"types": ["race"], "worker": worker, "leaseSeconds": 300, "waitSeconds": 1});
+                    let (status, _, task) = node.post("/v1/tasks/claim", claim).await;
+                    if status == StatusCode::NO_CONTENT {
+                        continue;
+                    }
+                    assert_eq!(status, StatusCode::OK, "{task}");
+                    let id = task["id"].as_str().unwrap().to_owned();
+                    let (status, _, done) = node
+                        .post(&format!("/v1/tasks/{id}/complete"), json!({"worker": worker}))
+                        .await;
+                    assert_eq!(status, StatusCode::OK, "{done}");
+                    claimed.lock().unwrap().push(id);
+                    completed.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let claimed = std::mem::take(&mut *claimed.lock().unwrap());
+    assert_eq!(claimed.len(), TASKS, "every task was claimed once");
+    assert_eq!(claimed.iter().cloned().collect::<HashSet<_>>(), ids);
+    for id in &ids {
+        let history = nodes[0].history(id).await;
+        assert_eq!(count(&history, "TaskStarted"), 1, "{id}: {history:?}");
+        assert_eq!(count(&history, "TaskCompleted"), 1, "{id}: {history:?}");
+    }
+
+    // Time moves tasks once, not once per node: a pending task expires and a
+    // lapsed lease goes back to the queue, each one event.
+    let (expiring, _) = nodes[0]
+        .create("expires", "expire", Duration::from_secs(2))
+        .await;
+    let (lapsing, _) = nodes[1]
+        .create("lapses", "lapse", Duration::from_secs(3600))
+        .await;
+    let claim = json!({"types": ["lapse"], "worker": "gone", "leaseSeconds": 1});
+    let (status, _, _) = nodes[1].post("/v1/tasks/claim", claim).await;
+    assert_eq!(status, StatusCode::OK);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let expired = nodes[0].history(&expiring).await;
+        let requeued = nodes[1].history(&lapsing).await;
+        if count(&expired, "TaskExpired") > 0 && count(&requeued, "TaskRequeued") > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{expired:?} {requeued:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Give the other node every chance to do it again.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for node in nodes.iter() {
+        assert_eq!(count(&node.history(&expiring).await, "TaskExpired"), 1);
+        assert_eq!(count(&node.history(&lapsing).await, "TaskRequeued"), 1);
+    }
+}
