@@ -5,18 +5,21 @@
 //!   directory).
 //! - `postgres://user:password@host:port/database?schema=tasklog` (or
 //!   `postgresql://`): the shared store in PostgreSQL, for several nodes.
+//! - `esdb://host:2113?tls=false`, `esdb+discover://..`, `kurrentdb://..`:
+//!   EventStoreDB / KurrentDB, optionally with `namespace=<prefix>`.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 
-use tasklog_events::{EventStore, PostgresStore, SqliteStore, StorageError};
+use tasklog_events::{EventStore, EventStoreDbStore, PostgresStore, SqliteStore, StorageError};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StoreUrl {
     Sqlite(PathBuf),
     Postgres(String),
+    EventStoreDb(String),
 }
 
 impl StoreUrl {
@@ -29,12 +32,13 @@ impl StoreUrl {
         match self {
             StoreUrl::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path)?)),
             StoreUrl::Postgres(url) => Ok(Arc::new(PostgresStore::connect(url).await?)),
+            StoreUrl::EventStoreDb(url) => Ok(Arc::new(EventStoreDbStore::connect(url).await?)),
         }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("unsupported store URL {0:?}: expected sqlite://<path>, a file path or postgres://..")]
+#[error("unsupported store URL {0:?}: expected sqlite://<path>, a file path, postgres://.. or esdb://..")]
 pub struct UnsupportedStore(String);
 
 impl FromStr for StoreUrl {
@@ -45,6 +49,11 @@ impl FromStr for StoreUrl {
             Some(("sqlite", path)) if !path.is_empty() => Ok(StoreUrl::Sqlite(path.into())),
             Some(("postgres" | "postgresql", rest)) if !rest.is_empty() => {
                 Ok(StoreUrl::Postgres(url.to_owned()))
+            }
+            Some(("esdb" | "esdb+discover" | "kurrentdb" | "kurrentdb+discover", rest))
+                if !rest.is_empty() =>
+            {
+                Ok(StoreUrl::EventStoreDb(url.to_owned()))
             }
             None if !url.is_empty() && !url.contains(':') => Ok(StoreUrl::Sqlite(url.into())),
             _ => Err(UnsupportedStore(url.to_owned())),
@@ -57,7 +66,9 @@ impl fmt::Display for StoreUrl {
         match self {
             StoreUrl::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
             // Without the password, which logs must not show.
-            StoreUrl::Postgres(url) => f.write_str(&without_password(url)),
+            StoreUrl::Postgres(url) | StoreUrl::EventStoreDb(url) => {
+                f.write_str(&without_password(url))
+            }
         }
     }
 }
@@ -110,5 +121,8 @@ mod tests {
             "postgresql://localhost/test".parse::<StoreUrl>(),
             Ok(StoreUrl::Postgres(_))
         ));
+        let esdb: StoreUrl = "esdb://admin:changeit@db:2113?tls=false".parse().unwrap();
+        assert!(matches!(esdb, StoreUrl::EventStoreDb(_)));
+        assert_eq!(esdb.to_string(), "esdb://admin@db:2113?tls=false");
     }
 }

@@ -14,6 +14,7 @@
 //! - [`subscription`]: catch-up-then-live subscriptions built on `read_all`, so a
 //!   slow subscriber re-reads the log instead of losing events.
 //! - [`sqlite`]: the embedded default backend (WAL, `synchronous=FULL`, group commit).
+//! - [`eventstoredb`]: EventStoreDB / KurrentDB, a stream per task, `$all` as the log.
 //! - [`postgres`]: the shared backend for several nodes (a head row lock orders
 //!   appends; LISTEN/NOTIFY wakes subscribers).
 //! - [`schemas`]: the JSON Schema of every event type and version.
@@ -25,6 +26,7 @@
 pub mod append_checks;
 pub mod consumer_event;
 pub mod envelope;
+pub mod eventstoredb;
 pub mod hash_chain;
 pub mod postgres;
 pub mod schemas;
@@ -36,9 +38,12 @@ pub mod task_event;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 #[cfg(any(test, feature = "conformance"))]
+pub mod test_eventstoredb;
+#[cfg(any(test, feature = "conformance"))]
 pub mod test_postgres;
 
 pub use envelope::{Metadata, NewEvent, Position, RecordedEvent};
+pub use eventstoredb::EventStoreDbStore;
 pub use hash_chain::{verify, VerifyError, VerifyReport};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;

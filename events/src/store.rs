@@ -155,4 +155,12 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Follows the head as appends become durable: the wake-up for subscribers.
     fn watch_head(&self) -> watch::Receiver<Position>;
+
+    /// Whether each event carries the [hash chain](crate::hash_chain). Only a
+    /// store that orders every append itself can chain them; one whose
+    /// streams are written independently (EventStoreDB) cannot, and
+    /// [`verify`](crate::verify) then checks positions and revisions only.
+    fn keeps_hash_chain(&self) -> bool {
+        true
+    }
 }

@@ -147,7 +147,9 @@ pub struct Verification {
     pub ok: bool,
     /// On a healthy log: how many events it holds.
     pub events: Option<u64>,
-    /// On a healthy log: its head position and hash, to keep elsewhere.
+    /// On a healthy log: its head position and hash, to keep elsewhere. No
+    /// hash on a store that keeps no chain (EventStoreDB), where only
+    /// positions and revisions are checked.
     pub head: Option<u64>,
     pub head_hash: Option<String>,
     /// On a damaged log: the first bad position, and what is wrong there.
@@ -164,7 +166,9 @@ pub async fn verify_log(State(state): State<AppState>) -> Result<Response, ApiEr
             ok: true,
             events: Some(report.events),
             head: Some(report.head.0),
-            head_hash: Some(tasklog_events::hash_chain::to_hex(&report.head_hash)),
+            head_hash: report
+                .chained
+                .then(|| tasklog_events::hash_chain::to_hex(&report.head_hash)),
             first_bad_position: None,
             message: None,
         },

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::{Args, Subcommand};
-use tasklog_events::{EventStore, PostgresStore};
+use tasklog_events::{EventStore, EventStoreDbStore, PostgresStore};
 
 use crate::store_url::StoreUrl;
 
@@ -29,7 +29,8 @@ pub struct Output {
     pub json: bool,
     /// The backend to measure, as a URL: the default is a new embedded store
     /// in a temporary directory; with `postgres://..`, a new schema in that
-    /// database, dropped afterwards.
+    /// database, dropped afterwards; with `esdb://..`, a new namespace of
+    /// streams on that server (left there: EventStoreDB does not delete).
     #[arg(long, env = "TASKLOG_BENCH_STORE")]
     pub store: Option<StoreUrl>,
 }
@@ -43,6 +44,7 @@ pub struct BenchStore {
 enum Place {
     Directory(tempfile::TempDir),
     Schema(PostgresStore),
+    Namespace,
 }
 
 impl BenchStore {
@@ -65,20 +67,31 @@ impl BenchStore {
                     place: Place::Schema(store),
                 })
             }
+            Some(StoreUrl::EventStoreDb(url)) => {
+                let separator = if url.contains('?') { '&' } else { '?' };
+                let namespace = format!("bench{}.", uuid::Uuid::new_v4().simple());
+                let url = format!("{url}{separator}namespace={namespace}");
+                Ok(BenchStore {
+                    store: Arc::new(EventStoreDbStore::connect(&url).await?),
+                    place: Place::Namespace,
+                })
+            }
         }
     }
 
-    /// The bytes the log takes: files on disk, or tables and indexes.
-    pub async fn disk_bytes(&self) -> Result<u64, Failure> {
+    /// The bytes the log takes: files on disk, or tables and indexes; unknown
+    /// for a namespace on a shared EventStoreDB.
+    pub async fn disk_bytes(&self) -> Result<Option<u64>, Failure> {
         match &self.place {
             Place::Directory(dir) => {
                 let mut total = 0;
                 for entry in std::fs::read_dir(dir.path())? {
                     total += entry?.metadata()?.len();
                 }
-                Ok(total)
+                Ok(Some(total))
             }
-            Place::Schema(store) => Ok(store.disk_bytes().await?),
+            Place::Schema(store) => Ok(Some(store.disk_bytes().await?)),
+            Place::Namespace => Ok(None),
         }
     }
 
@@ -86,6 +99,7 @@ impl BenchStore {
         match self.place {
             Place::Directory(dir) => Ok(dir.close()?),
             Place::Schema(store) => Ok(store.drop_schema().await?),
+            Place::Namespace => Ok(()),
         }
     }
 }

@@ -46,13 +46,16 @@ pub async fn run(bench: StoreBench) -> Result<Vec<Figure>, Failure> {
     fresh.remove().await?;
 
     let mut latencies_ms = latencies_ms;
-    Ok(vec![
+    let mut figures = vec![
         ("append_events_per_s", bench.events as f64 / append_seconds),
         ("append_p99_ms", percentile(&mut latencies_ms, 0.99)),
         ("replay_events_per_s", replayed as f64 / replay_seconds),
-        ("db_bytes_per_event", bytes as f64 / bench.events as f64),
-        ("verify_events_per_s", verified as f64 / verify_seconds),
-    ])
+    ];
+    if let Some(bytes) = bytes {
+        figures.push(("db_bytes_per_event", bytes as f64 / bench.events as f64));
+    }
+    figures.push(("verify_events_per_s", verified as f64 / verify_seconds));
+    Ok(figures)
 }
 
 /// `appenders` loops share `events` appends, one new task stream each, as

@@ -24,6 +24,16 @@ async fn two_nodes_on_postgres_act_as_one_service() {
     two_nodes_act_as_one_service(&schema.store_url()).await;
 }
 
+/// Runs against a server when `TASKLOG_TEST_ESDB_URL` names one; otherwise
+/// says it was skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_eventstoredb_act_as_one_service() {
+    let Some(url) = tasklog_events::test_eventstoredb::fresh_store_url() else {
+        return;
+    };
+    two_nodes_act_as_one_service(&url).await;
+}
+
 /// A `tasklog serve` process; killed when dropped.
 struct Node {
     child: Child,
