@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use crate::envelope::{Metadata, Position, RecordedEvent};
+use crate::envelope::{Metadata, NewEvent, Position, RecordedEvent};
 use crate::store::{EventStore, ReadError};
 
 pub type Hash = [u8; 32];
@@ -34,6 +34,22 @@ pub struct HashedFields<'a> {
     pub recorded_at: DateTime<Utc>,
     pub payload: &'a str,
     pub metadata: &'a Metadata,
+}
+
+impl<'a> HashedFields<'a> {
+    /// The fields of `event` once it is at `revision` of `stream`.
+    pub fn of_new(stream: &'a str, revision: u64, event: &'a NewEvent) -> Self {
+        HashedFields {
+            stream,
+            revision,
+            id: event.id,
+            event_type: &event.event_type,
+            schema_version: event.schema_version,
+            recorded_at: event.recorded_at,
+            payload: &event.payload,
+            metadata: &event.metadata,
+        }
+    }
 }
 
 impl<'a> From<&'a RecordedEvent> for HashedFields<'a> {

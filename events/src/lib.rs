@@ -24,6 +24,7 @@
 //! `docs/store.md` at the top of the repository.
 
 pub mod append_checks;
+mod append_queue;
 pub mod consumer_event;
 pub mod envelope;
 pub mod eventstoredb;

@@ -22,7 +22,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::{Client, NoTls};
 
-use crate::append_checks::check_append;
+use crate::append_queue::{self, AppendRequest};
 use crate::envelope::{NewEvent, Position, RecordedEvent};
 use crate::store::{
     AppendError, AppendResult, EventStore, EventStream, ExpectedRevision, ReadError, StorageError,
@@ -44,7 +44,7 @@ pub struct PostgresStore {
 struct Inner {
     schema: String,
     pool: Pool,
-    appends: mpsc::Sender<writer::AppendRequest>,
+    appends: mpsc::Sender<AppendRequest>,
     head: watch::Receiver<Position>,
     _stop_listener: oneshot::Sender<()>,
 }
@@ -219,21 +219,7 @@ impl EventStore for PostgresStore {
         expected: ExpectedRevision,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, AppendError> {
-        check_append(&events)?;
-        let (reply, outcome) = oneshot::channel();
-        let request = writer::AppendRequest {
-            stream: stream.to_owned(),
-            expected,
-            events,
-            reply,
-        };
-        let stopped = || AppendError::Storage(StorageError::new("the store's writer has stopped"));
-        self.inner
-            .appends
-            .send(request)
-            .await
-            .map_err(|_| stopped())?;
-        outcome.await.map_err(|_| stopped())?
+        append_queue::submit(&self.inner.appends, stream, expected, events).await
     }
 
     async fn read_stream(

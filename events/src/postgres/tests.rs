@@ -3,8 +3,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio::sync::oneshot;
 
-use super::writer::{write_batch, AppendRequest, Statements};
+use super::writer::{write_batch, Statements};
 use super::{Connect, PostgresStore};
+use crate::append_queue::AppendRequest;
 use crate::envelope::{Metadata, NewEvent, Position, RecordedEvent};
 use crate::hash_chain::verify;
 use crate::store::{EventStore, ExpectedRevision};

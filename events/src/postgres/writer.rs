@@ -16,28 +16,20 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, GenericClient, Statement};
 use uuid::Uuid;
 
 use crate::append_checks::{earlier_append, Appended};
+use crate::append_queue::{AppendRequest, Outcome};
 use crate::envelope::{NewEvent, Position};
 use crate::hash_chain::{chain_hash, Hash, HashedFields};
-use crate::store::{AppendError, AppendResult, ExpectedRevision, StorageError};
+use crate::store::{AppendError, AppendResult, StorageError};
 use crate::subscription::advance_head;
 
 /// Enough to amortise a commit; small enough to keep a batch's latency short.
 const MAX_BATCH: usize = 1024;
-
-pub(super) struct AppendRequest {
-    pub stream: String,
-    pub expected: ExpectedRevision,
-    pub events: Vec<NewEvent>,
-    pub reply: oneshot::Sender<Outcome>,
-}
-
-pub(super) type Outcome = Result<AppendResult, AppendError>;
 
 /// Starts the writer task. It stops when every sender is gone.
 pub(super) fn spawn(
@@ -300,16 +292,7 @@ impl<'a> LogState<'a> {
             let revision = first_revision + offset as u64;
             self.tail_hash = chain_hash(
                 &self.tail_hash,
-                &HashedFields {
-                    stream,
-                    revision,
-                    id: event.id,
-                    event_type: &event.event_type,
-                    schema_version: event.schema_version,
-                    recorded_at: event.recorded_at,
-                    payload: &event.payload,
-                    metadata: &event.metadata,
-                },
+                &HashedFields::of_new(stream, revision, event),
             );
             self.tail_position = position;
             self.rows

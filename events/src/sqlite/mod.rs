@@ -13,9 +13,9 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
-use crate::append_checks::check_append;
+use crate::append_queue::{self, AppendRequest};
 use crate::envelope::{NewEvent, Position, RecordedEvent};
 use crate::store::{
     AppendError, AppendResult, EventStore, EventStream, ExpectedRevision, ReadError, StorageError,
@@ -29,7 +29,7 @@ pub struct SqliteStore {
 
 struct Inner {
     path: PathBuf,
-    appends: mpsc::Sender<writer::AppendRequest>,
+    appends: mpsc::Sender<AppendRequest>,
     head: watch::Receiver<Position>,
     durability: Arc<writer::Durability>,
     /// Idle read connections, opened on demand.
@@ -136,21 +136,7 @@ impl EventStore for SqliteStore {
         expected: ExpectedRevision,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, AppendError> {
-        check_append(&events)?;
-        let (reply, outcome) = oneshot::channel();
-        let request = writer::AppendRequest {
-            stream: stream.to_owned(),
-            expected,
-            events,
-            reply,
-        };
-        let stopped = || AppendError::Storage(StorageError::new("the store's writer has stopped"));
-        self.inner
-            .appends
-            .send(request)
-            .await
-            .map_err(|_| stopped())?;
-        outcome.await.map_err(|_| stopped())?
+        append_queue::submit(&self.inner.appends, stream, expected, events).await
     }
 
     async fn read_stream(

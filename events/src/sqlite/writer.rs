@@ -29,22 +29,14 @@ use rusqlite::{
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::append_checks::{self, Appended};
+use crate::append_queue::{AppendRequest, Outcome};
 use crate::envelope::{NewEvent, Position};
 use crate::hash_chain::{chain_hash, Hash, HashedFields, GENESIS};
-use crate::store::{AppendError, AppendResult, ExpectedRevision, StorageError};
+use crate::store::{AppendError, AppendResult, StorageError};
 use crate::subscription::advance_head;
 
 /// Enough to amortise a commit; small enough to keep a batch's latency short.
 const MAX_BATCH: usize = 4096;
-
-pub(super) struct AppendRequest {
-    pub stream: String,
-    pub expected: ExpectedRevision,
-    pub events: Vec<NewEvent>,
-    pub reply: oneshot::Sender<Outcome>,
-}
-
-type Outcome = Result<AppendResult, AppendError>;
 
 /// Which positions this process has written and which of them are durable.
 #[derive(Debug, Default)]
@@ -288,19 +280,7 @@ fn append(
     for (offset, event) in events.iter().enumerate() {
         let position = Position(tail.position.0 + 1);
         let revision = first_revision + offset as u64;
-        let hash = chain_hash(
-            &tail.hash,
-            &HashedFields {
-                stream,
-                revision,
-                id: event.id,
-                event_type: &event.event_type,
-                schema_version: event.schema_version,
-                recorded_at: event.recorded_at,
-                payload: &event.payload,
-                metadata: &event.metadata,
-            },
-        );
+        let hash = chain_hash(&tail.hash, &HashedFields::of_new(stream, revision, event));
         insert.execute(params![
             position.0 as i64,
             stream,
