@@ -2,11 +2,17 @@
 //! token has a name (recorded as the actor of the events it causes) and scopes.
 //!
 //! Tokens live in `tokens.json` in the data directory:
-//! `{"tokens": [{"name": "ci", "token": "...", "scopes": ["tasks:write"]}]}`.
+//! `{"tokens": [{"name": "ci", "token": "...", "scopes": ["tasks:write"],
+//! "rateLimit": {"requestsPerSecond": 50, "burst": 100}}]}` (`rateLimit` optional).
 //! `TASKLOG_TOKEN` adds one token, named `env`, with every scope. With neither,
 //! the first start writes an `admin` token to the file and prints it.
 
+use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::path::Path;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +31,12 @@ pub enum Scope {
     /// Read the event log.
     #[serde(rename = "events:read")]
     EventsRead,
+    /// Read schedules.
+    #[serde(rename = "schedules:read")]
+    SchedulesRead,
+    /// Create, pause, resume and delete schedules.
+    #[serde(rename = "schedules:write")]
+    SchedulesWrite,
     /// Everything.
     #[serde(rename = "admin")]
     Admin,
@@ -37,6 +49,8 @@ impl Scope {
             Scope::TasksWrite => "tasks:write",
             Scope::TasksWork => "tasks:work",
             Scope::EventsRead => "events:read",
+            Scope::SchedulesRead => "schedules:read",
+            Scope::SchedulesWrite => "schedules:write",
             Scope::Admin => "admin",
         }
     }
@@ -47,6 +61,42 @@ pub struct Token {
     pub name: String,
     pub token: String,
     pub scopes: Vec<Scope>,
+    /// How many requests the token may make; absent: no limit.
+    #[serde(default, rename = "rateLimit", skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// A token's request budget: `requests_per_second` on average, bursts of up
+/// to `burst` at once. More get 429 with `Retry-After`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimit {
+    pub requests_per_second: NonZeroU32,
+    pub burst: NonZeroU32,
+}
+
+/// One request budget per rate-limited token, by token name.
+pub struct RateLimiters(HashMap<String, DefaultDirectRateLimiter>);
+
+impl RateLimiters {
+    pub fn for_tokens(tokens: &Tokens) -> Self {
+        let limited = tokens.tokens.iter().filter_map(|token| {
+            let limit = token.rate_limit?;
+            let quota = Quota::per_second(limit.requests_per_second).allow_burst(limit.burst);
+            Some((token.name.clone(), RateLimiter::direct(quota)))
+        });
+        RateLimiters(limited.collect())
+    }
+
+    /// Takes one request from `token`'s budget; `Err(wait)` when it is spent.
+    pub fn check(&self, token: &Token) -> Result<(), std::time::Duration> {
+        match self.0.get(&token.name) {
+            None => Ok(()),
+            Some(limiter) => limiter
+                .check()
+                .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now())),
+        }
+    }
 }
 
 impl Token {
@@ -86,6 +136,7 @@ impl Tokens {
                 name: "env".into(),
                 token,
                 scopes: vec![Scope::Admin],
+                rate_limit: None,
             });
         }
         if tokens.tokens.is_empty() {
@@ -94,6 +145,7 @@ impl Tokens {
                 name: "admin".into(),
                 token: token.clone(),
                 scopes: vec![Scope::Admin],
+                rate_limit: None,
             });
             std::fs::create_dir_all(data_dir)?;
             write_private(

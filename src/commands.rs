@@ -28,6 +28,10 @@ pub enum Command {
     Cancel {
         reason: Option<String>,
     },
+    /// Run a failed task again, now; optionally with a new expiration time.
+    Retry {
+        expiration_time: Option<DateTime<Utc>>,
+    },
     /// The expiry job: a pending task whose expiration time has come.
     Expire,
     /// The lease job: a running task whose lease has lapsed.
@@ -124,9 +128,33 @@ pub fn decide(
         }
         Command::Fail { worker, error } => {
             holder(worker)?;
-            TaskEvent::Failed(TaskFailed {
+            let failed = TaskEvent::Failed(TaskFailed {
                 worker: worker.clone(),
                 error: error.clone(),
+            });
+            let retry = task.retry.as_ref().and_then(|policy| {
+                let available_time = now + backoff(policy, task, task.attempts)?;
+                (available_time < task.expiration_time).then_some(TaskEvent::Retried(TaskRetried {
+                    available_time,
+                    expiration_time: task.expiration_time,
+                    automatic: true,
+                }))
+            });
+            return Ok([Some(failed), retry].into_iter().flatten().collect());
+        }
+        Command::Retry { expiration_time } => {
+            in_state(&[TaskState::Failed], "retried")?;
+            let expiration_time = expiration_time.unwrap_or(task.expiration_time);
+            if expiration_time <= now {
+                return Err(Rejection::Conflict(format!(
+                    "the task expires at {}; give a later expirationTime to retry it",
+                    rfc3339(expiration_time)
+                )));
+            }
+            TaskEvent::Retried(TaskRetried {
+                available_time: now,
+                expiration_time,
+                automatic: false,
             })
         }
         Command::Cancel { reason } => {
@@ -167,6 +195,27 @@ pub fn decide(
         }
     };
     Ok(vec![event])
+}
+
+/// How long a task waits after its run `attempt` failed, or `None` when the
+/// policy allows no more runs. The jitter is drawn from the task id and the
+/// attempt: spread across tasks, yet the same on every replay.
+fn backoff(policy: &RetryPolicy, task: &TaskView, attempt: u32) -> Option<Duration> {
+    if attempt >= policy.max_attempts {
+        return None;
+    }
+    let exponent = attempt.saturating_sub(1).min(64) as i32;
+    let full = f64::from(policy.initial_backoff_seconds) * policy.backoff_factor.powi(exponent);
+    let full = full.min(f64::from(policy.max_backoff_seconds));
+    let seconds = if policy.jitter {
+        let seed =
+            task.id.0.as_u128() as u64 ^ u64::from(attempt).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let unit = (seed.wrapping_mul(0xD1B5_4A32_D192_ED03) >> 11) as f64 / (1u64 << 53) as f64;
+        full * (0.5 + unit / 2.0)
+    } else {
+        full
+    };
+    Some(Duration::microseconds((seconds * 1e6) as i64))
 }
 
 #[cfg(test)]

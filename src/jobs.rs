@@ -1,5 +1,5 @@
 //! Time moves tasks on its own: pending tasks expire, lapsed leases go back to
-//! the queue. Each is an event like every other, appended with the revision it
+//! the queue, schedules create their due runs. Each is an event like every other, appended with the revision it
 //! was decided on, so with several nodes each happens once.
 
 use std::time::Duration;
@@ -7,6 +7,7 @@ use std::time::Duration;
 use tasklog_events::Metadata;
 
 use crate::commands::Command;
+use crate::schedules;
 use crate::task_service::{ServiceError, TaskService};
 
 /// How often the jobs look at the clock.
@@ -44,5 +45,5 @@ pub async fn run_due(service: &TaskService) -> Result<(), ServiceError> {
             Err(error) => return Err(error),
         }
     }
-    Ok(())
+    schedules::run_due(service, now).await
 }

@@ -13,9 +13,11 @@
 //! - [`auth`]: bearer tokens and their scopes.
 //! - [`cloud_event`]: events as auditors and consumers see them (CloudEvents JSON).
 //! - [`event_filter`]: which task events a reader wants (by task type and event type).
+//! - [`labels`]: label and tag rules, and the label selectors list and claim filter by.
 //! - [`commands`]: the pure rules: a task and a command in, events out.
 //! - [`task_service`]: runs commands against the store, retrying on conflicts, and claims.
-//! - [`jobs`]: expiry and lease lapses, driven by the [`clock`].
+//! - [`schedules`]: recurring schedules' rules, and their due runs made into tasks once.
+//! - [`jobs`]: expiry, lease lapses and schedule runs, driven by the [`clock`].
 //! - [`store_url`]: the `--store` setting, and opening the backend it names.
 //! - [`bench`]: `tasklog bench`, the figures the project is measured by.
 
@@ -28,7 +30,9 @@ pub mod cloud_event;
 pub mod commands;
 pub mod event_filter;
 pub mod jobs;
+pub mod labels;
 pub mod log_commands;
+pub mod schedules;
 pub mod server;
 pub mod store_url;
 pub mod task_service;

@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::api::{self, AppState};
-use crate::auth::Tokens;
+use crate::auth::{RateLimiters, Tokens};
 use crate::clock::Clock;
 use crate::jobs;
 use crate::task_service::TaskService;
@@ -36,6 +36,7 @@ impl Server {
         let service = TaskService::start(store, clock).await?;
         let state = AppState {
             service: service.clone(),
+            rate_limits: Arc::new(RateLimiters::for_tokens(&tokens)),
             tokens: Arc::new(tokens),
         };
         let jobs = tokio::spawn(jobs::run(service));

@@ -2,15 +2,20 @@
 //! revision the decision was made on, and on a conflict decides again on the
 //! task as the log holds it. Answers once the views include the write.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tasklog_events::idempotency_event::{
+    idempotency_stream, request_hash, IdempotencyEvent, IdempotencyKeyReserved,
+};
+use tasklog_events::task_event::TaskCreated;
 use tasklog_events::{AppendError, EventStore, ExpectedRevision, Metadata, Position, TaskId};
-use tasklog_projections::{ProjectionRunner, Projections, TaskView};
+use tasklog_projections::{ProjectionRunner, Projections, TaskState, TaskView};
 
 use crate::clock::Clock;
 use crate::commands::{decide, Command, Rejection};
+use crate::labels::TaskFilter;
 
 /// How long a write waits for the views to include it before it reads its
 /// answer from the log instead.
@@ -30,13 +35,29 @@ pub enum ServiceError {
     /// The task changed under us too often (HTTP 409).
     #[error("the task is changing too fast; try again")]
     Contended,
+    /// An idempotency key came back with a different request (HTTP 422).
+    #[error("the Idempotency-Key was used with a different request body within the last {} hours", IDEMPOTENCY_KEY_LIFETIME.num_hours())]
+    KeyReused,
 }
+
+/// How long an idempotency key stands for the task it created: long enough
+/// for any client's retries.
+pub const IDEMPOTENCY_KEY_LIFETIME: chrono::Duration = chrono::Duration::hours(24);
 
 impl From<tasklog_events::ReadError> for ServiceError {
     fn from(error: tasklog_events::ReadError) -> Self {
         ServiceError::Unavailable(error.to_string())
     }
 }
+
+/// Why a claim skips a candidate.
+enum ClaimBlocked {
+    /// Another claim in this process is trying the task.
+    TriedElsewhere,
+    /// The task's type runs as many tasks as its limit allows.
+    AtLimit,
+}
+use ClaimBlocked::*;
 
 /// A task as a write left it, and the log position the views had reached.
 pub struct Written {
@@ -49,8 +70,9 @@ pub struct TaskService {
     pub store: Arc<dyn EventStore>,
     pub views: ProjectionRunner,
     pub clock: Arc<dyn Clock>,
-    /// Tasks a claim in this process is trying, so concurrent claims here try others.
-    claiming: Arc<Mutex<HashSet<TaskId>>>,
+    /// Tasks a claim in this process is trying, with their types, so
+    /// concurrent claims here try others and running limits count them.
+    claiming: Arc<Mutex<HashMap<TaskId, String>>>,
 }
 
 impl TaskService {
@@ -154,6 +176,29 @@ impl TaskService {
         }
     }
 
+    /// Appends `events` to `stream` and waits until the views include them;
+    /// `Contended` if the stream is not at `expected`.
+    pub async fn append_visible(
+        &self,
+        stream: &str,
+        expected: ExpectedRevision,
+        events: Vec<tasklog_events::NewEvent>,
+    ) -> Result<Position, ServiceError> {
+        match self.store.append(stream, expected, events).await {
+            Ok(appended) => {
+                let position = appended.last_position;
+                if !self.views.wait_for(position, VISIBLE_WITHIN).await {
+                    return Err(ServiceError::Unavailable(format!(
+                        "the views have not reached log position {position} yet"
+                    )));
+                }
+                Ok(position)
+            }
+            Err(AppendError::Conflict { .. }) => Err(ServiceError::Contended),
+            Err(error) => Err(ServiceError::Unavailable(error.to_string())),
+        }
+    }
+
     /// The task once the views include `position` (read-your-writes).
     async fn visible(&self, id: TaskId, position: Position) -> Result<Written, ServiceError> {
         if self.views.wait_for(position, VISIBLE_WITHIN).await {
@@ -169,12 +214,111 @@ impl TaskService {
         Ok(Written { task, position })
     }
 
-    /// Hands the best available task of `types` to `worker`, or `None` when
-    /// there is none by `wait`. Each task goes to one worker only: the append
-    /// expects the revision the task was pending at.
+    /// Marks `id` as being claimed here, unless another claim here is trying
+    /// it or its type is at its running limit (counting the claims in flight).
+    fn start_claiming(&self, id: TaskId) -> Result<(), ClaimBlocked> {
+        let mut claiming = self.claiming.lock().expect("claims");
+        if claiming.contains_key(&id) {
+            return Err(TriedElsewhere);
+        }
+        let views = self.views.projections.read().expect("projections lock");
+        let Some(task) = views.tasks.get(&id) else {
+            return Err(AtLimit);
+        };
+        let in_flight = claiming.values().filter(|t| **t == task.task_type).count();
+        if at_running_limit(&views, &task.task_type, in_flight as u64) {
+            return Err(AtLimit);
+        }
+        claiming.insert(id, task.task_type.clone());
+        Ok(())
+    }
+
+    /// Creates a task once per idempotency `key` of `actor`: a create that
+    /// comes again with the key and the same request gets the first task
+    /// (`true`: replayed). The key is reserved in its own stream before the
+    /// task is made, under the id the reservation names, so a retry after a
+    /// crash in between makes that same task, and two nodes never make two.
+    pub async fn create_once(
+        &self,
+        key: &str,
+        created: TaskCreated,
+        metadata: &Metadata,
+    ) -> Result<(Written, bool), ServiceError> {
+        let actor = metadata.actor.as_deref().unwrap_or_default();
+        let stream = idempotency_stream(actor, key);
+        let request = serde_json::to_vec(&created).expect("task events serialise");
+        let request_hash = request_hash(&request);
+        for _ in 0..MAX_ATTEMPTS {
+            let now = self.clock.now();
+            let events = self.store.read_stream(&stream, 0, usize::MAX).await?;
+            let reserved = events.last().and_then(|event| {
+                let decoded = IdempotencyEvent::decode(
+                    &event.event_type,
+                    event.schema_version,
+                    &event.payload,
+                );
+                match decoded {
+                    Ok(IdempotencyEvent::Reserved(reserved)) => Some((event.revision, reserved)),
+                    Err(_) => None,
+                }
+            });
+            let (task_id, replayed) = match reserved {
+                Some((_, reserved)) if reserved.expires_at > now => {
+                    if reserved.request_hash != request_hash {
+                        return Err(ServiceError::KeyReused);
+                    }
+                    let id = reserved.task_id.parse().map_err(|_| {
+                        ServiceError::Unavailable(format!("{stream} names no task"))
+                    })?;
+                    (id, true)
+                }
+                stale => {
+                    let id = TaskId::new();
+                    let reservation = IdempotencyEvent::Reserved(IdempotencyKeyReserved {
+                        task_id: id.to_string(),
+                        request_hash: request_hash.clone(),
+                        expires_at: now + IDEMPOTENCY_KEY_LIFETIME,
+                    });
+                    let expected = stale.map_or(ExpectedRevision::NoStream, |(revision, _)| {
+                        ExpectedRevision::Exact(revision)
+                    });
+                    let new_event = reservation.to_new_event(now, metadata.clone());
+                    match self.store.append(&stream, expected, vec![new_event]).await {
+                        Ok(_) => (id, false),
+                        // Another request reserved the key meanwhile: read it again.
+                        Err(AppendError::Conflict { .. }) => continue,
+                        Err(error) => return Err(ServiceError::Unavailable(error.to_string())),
+                    }
+                }
+            };
+            let written = match self
+                .execute(task_id, Command::Create(created.clone()), metadata)
+                .await
+            {
+                // Made by the first request, or by a concurrent retry.
+                Err(ServiceError::Rejected(Rejection::Conflict(_))) => {
+                    let position = self.views.position();
+                    let task = self
+                        .view_from_log(task_id)
+                        .await?
+                        .ok_or(Rejection::NotFound)?;
+                    Written { task, position }
+                }
+                outcome => outcome?,
+            };
+            return Ok((written, replayed));
+        }
+        Err(ServiceError::Contended)
+    }
+
+    /// Hands the best available task of `types` that `filter` admits to
+    /// `worker`, or `None` when there is none by `wait`. Each task goes to one
+    /// worker only: the append expects the revision the task was pending at.
+    /// A type at its running limit hands out nothing until a run ends.
     pub async fn claim(
         &self,
         types: &[String],
+        filter: &TaskFilter,
         worker: &str,
         lease: chrono::Duration,
         wait: Duration,
@@ -190,13 +334,24 @@ impl TaskService {
             let now = self.clock.now();
             let candidates = {
                 let views = self.views.projections.read().expect("projections lock");
-                views.queue.candidates(types, now, CLAIM_CANDIDATES)
+                let open: Vec<String> = types
+                    .iter()
+                    .filter(|t| !at_running_limit(&views, t, 0))
+                    .cloned()
+                    .collect();
+                let types = &open;
+                let wanted = |id| views.tasks.get(&id).is_some_and(|t| filter.admits(t));
+                views.queue.candidates(types, now, CLAIM_CANDIDATES, wanted)
             };
             let mut others_trying = false;
             for id in candidates {
-                if !self.claiming.lock().expect("claims").insert(id) {
-                    others_trying = true;
-                    continue;
+                match self.start_claiming(id) {
+                    Ok(()) => {}
+                    Err(AtLimit) => continue,
+                    Err(TriedElsewhere) => {
+                        others_trying = true;
+                        continue;
+                    }
                 }
                 let task = self.view(id);
                 let outcome = self.try_once(id, task.as_ref(), &command, metadata).await;
@@ -222,4 +377,14 @@ impl TaskService {
             let _ = self.views.wait_for(Position(seen.0 + 1), pause).await;
         }
     }
+}
+
+/// Whether `task_type` runs as many tasks as its limit allows, counting
+/// `claiming` claims in flight as running.
+fn at_running_limit(views: &Projections, task_type: &str, claiming: u64) -> bool {
+    views.running_limits.get(task_type).is_some_and(|&limit| {
+        let key = (task_type.to_owned(), TaskState::Running);
+        let running = views.stats.counts.get(&key).copied().unwrap_or(0);
+        running + claiming >= u64::from(limit)
+    })
 }

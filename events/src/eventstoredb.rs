@@ -37,14 +37,12 @@ use serde_json::value::RawValue;
 use tokio::sync::{oneshot, watch};
 
 use crate::append_checks::{check_append, earlier_append, Appended};
-use crate::consumer_event::CONSUMER_STREAM_PREFIX;
 use crate::envelope::{Metadata, NewEvent, Position, RecordedEvent};
 use crate::hash_chain::GENESIS;
 use crate::store::{
     AppendError, AppendResult, EventStore, EventStream, ExpectedRevision, ReadError, StorageError,
 };
 use crate::subscription::advance_head;
-use crate::task_event::STREAM_PREFIX;
 
 /// How long to wait before subscribing again after the live subscription drops.
 const RESUBSCRIBE: Duration = Duration::from_secs(1);
@@ -100,9 +98,11 @@ impl EventStoreDbStore {
         let head = store.head().await.map_err(|ReadError::Storage(e)| e)?;
         advance_head(&store.inner.head, head);
         let namespace = &store.inner.namespace;
-        let filter = SubscriptionFilter::on_stream_name()
-            .add_prefix(format!("{namespace}{STREAM_PREFIX}"))
-            .add_prefix(format!("{namespace}{CONSUMER_STREAM_PREFIX}"));
+        let filter = crate::STREAM_PREFIXES
+            .iter()
+            .fold(SubscriptionFilter::on_stream_name(), |filter, prefix| {
+                filter.add_prefix(format!("{namespace}{prefix}"))
+            });
         let follower = follow_head(
             store.inner.client.clone(),
             filter,
@@ -121,8 +121,8 @@ impl EventStoreDbStore {
     /// The tasklog stream a server event belongs to, if it is one of ours.
     fn tasklog_stream<'a>(&self, server_stream: &'a str) -> Option<&'a str> {
         let stream = server_stream.strip_prefix(self.inner.namespace.as_str())?;
-        (stream.starts_with(STREAM_PREFIX) || stream.starts_with(CONSUMER_STREAM_PREFIX))
-            .then_some(stream)
+        let ours = crate::STREAM_PREFIXES.iter().any(|p| stream.starts_with(p));
+        ours.then_some(stream)
     }
 
     fn decode(

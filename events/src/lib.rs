@@ -3,6 +3,9 @@
 //!
 //! # Layout
 //! - [`task_event`]: the task events, past tense and versioned, and their decoding.
+//! - [`schedule_event`]: recurring schedules and the runs they create.
+//! - [`queue_event`]: per-type queue settings (the running limit).
+//! - [`idempotency_event`]: idempotency keys of creates, reserved for the task they made.
 //! - [`consumer_event`]: durable consumers' acknowledged positions, kept as events.
 //! - [`envelope`]: [`NewEvent`] (what a writer appends) and [`RecordedEvent`] (what
 //!   the log holds: stream, revision, global position, time, metadata, hash).
@@ -27,9 +30,13 @@ pub mod append_checks;
 mod append_queue;
 pub mod consumer_event;
 pub mod envelope;
+mod event_enum;
 pub mod eventstoredb;
 pub mod hash_chain;
+pub mod idempotency_event;
 pub mod postgres;
+pub mod queue_event;
+pub mod schedule_event;
 pub mod schemas;
 pub mod sqlite;
 pub mod store;
@@ -52,3 +59,13 @@ pub use store::{
     AppendError, AppendResult, EventStore, EventStream, ExpectedRevision, ReadError, StorageError,
 };
 pub use task_event::{TaskEvent, TaskId};
+
+/// The prefixes of every stream tasklog writes: a shared event store may hold
+/// other streams, which tasklog leaves alone.
+pub const STREAM_PREFIXES: [&str; 5] = [
+    task_event::STREAM_PREFIX,
+    schedule_event::SCHEDULE_STREAM_PREFIX,
+    queue_event::QUEUE_STREAM_PREFIX,
+    idempotency_event::IDEMPOTENCY_STREAM_PREFIX,
+    consumer_event::CONSUMER_STREAM_PREFIX,
+];

@@ -3,6 +3,9 @@
 //! drift apart; `TASKLOG_UPDATE_SCHEMAS=1 cargo test` rewrites the files.
 
 use crate::consumer_event::ConsumerAcknowledged;
+use crate::idempotency_event::IdempotencyEvent;
+use crate::queue_event::QueueEvent;
+use crate::schedule_event::ScheduleEvent;
 use crate::task_event::TaskEvent;
 
 /// `(file name, pretty JSON)` for every event type and version.
@@ -14,6 +17,9 @@ pub fn event_schema_files() -> Vec<(String, String)> {
     );
     TaskEvent::schemas()
         .into_iter()
+        .chain(ScheduleEvent::schemas())
+        .chain(QueueEvent::schemas())
+        .chain(IdempotencyEvent::schemas())
         .chain([consumer])
         .map(|(event_type, version, schema)| {
             let json = serde_json::to_string_pretty(&schema).expect("schemas serialise");

@@ -5,6 +5,7 @@
 //! decode arm that upcasts the old one (see [`TaskEvent::decode`]). The schemas in
 //! `schemas/events/` and the fixture in `tests/fixtures/` hold us to that.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -13,7 +14,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::envelope::{truncate_to_micros, Metadata, NewEvent};
+use crate::event_enum::event_enum;
+pub use crate::event_enum::DecodeError;
 
 /// A task's id: 32 lowercase hex characters, made by the server.
 ///
@@ -57,15 +59,17 @@ impl FromStr for TaskId {
     type Err = InvalidTaskId;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let is_canonical = text.len() == 32
-            && text
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if !is_canonical {
-            return Err(InvalidTaskId);
-        }
-        Uuid::parse_str(text).map(TaskId).map_err(|_| InvalidTaskId)
+        parse_hex_id(text).map(TaskId).ok_or(InvalidTaskId)
     }
+}
+
+/// Reads an id in its one written form: 32 lowercase hex characters.
+pub fn parse_hex_id(text: &str) -> Option<Uuid> {
+    let is_canonical = text.len() == 32
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    is_canonical.then(|| Uuid::parse_str(text).ok()).flatten()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +77,7 @@ impl FromStr for TaskId {
 pub struct InvalidTaskId;
 
 /// A task was created, pending until `available_time`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TaskCreated {
     pub name: String,
@@ -84,6 +88,75 @@ pub struct TaskCreated {
     pub data: serde_json::Map<String, serde_json::Value>,
     pub available_time: DateTime<Utc>,
     pub expiration_time: DateTime<Utc>,
+    /// Key-value metadata that list and claim select on (`env=prod`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// How a failed run is retried; without one a failure is final.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
+    /// The schedule run that created the task, if a schedule did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduledRun>,
+}
+
+// `TaskCreated` as version 1 wrote it, without labels, tags, retries or
+// schedules. Its doc comments are its checked-in schema's: leave them be.
+/// A task was created, pending until `available_time`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(rename = "TaskCreated")]
+pub struct TaskCreatedV1 {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub task_type: String,
+    /// Higher runs first.
+    pub priority: i64,
+    pub data: serde_json::Map<String, serde_json::Value>,
+    pub available_time: DateTime<Utc>,
+    pub expiration_time: DateTime<Utc>,
+}
+
+impl From<TaskCreatedV1> for TaskCreated {
+    fn from(v1: TaskCreatedV1) -> Self {
+        TaskCreated {
+            name: v1.name,
+            task_type: v1.task_type,
+            priority: v1.priority,
+            data: v1.data,
+            available_time: v1.available_time,
+            expiration_time: v1.expiration_time,
+            labels: BTreeMap::new(),
+            tags: Vec::new(),
+            retry: None,
+            schedule: None,
+        }
+    }
+}
+
+/// How often a task runs before a failure is final, and how long it waits
+/// between runs: `initial_backoff_seconds * backoff_factor^(run - 1)`, at most
+/// `max_backoff_seconds`; with `jitter`, a spread between half that and all of it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// Runs in all, the first included.
+    pub max_attempts: u32,
+    pub initial_backoff_seconds: u32,
+    pub max_backoff_seconds: u32,
+    pub backoff_factor: f64,
+    pub jitter: bool,
+}
+
+/// Which run of which schedule a task is.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScheduledRun {
+    /// The schedule's id.
+    pub schedule_id: String,
+    /// When the run was due.
+    pub run_time: DateTime<Utc>,
 }
 
 /// A worker claimed the task and holds it until `lease_expires_at`.
@@ -144,91 +217,40 @@ pub struct TaskRequeued {
     pub reason: String,
 }
 
-/// Declares the events once, with their wire names and versions, so the enum,
-/// the type names, encoding, decoding and the schema list cannot disagree.
-macro_rules! task_events {
-    ($($variant:ident($payload:ident) = $name:literal v $version:literal),* $(,)?) => {
-        /// Every task event, in its current schema version.
-        #[derive(Clone, Debug, PartialEq)]
-        pub enum TaskEvent {
-            $($variant($payload)),*
-        }
-
-        impl TaskEvent {
-            /// The type name stored with the event.
-            pub fn event_type(&self) -> &'static str {
-                match self { $(TaskEvent::$variant(_) => $name),* }
-            }
-
-            /// The schema version this build writes.
-            pub fn schema_version(&self) -> u32 {
-                match self { $(TaskEvent::$variant(_) => $version),* }
-            }
-
-            fn payload_json(&self) -> String {
-                let json = match self { $(TaskEvent::$variant(p) => serde_json::to_string(p)),* };
-                json.expect("task events serialise to JSON")
-            }
-
-            /// Reads a stored payload. Upcasts of older versions go here, as arms
-            /// before the current ones.
-            pub fn decode(event_type: &str, schema_version: u32, payload: &str) -> Result<Self, DecodeError> {
-                match (event_type, schema_version) {
-                    $(($name, $version) => serde_json::from_str(payload)
-                        .map(TaskEvent::$variant)
-                        .map_err(|e| DecodeError::Payload { event_type: event_type.to_owned(), reason: e.to_string() }),)*
-                    _ => Err(DecodeError::UnknownType { event_type: event_type.to_owned(), schema_version }),
-                }
-            }
-
-            /// `(type, version, JSON Schema)` of every event this build can read.
-            pub fn schemas() -> Vec<(&'static str, u32, schemars::Schema)> {
-                vec![$(($name, $version, schemars::schema_for!($payload))),*]
-            }
-        }
-    };
+/// A failed task was put back in the queue for another run: by its retry
+/// policy (`automatic`) or on request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TaskRetried {
+    /// When the next run may start.
+    pub available_time: DateTime<Utc>,
+    /// The expiration time from now on.
+    pub expiration_time: DateTime<Utc>,
+    pub automatic: bool,
 }
 
-task_events! {
-    Created(TaskCreated) = "TaskCreated" v 1,
-    Started(TaskStarted) = "TaskStarted" v 1,
-    LeaseRenewed(TaskLeaseRenewed) = "TaskLeaseRenewed" v 1,
-    Completed(TaskCompleted) = "TaskCompleted" v 1,
-    Failed(TaskFailed) = "TaskFailed" v 1,
-    Expired(TaskExpired) = "TaskExpired" v 1,
-    Cancelled(TaskCancelled) = "TaskCancelled" v 1,
-    Requeued(TaskRequeued) = "TaskRequeued" v 1,
-}
-
-impl TaskEvent {
-    /// Wraps the event for appending, with a fresh event id.
-    pub fn to_new_event(&self, recorded_at: DateTime<Utc>, metadata: Metadata) -> NewEvent {
-        NewEvent {
-            id: Uuid::now_v7(),
-            event_type: self.event_type().to_owned(),
-            schema_version: self.schema_version(),
-            recorded_at: truncate_to_micros(recorded_at),
-            payload: self.payload_json(),
-            metadata,
-        }
+event_enum! {
+    /// Every task event, in its current schema version.
+    TaskEvent {
+        Created(TaskCreated) = "TaskCreated" v 2,
+        Started(TaskStarted) = "TaskStarted" v 1,
+        LeaseRenewed(TaskLeaseRenewed) = "TaskLeaseRenewed" v 1,
+        Completed(TaskCompleted) = "TaskCompleted" v 1,
+        Failed(TaskFailed) = "TaskFailed" v 1,
+        Expired(TaskExpired) = "TaskExpired" v 1,
+        Cancelled(TaskCancelled) = "TaskCancelled" v 1,
+        Requeued(TaskRequeued) = "TaskRequeued" v 1,
+        Retried(TaskRetried) = "TaskRetried" v 1,
     }
-}
-
-/// A stored event this build cannot read.
-#[derive(Debug, thiserror::Error)]
-pub enum DecodeError {
-    #[error("unknown event type {event_type} v{schema_version}")]
-    UnknownType {
-        event_type: String,
-        schema_version: u32,
-    },
-    #[error("bad {event_type} payload: {reason}")]
-    Payload { event_type: String, reason: String },
+    older {
+        "TaskCreated" v 1 as TaskCreatedV1 => Created,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::envelope::{truncate_to_micros, Metadata};
 
     #[test]
     fn task_ids_are_32_lowercase_hex_and_round_trip() {

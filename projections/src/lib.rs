@@ -6,22 +6,27 @@
 //!
 //! # Layout
 //! - [`task_view`]: one task as the contract shows it, and its state.
+//! - [`schedule_view`]: one recurring schedule and when its next run is due.
 //! - [`queue_index`]: pending tasks in claim order, leases and expirations by time.
-//! - [`stats`]: counts per state and type, run durations.
+//! - [`stats`]: counts per state and type, run durations; and the queues' running limits.
 //! - [`runner`]: follows the log into [`Projections`] and tells how far it got.
 
 pub mod queue_index;
 pub mod runner;
+pub mod schedule_view;
 pub mod stats;
 pub mod task_view;
 
 use std::collections::{BTreeMap, HashMap};
 
 use tasklog_events::consumer_event::{consumer_of, ConsumerAcknowledged};
+use tasklog_events::queue_event::{queue_of, QueueEvent};
+use tasklog_events::schedule_event::{ScheduleEvent, ScheduleId};
 use tasklog_events::{Position, RecordedEvent, TaskEvent, TaskId};
 
 pub use queue_index::QueueIndex;
 pub use runner::{ProjectionRunner, SharedProjections};
+pub use schedule_view::ScheduleView;
 pub use stats::Stats;
 pub use task_view::{Lease, TaskState, TaskView};
 
@@ -33,6 +38,10 @@ pub struct Projections {
     pub by_creation: BTreeMap<Position, TaskId>,
     pub queue: QueueIndex,
     pub stats: Stats,
+    /// Schedules by id (deleted ones are gone).
+    pub schedules: BTreeMap<ScheduleId, ScheduleView>,
+    /// At most this many tasks of a type run at once.
+    pub running_limits: HashMap<String, u32>,
     /// Durable consumers by name.
     pub consumers: BTreeMap<String, ConsumerView>,
     /// The last position folded in.
@@ -64,19 +73,31 @@ impl Projections {
             }
             return;
         }
+        if let Some(id) = ScheduleId::from_stream(&recorded.stream) {
+            let Some(event) = decoded(recorded, ScheduleEvent::decode) else {
+                return;
+            };
+            let mut view = self.schedules.remove(&id);
+            ScheduleView::apply(&mut view, recorded, &event);
+            if let Some(view) = view {
+                self.schedules.insert(id, view);
+            }
+            return;
+        }
+        if let Some(task_type) = queue_of(&recorded.stream) {
+            if let Some(QueueEvent::LimitSet(set)) = decoded(recorded, QueueEvent::decode) {
+                match set.max_running {
+                    Some(limit) => self.running_limits.insert(task_type.to_owned(), limit),
+                    None => self.running_limits.remove(task_type),
+                };
+            }
+            return;
+        }
         let Some(id) = TaskId::from_stream(&recorded.stream) else {
             return;
         };
-        let event = match TaskEvent::decode(
-            &recorded.event_type,
-            recorded.schema_version,
-            &recorded.payload,
-        ) {
-            Ok(event) => event,
-            Err(error) => {
-                tracing::error!(position = %recorded.position, %error, "skipping an event this build cannot read");
-                return;
-            }
+        let Some(event) = decoded(recorded, TaskEvent::decode) else {
+            return;
         };
         let mut view = self.tasks.remove(&id);
         let before = view.as_ref().map(stats::Before::of);
@@ -97,5 +118,23 @@ impl Projections {
             projections.apply(event);
         }
         projections
+    }
+}
+
+/// The event of `recorded`, or `None` (logged) if this build cannot read it.
+fn decoded<E>(
+    recorded: &RecordedEvent,
+    decode: fn(&str, u32, &str) -> Result<E, tasklog_events::task_event::DecodeError>,
+) -> Option<E> {
+    match decode(
+        &recorded.event_type,
+        recorded.schema_version,
+        &recorded.payload,
+    ) {
+        Ok(event) => Some(event),
+        Err(error) => {
+            tracing::error!(position = %recorded.position, %error, "skipping an event this build cannot read");
+            None
+        }
     }
 }

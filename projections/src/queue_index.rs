@@ -119,16 +119,22 @@ impl QueueIndex {
         self.promoted_until = Some(self.promoted_until.map_or(now, |t| t.max(now)));
     }
 
-    /// Up to `limit` tasks of `types` a worker may claim at `now`, best first.
-    /// Tasks that came due since the last [`promote`](Self::promote) are
-    /// included; expired ones are not.
-    pub fn candidates(&self, types: &[String], now: DateTime<Utc>, limit: usize) -> Vec<TaskId> {
+    /// Up to `limit` tasks of `types` that `wanted` admits and a worker may
+    /// claim at `now`, best first. Tasks that came due since the last
+    /// [`promote`](Self::promote) are included; expired ones are not.
+    pub fn candidates(
+        &self,
+        types: &[String],
+        now: DateTime<Utc>,
+        limit: usize,
+        wanted: impl Fn(TaskId) -> bool,
+    ) -> Vec<TaskId> {
         let mut best: Vec<ClaimKey> = Vec::with_capacity(limit);
         for task_type in types {
             if let Some(ready) = self.ready.get(task_type) {
                 let fresh = ready
                     .iter()
-                    .filter(|key| self.entries[&key.3].expires > now);
+                    .filter(|key| self.entries[&key.3].expires > now && wanted(key.3));
                 best.extend(fresh.take(limit));
             }
         }
@@ -137,7 +143,7 @@ impl QueueIndex {
                 break;
             }
             let entry = &self.entries[&id];
-            if entry.expires > now && types.contains(&entry.task_type) {
+            if entry.expires > now && types.contains(&entry.task_type) && wanted(id) {
                 best.push(entry.claim);
             }
         }

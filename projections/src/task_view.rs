@@ -2,6 +2,9 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use std::collections::BTreeMap;
+
+use tasklog_events::task_event::{RetryPolicy, ScheduledRun};
 use tasklog_events::{Position, RecordedEvent, TaskEvent, TaskId};
 
 /// The contract's task states.
@@ -60,6 +63,12 @@ pub struct TaskView {
     pub lease: Option<Lease>,
     /// How many runs the task has started.
     pub attempts: u32,
+    /// Why the last run failed or ended, kept while the task is retried.
+    pub last_error: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub tags: Vec<String>,
+    pub retry: Option<RetryPolicy>,
+    pub schedule: Option<ScheduledRun>,
     /// The stream revision of the last event folded in: the next expected revision.
     pub revision: u64,
     /// The global position of the last event folded in.
@@ -93,6 +102,11 @@ impl TaskView {
                 modified_time: at,
                 lease: None,
                 attempts: 0,
+                last_error: None,
+                labels: created.labels.clone(),
+                tags: created.tags.clone(),
+                retry: created.retry.clone(),
+                schedule: created.schedule.clone(),
                 revision: recorded.revision,
                 position: recorded.position,
                 created_position: recorded.position,
@@ -127,10 +141,12 @@ impl TaskView {
                 task.finish_run(at);
                 task.state = TaskState::Failed;
                 task.error = Some(failed.error.clone());
+                task.last_error = task.error.clone();
             }
             TaskEvent::Expired(expired) => {
                 task.state = TaskState::Failed;
                 task.error = Some(expired.error.clone());
+                task.last_error = task.error.clone();
             }
             TaskEvent::Cancelled(cancelled) => {
                 if task.state == TaskState::Running {
@@ -142,11 +158,19 @@ impl TaskView {
                     Some(reason) => format!("cancelled: {reason}"),
                     None => "cancelled".to_owned(),
                 });
+                task.last_error = task.error.clone();
             }
             TaskEvent::Requeued(requeued) => {
                 task.state = TaskState::Pending;
                 task.lease = None;
                 task.error = Some(requeued.reason.clone());
+                task.last_error = task.error.clone();
+            }
+            TaskEvent::Retried(retried) => {
+                // `error` keeps the failure until the next run starts.
+                task.state = TaskState::Pending;
+                task.available_time = retried.available_time;
+                task.expiration_time = retried.expiration_time;
             }
         }
         task.modified_time = at;

@@ -61,6 +61,17 @@ impl ApiError {
         }
     }
 
+    /// 429 with `Retry-After`: the token made too many requests.
+    pub fn too_many_requests(retry_after_seconds: u32) -> Self {
+        ApiError {
+            retry_after: Some(retry_after_seconds),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("too many requests for this token; try again in {retry_after_seconds} s"),
+            )
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         self.status
     }
@@ -97,6 +108,9 @@ impl From<ServiceError> for ApiError {
             }
             ServiceError::Contended => ApiError::new(StatusCode::CONFLICT, error.to_string()),
             ServiceError::Unavailable(message) => ApiError::unavailable(message),
+            ServiceError::KeyReused => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, error.to_string())
+            }
         }
     }
 }

@@ -7,6 +7,8 @@
 mod audit;
 mod error;
 pub mod openapi;
+mod queues;
+mod schedules;
 mod stream;
 mod tasks;
 pub mod wire;
@@ -27,7 +29,7 @@ use tokio::net::TcpListener;
 pub use error::{ApiError, ErrorBody};
 pub use stream::KEEP_ALIVE;
 
-use crate::auth::{Scope, Tokens};
+use crate::auth::{RateLimiters, Scope, Tokens};
 use crate::task_service::TaskService;
 
 pub const POSITION_HEADER: HeaderName = HeaderName::from_static("tasklog-position");
@@ -42,6 +44,7 @@ const MIN_POSITION_WAIT: Duration = Duration::from_secs(5);
 pub struct AppState {
     pub service: TaskService,
     pub tokens: Arc<Tokens>,
+    pub rate_limits: Arc<RateLimiters>,
 }
 
 /// The token name behind a request: the actor of the events it causes.
@@ -81,6 +84,8 @@ impl axum::response::IntoResponseParts for PositionHeader {
 /// The whole API.
 pub fn app(state: AppState) -> Router {
     let v1 = tasks::routes(&state)
+        .merge(schedules::routes(&state))
+        .merge(queues::routes(&state))
         .merge(audit::routes(&state))
         .merge(stream::routes(&state));
     Router::new()
@@ -115,14 +120,16 @@ pub async fn run(
 /// Puts `router` behind a bearer token with `scope`, then the position headers
 /// (the last layer added runs first: no token, no waiting).
 fn scoped(router: Router<AppState>, state: &AppState, scope: Scope) -> Router<AppState> {
-    let tokens = (state.tokens.clone(), scope);
     router
         .route_layer(middleware::from_fn_with_state(state.clone(), consistency))
-        .route_layer(middleware::from_fn_with_state(tokens, authorize))
+        .route_layer(middleware::from_fn_with_state(
+            (state.clone(), scope),
+            authorize,
+        ))
 }
 
 async fn authorize(
-    State((tokens, scope)): State<(Arc<Tokens>, Scope)>,
+    State((state, scope)): State<(AppState, Scope)>,
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
@@ -131,7 +138,7 @@ async fn authorize(
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "));
-    let Some(token) = presented.and_then(|p| tokens.find(p.trim())) else {
+    let Some(token) = presented.and_then(|p| state.tokens.find(p.trim())) else {
         let mut response =
             ApiError::new(StatusCode::UNAUTHORIZED, "a valid bearer token is required")
                 .into_response();
@@ -140,6 +147,10 @@ async fn authorize(
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return Ok(response);
     };
+    if let Err(wait) = state.rate_limits.check(token) {
+        let seconds = wait.as_secs_f64().ceil().max(1.0) as u32;
+        return Err(ApiError::too_many_requests(seconds));
+    }
     if !token.allows(scope) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
@@ -17,13 +17,15 @@ use super::wire::*;
 use super::{Actor, AppState, PositionHeader};
 use crate::auth::Scope;
 use crate::commands::Command;
+use crate::labels::{Selector, TaskFilter};
 use crate::task_service::Written;
 
 /// The routes, each behind the scope it needs.
 pub fn routes(state: &AppState) -> Router<AppState> {
     let write = Router::new()
         .route("/v1/tasks", post(create))
-        .route("/v1/tasks/{id}/cancel", post(cancel));
+        .route("/v1/tasks/{id}/cancel", post(cancel))
+        .route("/v1/tasks/{id}/retry", post(retry));
     let read = Router::new()
         .route("/v1/tasks", get(list))
         .route("/v1/tasks/{id}", get(show));
@@ -57,21 +59,58 @@ fn checked(problems: Map<String, Value>) -> Result<(), ApiError> {
     }
 }
 
-/// Create a task, pending until its `availableTime`.
+pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+
+/// Create a task, pending until its `availableTime`. With an `Idempotency-Key`
+/// header, a create sent again with the same key and body within 24 hours
+/// answers the first task (with `Idempotent-Replayed: true`) instead of making
+/// another; the same key with another body is a 422.
 #[utoipa::path(post, path = "/v1/tasks", tag = "tasks", request_body = CreateTaskSchema,
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters; kept 24 hours")),
     responses((status = 200, body = Task), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-              (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 503, body = ErrorBody)))]
+              (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody),
+              (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     actor: Extension<Actor>,
+    headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Result<Response, ApiError> {
+    let key = match headers.get(IDEMPOTENCY_KEY) {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .filter(|key| {
+                    (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic())
+                })
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "Idempotency-Key must be 1 to 255 visible ASCII characters",
+                    )
+                })?,
+        ),
+    };
     let created = parse_create(body)?;
-    let written = state
-        .service
-        .execute(TaskId::new(), Command::Create(created), &actor.metadata())
-        .await?;
-    Ok(answer(written))
+    let metadata = actor.metadata();
+    let Some(key) = key else {
+        let written = state
+            .service
+            .execute(TaskId::new(), Command::Create(created), &metadata)
+            .await?;
+        return Ok(answer(written));
+    };
+    let (written, replayed) = state.service.create_once(key, created, &metadata).await?;
+    let mut response = answer(written);
+    if replayed {
+        response
+            .headers_mut()
+            .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    }
+    Ok(response)
 }
 
 /// One task; with `asOf` or `revision`, as it stood then, folded from the log.
@@ -146,6 +185,11 @@ pub async fn list(
             Position::START
         }),
     };
+    let filter = task_filter(
+        query.label_selector.as_deref(),
+        query.tags.as_deref(),
+        &mut problems,
+    );
     checked(problems)?;
     let views = state
         .service
@@ -158,6 +202,7 @@ pub async fn list(
         .range(Position(after.0 + 1)..)
         .filter_map(|(_, id)| views.tasks.get(id))
         .filter(|t| wanted_state.is_none_or(|s| t.state == s))
+        .filter(|t| filter.admits(t))
         .filter(|t| {
             query
                 .task_type
@@ -174,6 +219,25 @@ pub async fn list(
         next_cursor,
     };
     Ok(axum::Json(body).into_response())
+}
+
+/// The label selector and tags of a list or a claim, noting what is wrong.
+fn task_filter(
+    selector: Option<&str>,
+    tags: Option<&str>,
+    problems: &mut Map<String, Value>,
+) -> TaskFilter {
+    let selector = selector.and_then(|text| match text.parse::<Selector>() {
+        Ok(selector) => Some(selector),
+        Err(why) => {
+            problems.insert("labelSelector".into(), why.into());
+            None
+        }
+    });
+    let tags = tags
+        .map(|tags| tags.split(',').map(|t| t.trim().to_owned()).collect())
+        .unwrap_or_default();
+    TaskFilter { selector, tags }
 }
 
 /// Cursors are opaque to clients; inside, the creation position of the last task shown.
@@ -208,12 +272,19 @@ pub async fn claim(
             format!("must be from 0 to {MAX_WAIT_SECONDS}").into(),
         );
     }
+    let tags = (!body.tags.is_empty()).then(|| body.tags.join(","));
+    let filter = task_filter(
+        body.label_selector.as_deref(),
+        tags.as_deref(),
+        &mut problems,
+    );
     checked(problems)?;
     let lease = chrono::Duration::seconds(body.lease_seconds.into());
     let wait = Duration::from_secs(body.wait_seconds.into());
+    let metadata = actor.metadata();
     match state
         .service
-        .claim(&body.types, &body.worker, lease, wait, &actor.metadata())
+        .claim(&body.types, &filter, &body.worker, lease, wait, &metadata)
         .await?
     {
         Some(written) => Ok(answer(written)),
@@ -320,6 +391,31 @@ pub async fn cancel(
     let command = Command::Cancel {
         reason: body.reason,
     };
+    Ok(answer(
+        state
+            .service
+            .execute(task_id(&id)?, command, &actor.metadata())
+            .await?,
+    ))
+}
+
+/// Run a failed task again, now: the dead letter's way back. It gets one more
+/// run; a run that fails again with no attempts left stays failed.
+#[utoipa::path(post, path = "/v1/tasks/{id}/retry", tag = "tasks", request_body = RetryRequest,
+    params(("id" = String, Path, description = "the task id")),
+    responses((status = 200, body = Task), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn retry(
+    State(state): State<AppState>,
+    actor: Extension<Actor>,
+    Path(id): Path<String>,
+    Json(body): Json<RetryRequest>,
+) -> Result<Response, ApiError> {
+    let mut problems = Map::new();
+    let expiration_time = body
+        .expiration_time
+        .and_then(|t| time(Some(Value::String(t)), "expirationTime", &mut problems));
+    checked(problems)?;
+    let command = Command::Retry { expiration_time };
     Ok(answer(
         state
             .service

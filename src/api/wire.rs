@@ -4,11 +4,14 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use tasklog_events::task_event::TaskCreated;
+use std::collections::BTreeMap;
+
+use tasklog_events::task_event::{RetryPolicy, TaskCreated};
 use tasklog_projections::TaskView;
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
+use crate::labels::{check_labels, check_tags};
 
 /// Longest `name`, `type`, `worker`, `error` and `reason` accepted, in characters.
 pub const MAX_TEXT: usize = 1024;
@@ -35,6 +38,144 @@ pub struct CreateTaskSchema {
     /// RFC 3339 with a zone offset, after `availableTime`; a task still pending then fails.
     #[schema(rename = "expirationTime")]
     expiration_time: DateTime<Utc>,
+    /// Optional: key-value pairs that list and claim select on.
+    #[schema(required = false)]
+    labels: BTreeMap<String, String>,
+    /// Optional: at most 10 tags of at most 50 characters.
+    #[schema(required = false)]
+    tags: Vec<String>,
+    /// Optional: how a failed run is retried; without it a failure is final.
+    #[schema(required = false)]
+    retry: RetryBody,
+}
+
+/// How a failed run is retried: after `initialBackoffSeconds`, multiplied by
+/// `backoffFactor` for each further run, at most `maxBackoffSeconds`; with
+/// `jitter` each wait is drawn between half of that and all of it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RetryBody {
+    /// Runs in all, the first included (1 to 100).
+    pub max_attempts: u32,
+    /// Default 10.
+    #[serde(default = "default_initial_backoff")]
+    pub initial_backoff_seconds: u32,
+    /// Default 3600.
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff_seconds: u32,
+    /// 1 to 10, default 2.
+    #[serde(default = "default_backoff_factor")]
+    pub backoff_factor: f64,
+    /// Default true.
+    #[serde(default = "default_jitter")]
+    pub jitter: bool,
+}
+
+fn default_initial_backoff() -> u32 {
+    10
+}
+fn default_max_backoff() -> u32 {
+    3600
+}
+fn default_backoff_factor() -> f64 {
+    2.0
+}
+fn default_jitter() -> bool {
+    true
+}
+
+impl From<&RetryPolicy> for RetryBody {
+    fn from(policy: &RetryPolicy) -> Self {
+        RetryBody {
+            max_attempts: policy.max_attempts,
+            initial_backoff_seconds: policy.initial_backoff_seconds,
+            max_backoff_seconds: policy.max_backoff_seconds,
+            backoff_factor: policy.backoff_factor,
+            jitter: policy.jitter,
+        }
+    }
+}
+
+/// The optional fields a task and a schedule's task template share.
+#[derive(Debug, Default)]
+pub struct TaskExtras {
+    pub labels: BTreeMap<String, String>,
+    pub tags: Vec<String>,
+    pub retry: Option<RetryPolicy>,
+}
+
+/// Takes `labels`, `tags` and `retry` out of `fields`, noting what is wrong.
+pub fn parse_extras(
+    fields: &mut Map<String, Value>,
+    problems: &mut Map<String, Value>,
+) -> TaskExtras {
+    let mut extras = TaskExtras::default();
+    match fields.remove("labels") {
+        None | Some(Value::Null) => {}
+        Some(value) => match serde_json::from_value::<BTreeMap<String, String>>(value) {
+            Ok(labels) => match check_labels(&labels) {
+                Ok(()) => extras.labels = labels,
+                Err(why) => {
+                    problems.insert("labels".into(), why.into());
+                }
+            },
+            Err(_) => {
+                problems.insert("labels".into(), "must be an object of string values".into());
+            }
+        },
+    }
+    match fields.remove("tags") {
+        None | Some(Value::Null) => {}
+        Some(value) => match serde_json::from_value::<Vec<String>>(value) {
+            Ok(tags) => match check_tags(&tags) {
+                Ok(()) => extras.tags = tags,
+                Err(why) => {
+                    problems.insert("tags".into(), why.into());
+                }
+            },
+            Err(_) => {
+                problems.insert("tags".into(), "must be an array of strings".into());
+            }
+        },
+    }
+    match fields.remove("retry") {
+        None | Some(Value::Null) => {}
+        Some(value) => match serde_json::from_value::<RetryBody>(value) {
+            Ok(body) => match check_retry(&body) {
+                Ok(()) => {
+                    extras.retry = Some(RetryPolicy {
+                        max_attempts: body.max_attempts,
+                        initial_backoff_seconds: body.initial_backoff_seconds,
+                        max_backoff_seconds: body.max_backoff_seconds,
+                        backoff_factor: body.backoff_factor,
+                        jitter: body.jitter,
+                    })
+                }
+                Err(why) => {
+                    problems.insert("retry".into(), why.into());
+                }
+            },
+            Err(error) => {
+                problems.insert("retry".into(), format!("{error}").into());
+            }
+        },
+    }
+    extras
+}
+
+fn check_retry(body: &RetryBody) -> Result<(), String> {
+    if !(1..=100).contains(&body.max_attempts) {
+        return Err("maxAttempts must be from 1 to 100".into());
+    }
+    if body.max_backoff_seconds > 30 * 86_400
+        || body.initial_backoff_seconds > body.max_backoff_seconds
+    {
+        return Err("initialBackoffSeconds must not exceed maxBackoffSeconds, which is at most 2592000 (30 days)".into());
+    }
+    if !(1.0..=10.0).contains(&body.backoff_factor) {
+        return Err("backoffFactor must be from 1 to 10".into());
+    }
+    Ok(())
 }
 
 /// Reads a create body field by field, so every wrong field is named.
@@ -61,6 +202,7 @@ pub fn parse_create(body: Value) -> Result<TaskCreated, ApiError> {
     };
     let available_time = time(take("availableTime"), "availableTime", &mut problems);
     let expiration_time = time(take("expirationTime"), "expirationTime", &mut problems);
+    let extras = parse_extras(&mut fields, &mut problems);
     for unknown in fields.keys() {
         problems.insert(unknown.clone(), "is not a field of a task".into());
     }
@@ -94,22 +236,30 @@ pub fn parse_create(body: Value) -> Result<TaskCreated, ApiError> {
             data,
             available_time,
             expiration_time,
+            labels: extras.labels,
+            tags: extras.tags,
+            retry: extras.retry,
+            schedule: None,
         }),
         _ => Err(ApiError::invalid_fields(problems)),
     }
 }
 
-fn missing<T>(field: &str, problems: &mut Map<String, Value>) -> Option<T> {
+pub fn missing<T>(field: &str, problems: &mut Map<String, Value>) -> Option<T> {
     problems.insert(field.into(), "is required".into());
     None
 }
 
-fn wrong<T>(field: &str, why: &str, problems: &mut Map<String, Value>) -> Option<T> {
+pub fn wrong<T>(field: &str, why: &str, problems: &mut Map<String, Value>) -> Option<T> {
     problems.insert(field.into(), why.into());
     None
 }
 
-fn text(value: Option<Value>, field: &str, problems: &mut Map<String, Value>) -> Option<String> {
+pub fn text(
+    value: Option<Value>,
+    field: &str,
+    problems: &mut Map<String, Value>,
+) -> Option<String> {
     match value {
         None => missing(field, problems),
         Some(Value::String(s)) if s.trim().is_empty() => {
@@ -125,7 +275,7 @@ fn text(value: Option<Value>, field: &str, problems: &mut Map<String, Value>) ->
     }
 }
 
-fn time(
+pub fn time(
     value: Option<Value>,
     field: &str,
     problems: &mut Map<String, Value>,
@@ -185,8 +335,17 @@ pub struct Task {
     pub worker: Option<String>,
     /// When a running task's lease lapses.
     pub lease_expiration_time: Option<String>,
-    /// How many runs the task has started.
+    /// How many runs the task has started: the number of the current or last run.
     pub attempts: u32,
+    /// The retry policy's `maxAttempts`; absent without a policy.
+    pub max_attempts: Option<u32>,
+    /// Why the last run failed or ended; kept while the task waits to be retried.
+    pub last_error: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub tags: Vec<String>,
+    pub retry: Option<RetryBody>,
+    /// The schedule that created the task, if one did.
+    pub schedule_id: Option<String>,
 }
 
 impl From<&TaskView> for Task {
@@ -208,6 +367,12 @@ impl From<&TaskView> for Task {
             worker: view.lease.as_ref().map(|l| l.worker.clone()),
             lease_expiration_time: view.lease.as_ref().map(|l| wire_time(l.expires_at)),
             attempts: view.attempts,
+            max_attempts: view.retry.as_ref().map(|r| r.max_attempts),
+            last_error: view.last_error.clone(),
+            labels: view.labels.clone(),
+            tags: view.tags.clone(),
+            retry: view.retry.as_ref().map(RetryBody::from),
+            schedule_id: view.schedule.as_ref().map(|s| s.schedule_id.clone()),
         }
     }
 }
@@ -231,6 +396,10 @@ pub struct ListQuery {
     #[serde(rename = "type")]
     #[param(rename = "type")]
     pub task_type: Option<String>,
+    /// Only tasks whose labels match, like `env=prod,tier!=batch`.
+    pub label_selector: Option<String>,
+    /// Only tasks with every one of these comma-separated tags.
+    pub tags: Option<String>,
     /// At most this many tasks (1 to 1000, default 100).
     pub limit: Option<usize>,
     /// From the `nextCursor` of the page before.
@@ -259,6 +428,21 @@ pub struct ClaimRequest {
     /// How long to wait for a task when none is available (0 to 60, default 0).
     #[serde(default)]
     pub wait_seconds: u32,
+    /// Only tasks whose labels match, like `env=prod,tier!=batch`.
+    #[serde(default)]
+    pub label_selector: Option<String>,
+    /// Only tasks with every one of these tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// `POST /v1/tasks/{id}/retry`: run a failed task again, now.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RetryRequest {
+    /// A new expiration time (RFC 3339); needed when the old one has passed.
+    #[serde(default)]
+    pub expiration_time: Option<String>,
 }
 
 /// `POST /v1/tasks/{id}/heartbeat`.

@@ -41,6 +41,7 @@ pub async fn run(bench: ApiBench) -> Result<Vec<Figure>, Failure> {
             name: "bench".into(),
             token: token.clone(),
             scopes: vec![Scope::Admin],
+            rate_limit: None,
         }],
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -94,6 +94,7 @@ fn sample_task(n: u64) -> TaskEvent {
         data: data.as_object().cloned().unwrap_or_default(),
         available_time: now,
         expiration_time: now + Duration::hours(1),
+        ..Default::default()
     })
 }
 

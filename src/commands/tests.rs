@@ -19,6 +19,7 @@ fn created() -> TaskEvent {
         data: Default::default(),
         available_time: t(10),
         expiration_time: t(100),
+        ..Default::default()
     })
 }
 
@@ -246,4 +247,147 @@ fn the_view_sets_run_time_and_duration_from_event_times() {
     assert_eq!(view.duration, Some(1.0));
     assert_eq!(view.error.as_deref(), Some("boom"));
     assert_eq!((view.created_time, view.modified_time), (t(11), t(13)));
+}
+
+fn with_retries(max_attempts: u32, jitter: bool) -> TaskEvent {
+    let TaskEvent::Created(mut created) = created() else {
+        unreachable!()
+    };
+    created.retry = Some(RetryPolicy {
+        max_attempts,
+        initial_backoff_seconds: 4,
+        max_backoff_seconds: 10,
+        backoff_factor: 2.0,
+        jitter,
+    });
+    TaskEvent::Created(created)
+}
+
+fn failed(worker: &str) -> TaskEvent {
+    TaskEvent::Failed(TaskFailed {
+        worker: worker.into(),
+        error: "boom".into(),
+    })
+}
+
+fn fail(worker: &str) -> Command {
+    Command::Fail {
+        worker: worker.into(),
+        error: "boom".into(),
+    }
+}
+
+fn started_attempt(attempt: u32, lease_until: i64) -> TaskEvent {
+    TaskEvent::Started(TaskStarted {
+        worker: "w".into(),
+        lease_expires_at: t(lease_until),
+        attempt,
+    })
+}
+
+#[test]
+fn a_failed_run_with_attempts_left_is_retried_after_a_growing_capped_backoff() {
+    let retried_at = |history: &[TaskEvent], now: i64| match &when(given(history), fail("w"), now)
+        .unwrap()[..]
+    {
+        [TaskEvent::Failed(_), TaskEvent::Retried(r)] => {
+            assert!(r.automatic);
+            assert_eq!(r.expiration_time, t(100));
+            Some(r.available_time)
+        }
+        [TaskEvent::Failed(_)] => None,
+        other => panic!("{other:?}"),
+    };
+    let policy = with_retries(4, false);
+    assert_eq!(
+        retried_at(&[policy.clone(), started_attempt(1, 50)], 20),
+        Some(t(24))
+    );
+    assert_eq!(
+        retried_at(&[policy.clone(), started_attempt(2, 50)], 20),
+        Some(t(28))
+    );
+    assert_eq!(
+        retried_at(&[policy.clone(), started_attempt(3, 50)], 20),
+        Some(t(30))
+    );
+    // The fourth run was the last: the failure stays, the dead letter.
+    assert_eq!(
+        retried_at(&[policy.clone(), started_attempt(4, 50)], 20),
+        None
+    );
+    // A retry that could only start after the task expires is not made.
+    assert_eq!(retried_at(&[policy, started_attempt(1, 99)], 97), None);
+    // Without a policy a failure is final.
+    assert_eq!(retried_at(&[created(), started("w", 50)], 20), None);
+}
+
+#[test]
+fn jitter_spreads_the_backoff_between_half_and_all_of_it_and_replays_the_same() {
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..50 {
+        let task = given(&[with_retries(4, true), started_attempt(3, 50)]);
+        let events = when(task.clone(), fail("w"), 20).unwrap();
+        let TaskEvent::Retried(retried) = &events[1] else {
+            panic!("{events:?}")
+        };
+        let wait = retried.available_time - t(20);
+        assert!(
+            wait >= Duration::seconds(5) && wait <= Duration::seconds(10),
+            "{wait}"
+        );
+        assert_eq!(
+            when(task, fail("w"), 20).unwrap(),
+            events,
+            "the same on replay"
+        );
+        seen.insert(wait);
+    }
+    assert!(
+        seen.len() > 40,
+        "tasks spread out: {} distinct waits",
+        seen.len()
+    );
+}
+
+#[test]
+fn a_retried_task_is_pending_again_shows_its_last_error_and_runs_as_the_next_attempt() {
+    let history = [
+        with_retries(3, false),
+        started_attempt(1, 50),
+        failed("w"),
+        TaskEvent::Retried(TaskRetried {
+            available_time: t(30),
+            expiration_time: t(100),
+            automatic: true,
+        }),
+    ];
+    let view = given(&history).unwrap();
+    assert_eq!(view.state, tasklog_projections::TaskState::Pending);
+    assert_eq!((view.attempts, view.available_time), (1, t(30)));
+    assert_eq!(view.last_error.as_deref(), Some("boom"));
+    let claim = Command::Claim {
+        worker: "v".into(),
+        lease: Duration::seconds(10),
+    };
+    assert!(conflict(when(given(&history), claim.clone(), 29)).contains("pending until"));
+    let events = when(given(&history), claim, 30).unwrap();
+    assert!(matches!(&events[..], [TaskEvent::Started(s)] if s.attempt == 2));
+}
+
+#[test]
+fn only_a_failed_task_is_retried_on_request_and_not_past_its_expiration() {
+    let retry = |expiration_time| Command::Retry { expiration_time };
+    let dead = || given(&[created(), started("w", 50), failed("w")]);
+    assert_eq!(
+        when(dead(), retry(None), 20),
+        Ok(vec![TaskEvent::Retried(TaskRetried {
+            available_time: t(20),
+            expiration_time: t(100),
+            automatic: false,
+        })])
+    );
+    assert!(conflict(when(dead(), retry(None), 100)).contains("later expirationTime"));
+    assert!(when(dead(), retry(Some(t(300))), 200).is_ok());
+    assert!(conflict(when(given(&[created()]), retry(None), 20)).contains("pending"));
 }

@@ -57,6 +57,7 @@ fn tokens() -> Tokens {
         name: name.into(),
         token: token.into(),
         scopes,
+        rate_limit: None,
     };
     Tokens {
         tokens: vec![

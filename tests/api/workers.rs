@@ -235,8 +235,8 @@ async fn a_rebuild_from_position_zero_equals_the_live_views_after_a_random_workl
     assert_eq!(live.consumers, rebuilt.consumers);
     let all_types: Vec<String> = types.iter().map(|t| t.to_string()).collect();
     assert_eq!(
-        live.queue.candidates(&all_types, now, 10_000),
-        rebuilt.queue.candidates(&all_types, now, 10_000)
+        live.queue.candidates(&all_types, now, 10_000, |_| true),
+        rebuilt.queue.candidates(&all_types, now, 10_000, |_| true)
     );
     assert_eq!(live.queue.expired(now), rebuilt.queue.expired(now));
     assert_eq!(

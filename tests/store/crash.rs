@@ -149,6 +149,7 @@ async fn append_forever(store: SqliteStore, appender: u64) {
             data: serde_json::Map::new(),
             available_time: now,
             expiration_time: now + chrono::Duration::hours(1),
+            ..Default::default()
         });
         let mut events = vec![created.to_new_event(now, metadata.clone())];
         let result = store

@@ -37,10 +37,20 @@ async fn a_v1_store_still_opens_reads_decodes_and_verifies() {
             .unwrap_or_else(|e| panic!("position {}: {e}", event.position));
     }
     let types: std::collections::BTreeSet<_> = read.iter().map(|e| e.event_type.as_str()).collect();
+    let v1_types = [
+        "TaskCancelled",
+        "TaskCompleted",
+        "TaskCreated",
+        "TaskExpired",
+        "TaskFailed",
+        "TaskLeaseRenewed",
+        "TaskRequeued",
+        "TaskStarted",
+    ];
     assert_eq!(
-        types.len(),
-        TaskEvent::schemas().len(),
-        "the fixture has every event type"
+        types,
+        v1_types.into(),
+        "the fixture has every event type of v1"
     );
     assert_eq!(verify(&store).await.unwrap().events, expected.len() as u64);
 
@@ -87,6 +97,7 @@ async fn write_v1_fixture() {
                 .clone(),
             available_time: t(0),
             expiration_time: t(3600),
+            ..Default::default()
         })
     };
     let started = |attempt| {

@@ -1,0 +1,49 @@
+//! Idempotency keys: a create sent with a key reserves the key, in its own
+//! stream `idempotency-<hash of token and key>`, for the task it creates, so a
+//! retried create finds the first task instead of making a second one.
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::event_enum::event_enum;
+
+/// Idempotency key streams are named `idempotency-<hash>`.
+pub const IDEMPOTENCY_STREAM_PREFIX: &str = "idempotency-";
+
+/// The stream of `key` as presented by `actor`: keys of different tokens never meet.
+pub fn idempotency_stream(actor: &str, key: &str) -> String {
+    let hash = Sha256::new()
+        .chain_update(actor.as_bytes())
+        .chain_update([0])
+        .chain_update(key.as_bytes())
+        .finalize();
+    format!("{IDEMPOTENCY_STREAM_PREFIX}{}", hex(&hash[..16]))
+}
+
+/// The SHA-256 of a request body, to tell a retry from a different request.
+pub fn request_hash(body: &[u8]) -> String {
+    hex(&Sha256::digest(body))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The key stands for task `task_id`, made from a request with `request_hash`,
+/// until `expires_at`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IdempotencyKeyReserved {
+    pub task_id: String,
+    pub request_hash: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+event_enum! {
+    /// Every idempotency key event, in its current schema version.
+    IdempotencyEvent {
+        Reserved(IdempotencyKeyReserved) = "IdempotencyKeyReserved" v 1,
+    }
+}

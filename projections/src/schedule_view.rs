@@ -1,0 +1,234 @@
+//! The schedule view: one recurring schedule, folded from its stream, with the
+//! time its next run is due.
+
+use chrono::{DateTime, Duration, Months, Utc};
+use tasklog_events::schedule_event::*;
+use tasklog_events::RecordedEvent;
+
+/// A schedule as it stands after the events folded into it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScheduleView {
+    pub id: ScheduleId,
+    pub definition: ScheduleCreated,
+    pub paused: bool,
+    /// No run due before this is created: the start (or, in normal start mode,
+    /// the creation time), and the last resume.
+    pub not_before: DateTime<Utc>,
+    /// The latest run created, and its task.
+    pub last_run: Option<ScheduleFired>,
+    pub runs: u64,
+    /// When the next run is due; `None` when paused or past the end time.
+    pub next_run_time: Option<DateTime<Utc>>,
+    pub created_time: DateTime<Utc>,
+    pub modified_time: DateTime<Utc>,
+    /// The revision of the last event folded in: the next expected revision.
+    pub revision: u64,
+}
+
+impl ScheduleView {
+    /// Folds one event of the schedule's stream into the view; a deleted
+    /// schedule becomes `None`.
+    pub fn apply(view: &mut Option<ScheduleView>, recorded: &RecordedEvent, event: &ScheduleEvent) {
+        let at = recorded.recorded_at;
+        if let ScheduleEvent::Created(created) = event {
+            let Some(id) = ScheduleId::from_stream(&recorded.stream) else {
+                return;
+            };
+            let not_before = match created.start_mode {
+                StartMode::Normal => created.start_time.max(at),
+                StartMode::StartInThePast => created.start_time,
+            };
+            *view = Some(ScheduleView {
+                id,
+                definition: created.clone(),
+                paused: false,
+                not_before,
+                last_run: None,
+                runs: 0,
+                next_run_time: None,
+                created_time: at,
+                modified_time: at,
+                revision: recorded.revision,
+            });
+        } else {
+            let Some(schedule) = view.as_mut() else {
+                return;
+            };
+            match event {
+                ScheduleEvent::Created(_) => unreachable!("handled above"),
+                ScheduleEvent::Paused(_) => schedule.paused = true,
+                ScheduleEvent::Resumed(_) => {
+                    schedule.paused = false;
+                    schedule.not_before = schedule.not_before.max(at);
+                }
+                ScheduleEvent::Deleted(_) => {
+                    *view = None;
+                    return;
+                }
+                ScheduleEvent::Fired(fired) => {
+                    schedule.runs += 1;
+                    schedule.last_run = Some(fired.clone());
+                }
+            }
+            schedule.modified_time = at;
+            schedule.revision = recorded.revision;
+        }
+        if let Some(schedule) = view.as_mut() {
+            schedule.next_run_time = schedule.next_run();
+        }
+    }
+
+    /// Folds a whole stream: the schedule as of its last event.
+    pub fn fold<'a>(events: impl IntoIterator<Item = &'a RecordedEvent>) -> Option<ScheduleView> {
+        let mut view = None;
+        for recorded in events {
+            let decoded = ScheduleEvent::decode(
+                &recorded.event_type,
+                recorded.schema_version,
+                &recorded.payload,
+            );
+            if let Ok(event) = decoded {
+                ScheduleView::apply(&mut view, recorded, &event);
+            }
+        }
+        view
+    }
+
+    fn next_run(&self) -> Option<DateTime<Utc>> {
+        if self.paused {
+            return None;
+        }
+        let after_last = self
+            .last_run
+            .as_ref()
+            .map(|run| run.run_time + Duration::microseconds(1));
+        let from = after_last.map_or(self.not_before, |t| t.max(self.not_before));
+        let definition = &self.definition;
+        let next = first_run_at_or_after(&definition.recurrence, definition.start_time, from)?;
+        definition
+            .end_time
+            .is_none_or(|end| next <= end)
+            .then_some(next)
+    }
+}
+
+/// The first run of `recurrence`, anchored at `start`, at or after `t`.
+pub fn first_run_at_or_after(
+    recurrence: &Recurrence,
+    start: DateTime<Utc>,
+    t: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let t = t.max(start);
+    match recurrence {
+        Recurrence::Cron(cron) => {
+            let cron: croner::Cron = cron.cron.parse().ok()?;
+            cron.find_next_occurrence(&t, true).ok()
+        }
+        Recurrence::Every(Interval {
+            every,
+            unit: IntervalUnit::Months,
+        }) => {
+            // Counted from the start each time, so the 31st stays the 31st
+            // (or the month's last day) instead of drifting.
+            use chrono::Datelike;
+            let every = (*every).max(1);
+            let months_between =
+                (t.year() - start.year()) * 12 + t.month() as i32 - start.month() as i32;
+            // One step short of the estimate, then forward: month lengths differ.
+            let mut k = (months_between.max(0) as u32 / every).saturating_sub(1);
+            loop {
+                let run = start.checked_add_months(Months::new(k.checked_mul(every)?))?;
+                if run >= t {
+                    return Some(run);
+                }
+                k += 1;
+            }
+        }
+        Recurrence::Every(Interval { every, unit }) => {
+            let unit_seconds: i64 = match unit {
+                IntervalUnit::Minutes => 60,
+                IntervalUnit::Hours => 3_600,
+                IntervalUnit::Days => 86_400,
+                IntervalUnit::Weeks => 604_800,
+                IntervalUnit::Months => unreachable!("handled above"),
+            };
+            let step = Duration::seconds(unit_seconds * i64::from((*every).max(1)));
+            let since = (t - start).num_microseconds()?;
+            let step_micros = step.num_microseconds()?;
+            let k = (since + step_micros - 1) / step_micros;
+            start.checked_add_signed(Duration::microseconds(k.checked_mul(step_micros)?))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn every(every: u32, unit: IntervalUnit) -> Recurrence {
+        Recurrence::Every(Interval { every, unit })
+    }
+
+    #[test]
+    fn intervals_count_from_the_start() {
+        let start = at("2030-01-01T00:00:00Z");
+        let r = every(15, IntervalUnit::Minutes);
+        assert_eq!(
+            first_run_at_or_after(&r, start, at("2029-01-01T00:00:00Z")),
+            Some(start)
+        );
+        assert_eq!(first_run_at_or_after(&r, start, start), Some(start));
+        assert_eq!(
+            first_run_at_or_after(&r, start, at("2030-01-01T00:00:00.000001Z")),
+            Some(at("2030-01-01T00:15:00Z"))
+        );
+        assert_eq!(
+            first_run_at_or_after(
+                &every(2, IntervalUnit::Weeks),
+                start,
+                at("2030-01-10T00:00:00Z")
+            ),
+            Some(at("2030-01-15T00:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn months_keep_the_day_of_the_start() {
+        let start = at("2030-01-31T09:00:00Z");
+        let r = every(1, IntervalUnit::Months);
+        assert_eq!(
+            first_run_at_or_after(&r, start, at("2030-02-01T00:00:00Z")),
+            Some(at("2030-02-28T09:00:00Z"))
+        );
+        assert_eq!(
+            first_run_at_or_after(&r, start, at("2030-03-01T00:00:00Z")),
+            Some(at("2030-03-31T09:00:00Z"))
+        );
+        assert_eq!(
+            first_run_at_or_after(
+                &every(3, IntervalUnit::Months),
+                start,
+                at("2032-05-01T00:00:00Z")
+            ),
+            Some(at("2032-07-31T09:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn cron_expressions_name_utc_times() {
+        let r = Recurrence::Cron(CronRecurrence {
+            cron: "30 3 * * 1".into(),
+        });
+        let start = at("2030-01-01T00:00:00Z"); // a Tuesday
+        assert_eq!(
+            first_run_at_or_after(&r, start, start),
+            Some(at("2030-01-07T03:30:00Z"))
+        );
+    }
+}
