@@ -147,7 +147,7 @@ pub fn decide(
             let expiration_time = expiration_time.unwrap_or(task.expiration_time);
             if expiration_time <= now {
                 return Err(Rejection::Conflict(format!(
-                    "the task expires at {}; give a later expirationTime to retry it",
+                    "the task's expiration time {} has passed; give a later expirationTime to retry it",
                     rfc3339(expiration_time)
                 )));
             }

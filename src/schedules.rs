@@ -145,6 +145,14 @@ pub async fn run_due(service: &TaskService, now: DateTime<Utc>) -> Result<(), Se
             let Some(run_time) = schedule.next_run_time.filter(|t| *t <= now) else {
                 break;
             };
+            if schedule
+                .last_run
+                .as_ref()
+                .is_some_and(|last| last.run_time >= run_time)
+            {
+                tracing::error!(schedule = %id, %run_time, "the schedule's next run is not after its last; skipping it");
+                break;
+            }
             let task_id = id.task_for_run(run_time);
             let created = task_for_run(&schedule, run_time);
             match service

@@ -1,7 +1,7 @@
 //! The schedule view: one recurring schedule, folded from its stream, with the
 //! time its next run is due.
 
-use chrono::{DateTime, Duration, Months, Utc};
+use chrono::{DateTime, Duration, Months, Timelike, Utc};
 use tasklog_events::schedule_event::*;
 use tasklog_events::RecordedEvent;
 
@@ -122,6 +122,14 @@ pub fn first_run_at_or_after(
     match recurrence {
         Recurrence::Cron(cron) => {
             let cron: croner::Cron = cron.cron.parse().ok()?;
+            // Cron times are whole seconds; a search from within a second
+            // would find that second again.
+            let whole = t.with_nanosecond(0)?;
+            let t = if whole < t {
+                whole + Duration::seconds(1)
+            } else {
+                t
+            };
             cron.find_next_occurrence(&t, true).ok()
         }
         Recurrence::Every(Interval {
@@ -229,6 +237,11 @@ mod tests {
         assert_eq!(
             first_run_at_or_after(&r, start, start),
             Some(at("2030-01-07T03:30:00Z"))
+        );
+        assert_eq!(
+            first_run_at_or_after(&r, start, at("2030-01-07T03:30:00.000001Z")),
+            Some(at("2030-01-14T03:30:00Z")),
+            "just after a run, the next one"
         );
     }
 }

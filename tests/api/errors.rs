@@ -6,7 +6,7 @@ use serde_json::json;
 use super::*;
 
 /// Sends `request`, snapshots status and body under `name`, and checks the log did not move.
-async fn rejected(
+pub async fn rejected(
     api: &TestServer,
     name: &str,
     answer: impl std::future::Future<Output = Answer>,

@@ -1,10 +1,13 @@
 //! End-to-end tests of the HTTP API, against a real server on 127.0.0.1:0 with
 //! a controlled clock.
 
+mod access;
 mod analytics;
 mod audit;
 mod errors;
 mod lifecycle;
+mod queueing;
+mod schedules;
 mod two_nodes;
 mod workers;
 
@@ -14,7 +17,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use tasklog::auth::{Scope, Token, Tokens};
+use tasklog::auth::{RateLimit, Scope, Token, Tokens};
 use tasklog::clock::ManualClock;
 use tasklog::server::Server;
 use tasklog::store_url::StoreUrl;
@@ -38,6 +41,7 @@ pub struct TestServer {
 pub struct Answer {
     pub status: StatusCode,
     pub position: Option<u64>,
+    pub headers: reqwest::header::HeaderMap,
     pub body: Value,
 }
 
@@ -51,6 +55,10 @@ impl Answer {
 pub const ADMIN: &str = "admin-secret";
 pub const READER: &str = "reader-secret";
 pub const WORKER: &str = "worker-secret";
+/// Three requests at once, then one a second.
+pub const LIMITED: &str = "limited-secret";
+/// A token with no scope at all.
+pub const NOBODY: &str = "nobody-secret";
 
 fn tokens() -> Tokens {
     let token = |name: &str, token: &str, scopes: Vec<Scope>| Token {
@@ -59,11 +67,21 @@ fn tokens() -> Tokens {
         scopes,
         rate_limit: None,
     };
+    let one = std::num::NonZeroU32::MIN;
+    let limited = Token {
+        rate_limit: Some(RateLimit {
+            requests_per_second: one,
+            burst: one.saturating_add(2),
+        }),
+        ..token("limited", LIMITED, vec![Scope::TasksRead])
+    };
     Tokens {
         tokens: vec![
             token("admin", ADMIN, vec![Scope::Admin]),
             token("reader", READER, vec![Scope::TasksRead]),
             token("worker", WORKER, vec![Scope::TasksWork, Scope::TasksRead]),
+            token("nobody", NOBODY, vec![]),
+            limited,
         ],
     }
 }
@@ -103,6 +121,11 @@ impl TestServer {
         read(request.send().await.unwrap()).await
     }
 
+    /// Sends a request built on [`TestServer::client`].
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
+        read(request.send().await.unwrap()).await
+    }
+
     pub async fn get(&self, path: &str) -> Answer {
         self.request(reqwest::Method::GET, path, Some(ADMIN), None)
             .await
@@ -111,6 +134,17 @@ impl TestServer {
     pub async fn post(&self, path: &str, body: Value) -> Answer {
         self.request(reqwest::Method::POST, path, Some(ADMIN), Some(body))
             .await
+    }
+
+    /// Sends `body` with `method` and `token`.
+    pub async fn post_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Value,
+    ) -> Answer {
+        self.request(method, path, Some(token), Some(body)).await
     }
 
     /// Sends raw bytes as a JSON body.
@@ -169,6 +203,7 @@ async fn read(response: reqwest::Response) -> Answer {
         .headers()
         .get("tasklog-position")
         .map(|v| v.to_str().unwrap().parse().unwrap());
+    let headers = response.headers().clone();
     let text = response.text().await.unwrap();
     let body = if text.is_empty() {
         Value::Null
@@ -178,6 +213,7 @@ async fn read(response: reqwest::Response) -> Answer {
     Answer {
         status,
         position,
+        headers,
         body,
     }
 }
