@@ -270,4 +270,110 @@ pub async fn two_nodes_act_as_one_service(store_url: &str) {
         assert_eq!(count(&node.history(&expiring).await, "TaskExpired"), 1);
         assert_eq!(count(&node.history(&lapsing).await, "TaskRequeued"), 1);
     }
+
+    schedule_runs_are_made_once(&nodes).await;
+    an_idempotency_key_makes_one_task_across_nodes(&nodes).await;
+}
+
+/// Both nodes' jobs race to make a schedule's 31 past-due runs: each becomes
+/// one task, and the schedule counts each once.
+async fn schedule_runs_are_made_once(nodes: &[Node; 2]) {
+    let start = Utc::now() - chrono::Duration::minutes(30);
+    let body = json!({
+        "name": "catch up",
+        "task": {"name": "tick", "type": "tick", "priority": 0, "data": {}, "expiresAfterSeconds": 86400},
+        "recurrence": {"every": 1, "unit": "minutes"},
+        "startTime": start.to_rfc3339_opts(SecondsFormat::Secs, true),
+        "startMode": "startInThePast",
+    });
+    let (status, _, schedule) = nodes[0].post("/v1/schedules", body).await;
+    assert_eq!(status, StatusCode::OK, "{schedule}");
+    let id = schedule["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, _, schedule) = nodes[1]
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/schedules/{id}"),
+                None,
+                None,
+            )
+            .await;
+        if schedule["runs"].as_u64().unwrap_or(0) >= 31 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{schedule}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, position, _) = nodes[1]
+        .post(&format!("/v1/schedules/{id}/pause"), json!({}))
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for node in nodes {
+        let (_, _, schedule) = node
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/schedules/{id}"),
+                None,
+                position,
+            )
+            .await;
+        let (_, _, tasks) = node
+            .call(
+                reqwest::Method::GET,
+                "/v1/tasks?type=tick&limit=1000",
+                None,
+                position,
+            )
+            .await;
+        let times: HashSet<_> = tasks["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["availableTime"].clone())
+            .collect();
+        let runs = schedule["runs"].as_u64().unwrap() as usize;
+        assert_eq!(
+            tasks["tasks"].as_array().unwrap().len(),
+            runs,
+            "one task per run: {schedule}"
+        );
+        assert_eq!(times.len(), runs, "no run time twice");
+    }
+}
+
+/// The same create with the same key sent to both nodes at once makes one task.
+async fn an_idempotency_key_makes_one_task_across_nodes(nodes: &Arc<[Node; 2]>) {
+    let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
+    let later =
+        (Utc::now() + chrono::Duration::hours(1)).to_rfc3339_opts(SecondsFormat::Secs, true);
+    let body = json!({"name": "once", "type": "once", "priority": 0, "data": {}, "availableTime": now, "expirationTime": later});
+    let racers: Vec<_> = (0..8)
+        .map(|n| {
+            let (nodes, body) = (nodes.clone(), body.clone());
+            tokio::spawn(async move {
+                let node = &nodes[n % 2];
+                let request = node
+                    .http
+                    .post(format!("{}/v1/tasks", node.base))
+                    .bearer_auth(ADMIN);
+                let response = request
+                    .header("Idempotency-Key", "two-nodes")
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), StatusCode::OK);
+                response.json::<Value>().await.unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+        })
+        .collect();
+    let mut ids = HashSet::new();
+    for racer in racers {
+        ids.insert(racer.await.unwrap());
+    }
+    assert_eq!(ids.len(), 1, "{ids:?}");
 }
