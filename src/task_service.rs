@@ -270,6 +270,10 @@ impl TaskService {
                     let id = reserved.task_id.parse().map_err(|_| {
                         ServiceError::Unavailable(format!("{stream} names no task"))
                     })?;
+                    if let Some(task) = self.view(id) {
+                        let position = self.views.position();
+                        return Ok((Written { task, position }, true));
+                    }
                     (id, true)
                 }
                 stale => {

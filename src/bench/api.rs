@@ -28,6 +28,9 @@ pub struct ApiBench {
     /// Concurrent workers in the lifecycle phase.
     #[arg(long, default_value_t = 16)]
     pub workers: u64,
+    /// How many creates carry an idempotency key; each is then sent again.
+    #[arg(long, default_value_t = 20_000)]
+    pub keyed_creates: u64,
     #[command(flatten)]
     pub output: Output,
 }
@@ -119,6 +122,36 @@ pub async fn run(bench: ApiBench) -> Result<Vec<Figure>, Failure> {
     })
     .await?;
     let lifecycle_seconds = started.elapsed().as_secs_f64();
+
+    // Creates with an idempotency key each, then every one again, as a client
+    // retrying after lost answers would: the second round must make nothing.
+    let at = Utc::now();
+    let mut keyed_seconds = [0.0; 2];
+    for round in &mut keyed_seconds {
+        let started = Instant::now();
+        run_concurrently(bench.connections, bench.keyed_creates, {
+            let api = api.clone();
+            move |n| {
+                let api = api.clone();
+                async move {
+                    let body = create_body(n, "bench-keyed", at);
+                    api.post_keyed("/v1/tasks", body, &format!("key-{n}"))
+                        .await?;
+                    Ok(())
+                }
+            }
+        })
+        .await?;
+        *round = started.elapsed().as_secs_f64();
+    }
+    let keyed_tasks = api.get("/v1/queues").await?["queues"]
+        .as_array()
+        .and_then(|queues| queues.iter().find(|q| q["type"] == "bench-keyed"))
+        .and_then(|queue| queue["pending"].as_u64())
+        .unwrap_or(0);
+    if keyed_tasks != bench.keyed_creates {
+        return Err(format!("{keyed_tasks} tasks for {} keys", bench.keyed_creates).into());
+    }
     server.stop().await?;
     fresh.remove().await?;
 
@@ -134,6 +167,14 @@ pub async fn run(bench: ApiBench) -> Result<Vec<Figure>, Failure> {
             "rss_mb_per_100k_tasks",
             rss_growth / 1_048_576.0 * 100_000.0 / bench.creates as f64,
         ),
+        (
+            "keyed_create_per_s",
+            bench.keyed_creates as f64 / keyed_seconds[0],
+        ),
+        (
+            "keyed_replay_per_s",
+            bench.keyed_creates as f64 / keyed_seconds[1],
+        ),
     ])
 }
 
@@ -146,13 +187,23 @@ struct Client {
 
 impl Client {
     async fn post(&self, path: &str, body: Value) -> Result<Value, Failure> {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .json(&body)
-            .send()
-            .await?;
+        let request = self.http.post(format!("{}{path}", self.base)).json(&body);
+        self.send(path, request).await
+    }
+
+    async fn post_keyed(&self, path: &str, body: Value, key: &str) -> Result<Value, Failure> {
+        let request = self.http.post(format!("{}{path}", self.base)).json(&body);
+        self.send(path, request.header("Idempotency-Key", key))
+            .await
+    }
+
+    async fn get(&self, path: &str) -> Result<Value, Failure> {
+        self.send(path, self.http.get(format!("{}{path}", self.base)))
+            .await
+    }
+
+    async fn send(&self, path: &str, request: reqwest::RequestBuilder) -> Result<Value, Failure> {
+        let response = request.bearer_auth(&self.token).send().await?;
         let status = response.status();
         let body: Value = response.json().await?;
         if !status.is_success() {
@@ -162,17 +213,20 @@ impl Client {
     }
 
     async fn create(&self, n: u64, task_type: &str) -> Result<Value, Failure> {
-        let now = Utc::now();
-        let body = json!({
-            "name": format!("send-welcome-{n}"),
-            "type": task_type,
-            "priority": n % 10,
-            "data": {"to": format!("user{n}@example.com"), "template": "welcome"},
-            "availableTime": now - Duration::seconds(1),
-            "expirationTime": now + Duration::hours(1),
-        });
-        self.post("/v1/tasks", body).await
+        self.post("/v1/tasks", create_body(n, task_type, Utc::now()))
+            .await
     }
+}
+
+fn create_body(n: u64, task_type: &str, now: chrono::DateTime<Utc>) -> Value {
+    json!({
+        "name": format!("send-welcome-{n}"),
+        "type": task_type,
+        "priority": n % 10,
+        "data": {"to": format!("user{n}@example.com"), "template": "welcome"},
+        "availableTime": now - Duration::seconds(1),
+        "expirationTime": now + Duration::hours(1),
+    })
 }
 
 /// Follows `/v1/events/stream` of the fresh store until `creates` creates arrived;
