@@ -22,7 +22,7 @@ pub struct CloudEvent<'a> {
     pub event_type: &'a str,
     /// When the event was recorded.
     pub time: String,
-    /// The task id.
+    /// The task id; for other events, their stream (`schedule-<id>`, `queue-<type>`).
     pub subject: String,
     pub datacontenttype: &'static str,
     /// The event's payload, as stored.

@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use tasklog_events::queue_event::queue_of;
+use tasklog_events::schedule_event::ScheduleId;
 use tasklog_events::{EventStore, RecordedEvent, TaskEvent, TaskId};
 use tasklog_projections::{SharedProjections, TaskView};
 
@@ -23,17 +25,17 @@ impl EventFilter {
         }
     }
 
-    /// Whether `event` is a task event that passes the filter. A task's type
-    /// comes from its create if it passed by, else the views, else the log.
+    /// Whether `event` passes the filter. Readers see the events of tasks,
+    /// schedules and queue settings; the bookkeeping streams (consumer
+    /// positions, idempotency keys) stay out. A task's type comes from its
+    /// create if it passed by, else the views, else the log; schedule and
+    /// queue events have no task type, so a task type filter leaves them out.
     pub async fn admits(
         &mut self,
         event: &RecordedEvent,
         store: &dyn EventStore,
         views: Option<&SharedProjections>,
     ) -> bool {
-        let Some(task) = TaskId::from_stream(&event.stream) else {
-            return false;
-        };
         if self
             .event_type
             .as_deref()
@@ -41,6 +43,11 @@ impl EventFilter {
         {
             return false;
         }
+        let Some(task) = TaskId::from_stream(&event.stream) else {
+            let shown = ScheduleId::from_stream(&event.stream).is_some()
+                || queue_of(&event.stream).is_some();
+            return shown && self.task_type.is_none();
+        };
         let Some(wanted) = &self.task_type else {
             return true;
         };

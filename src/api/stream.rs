@@ -38,6 +38,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase")]
 pub struct StreamQuery {
     /// Start after this position; `Last-Event-ID` takes precedence.

@@ -388,6 +388,7 @@ pub struct TaskList {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase")]
 pub struct ListQuery {
     /// Only tasks in this state.
@@ -408,6 +409,7 @@ pub struct ListQuery {
 
 /// `GET /v1/tasks/{id}`: a task as it stood at a time or a revision.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase")]
 pub struct TimeTravel {
     /// The task as it stood at this time (RFC 3339 with a zone offset).

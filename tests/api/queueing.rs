@@ -186,6 +186,15 @@ async fn an_idempotency_key_makes_a_retried_create_answer_the_first_task() {
         ids.insert(answer.body["id"].as_str().unwrap().to_owned());
     }
     assert_eq!(ids.len(), 1, "one task for one key: {ids:?}");
+    let keys = api
+        .get("/v1/events?eventType=IdempotencyKeyReserved")
+        .await
+        .body;
+    assert_eq!(
+        keys["events"],
+        json!([]),
+        "keys are bookkeeping, not in the feed"
+    );
     let listed = api.get("/v1/tasks?type=billing").await.body;
     assert_eq!(listed["tasks"].as_array().unwrap().len(), 2);
 

@@ -94,6 +94,20 @@ async fn each_due_run_creates_one_task_even_across_a_restart() {
         history["events"][0]["data"]["schedule"]["scheduleId"],
         id.as_str()
     );
+    // Auditors see every run in the log, and every schedule change.
+    let fired = api.get("/v1/events?eventType=ScheduleFired").await.body;
+    assert_eq!(fired["events"].as_array().unwrap().len(), 5);
+    assert_eq!(fired["events"][0]["subject"], format!("schedule-{id}"));
+    let all = api.get("/v1/events?limit=1000").await.body;
+    let types: Vec<_> = all["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types[0], "ScheduleCreated");
+    let count = |wanted: &str| types.iter().filter(|t| **t == wanted).count();
+    assert_eq!((count("ScheduleFired"), count("TaskCreated")), (5, 5));
 }
 
 #[tokio::test]
