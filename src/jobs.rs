@@ -29,7 +29,7 @@ pub async fn run(service: TaskService) {
 pub async fn run_due(service: &TaskService) -> Result<(), ServiceError> {
     let now = service.clock.now();
     let (expired, lapsed) = {
-        let mut views = service.views.projections.write().expect("projections lock");
+        let mut views = service.views.write();
         views.queue.promote(now);
         (views.queue.expired(now), views.queue.lapsed_leases(now))
     };

@@ -56,7 +56,7 @@ pub fn decide(
 
 /// The schedule as the views show it now.
 pub fn view(service: &TaskService, id: ScheduleId) -> Option<ScheduleView> {
-    let views = service.views.projections.read().expect("projections lock");
+    let views = service.views.read();
     views.schedules.get(&id).cloned()
 }
 
@@ -125,7 +125,7 @@ pub fn task_for_run(schedule: &ScheduleView, run_time: DateTime<Utc>) -> TaskCre
 /// Creates the task of every run due by `now`, each once.
 pub async fn run_due(service: &TaskService, now: DateTime<Utc>) -> Result<(), ServiceError> {
     let due: Vec<ScheduleId> = {
-        let views = service.views.projections.read().expect("projections lock");
+        let views = service.views.read();
         views
             .schedules
             .values()

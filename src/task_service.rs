@@ -102,13 +102,7 @@ impl TaskService {
 
     /// The task as the views show it now.
     pub fn view(&self, id: TaskId) -> Option<TaskView> {
-        self.views
-            .projections
-            .read()
-            .expect("projections lock")
-            .tasks
-            .get(&id)
-            .cloned()
+        self.views.read().tasks.get(&id).cloned()
     }
 
     /// The task as the log holds it now.
@@ -221,7 +215,7 @@ impl TaskService {
         if claiming.contains_key(&id) {
             return Err(TriedElsewhere);
         }
-        let views = self.views.projections.read().expect("projections lock");
+        let views = self.views.read();
         let Some(task) = views.tasks.get(&id) else {
             return Err(AtLimit);
         };
@@ -337,7 +331,7 @@ impl TaskService {
             let seen = self.views.position();
             let now = self.clock.now();
             let candidates = {
-                let views = self.views.projections.read().expect("projections lock");
+                let views = self.views.read();
                 let open: Vec<String> = types
                     .iter()
                     .filter(|t| !at_running_limit(&views, t, 0))

@@ -2,7 +2,9 @@
 //! the log, the [`EventStore`] contract and its backends. No HTTP lives here.
 //!
 //! # Layout
-//! - [`task_event`]: the task events, past tense and versioned, and their decoding.
+//! - [`task_event`]: the task events, past tense and versioned, and their decoding
+//!   (each family of events is declared once, by `event_enum!`).
+//! - [`stream_id`]: the ids of tasks and schedules, and their streams.
 //! - [`schedule_event`]: recurring schedules and the runs they create.
 //! - [`queue_event`]: per-type queue settings (the running limit).
 //! - [`idempotency_event`]: idempotency keys of creates, reserved for the task they made.
@@ -40,6 +42,7 @@ pub mod schedule_event;
 pub mod schemas;
 pub mod sqlite;
 pub mod store;
+pub mod stream_id;
 pub mod subscription;
 pub mod task_event;
 

@@ -2,7 +2,6 @@
 //! creation, pauses, resumes, deletion and every run it created.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -10,54 +9,24 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::event_enum::event_enum;
-use crate::task_event::{parse_hex_id, RetryPolicy, TaskId};
+use crate::stream_id::stream_id;
+use crate::task_event::{RetryPolicy, TaskId};
 
 /// Schedule streams are named `schedule-<id>`.
 pub const SCHEDULE_STREAM_PREFIX: &str = "schedule-";
 
-/// A schedule's id: 32 lowercase hex characters, like a task's.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ScheduleId(pub Uuid);
+stream_id! {
+    /// A schedule's id: 32 lowercase hex characters, like a task's.
+    ScheduleId, SCHEDULE_STREAM_PREFIX
+}
 
 impl ScheduleId {
-    pub fn new() -> Self {
-        ScheduleId(Uuid::now_v7())
-    }
-
-    pub fn stream(&self) -> String {
-        format!("{SCHEDULE_STREAM_PREFIX}{self}")
-    }
-
-    pub fn from_stream(stream: &str) -> Option<Self> {
-        stream.strip_prefix(SCHEDULE_STREAM_PREFIX)?.parse().ok()
-    }
-
     /// The task the run due at `run_time` creates. Derived, not random, so
     /// every node and every retry after a crash names the same task, and the
     /// store's expected revision lets only one of them create it.
     pub fn task_for_run(&self, run_time: DateTime<Utc>) -> TaskId {
         let micros = run_time.timestamp_micros().to_be_bytes();
         TaskId(Uuid::new_v5(&self.0, &micros))
-    }
-}
-
-impl Default for ScheduleId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl fmt::Display for ScheduleId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0.simple())
-    }
-}
-
-impl std::str::FromStr for ScheduleId {
-    type Err = ();
-
-    fn from_str(text: &str) -> Result<Self, ()> {
-        parse_hex_id(text).map(ScheduleId).ok_or(())
     }
 }
 

@@ -6,75 +6,22 @@
 //! `schemas/events/` and the fixture in `tests/fixtures/` hold us to that.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use crate::event_enum::event_enum;
 pub use crate::event_enum::DecodeError;
+use crate::stream_id::stream_id;
 
-/// A task's id: 32 lowercase hex characters, made by the server.
-///
-/// Ids are UUIDv7, so new tasks sort after old ones and the store's stream
-/// index grows at its end instead of everywhere.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TaskId(pub Uuid);
-
-impl TaskId {
-    pub fn new() -> Self {
-        TaskId(Uuid::now_v7())
-    }
-
-    /// The stream that holds this task's events.
-    pub fn stream(&self) -> String {
-        format!("{STREAM_PREFIX}{self}")
-    }
-
-    /// The task whose events a stream holds, if it is a task stream.
-    pub fn from_stream(stream: &str) -> Option<Self> {
-        stream.strip_prefix(STREAM_PREFIX)?.parse().ok()
-    }
-}
-
-impl Default for TaskId {
-    fn default() -> Self {
-        Self::new()
-    }
+stream_id! {
+    /// A task's id: 32 lowercase hex characters, made by the server.
+    TaskId, STREAM_PREFIX
 }
 
 /// Task streams are named `task-<id>`.
 pub const STREAM_PREFIX: &str = "task-";
-
-impl fmt::Display for TaskId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0.simple())
-    }
-}
-
-impl FromStr for TaskId {
-    type Err = InvalidTaskId;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        parse_hex_id(text).map(TaskId).ok_or(InvalidTaskId)
-    }
-}
-
-/// Reads an id in its one written form: 32 lowercase hex characters.
-pub fn parse_hex_id(text: &str) -> Option<Uuid> {
-    let is_canonical = text.len() == 32
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    is_canonical.then(|| Uuid::parse_str(text).ok()).flatten()
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("a task id is 32 lowercase hex characters")]
-pub struct InvalidTaskId;
 
 /// A task was created, pending until `available_time`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -2,7 +2,7 @@
 //! event in, publishing how far it got so writers can answer only once their
 //! own events are visible (read-your-writes).
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -41,6 +41,16 @@ impl ProjectionRunner {
             projections,
             applied,
         }
+    }
+
+    /// The views, for reading; hold the guard briefly, the runner waits on it.
+    pub fn read(&self) -> RwLockReadGuard<'_, Projections> {
+        self.projections.read().expect("projections lock")
+    }
+
+    /// The views, for the jobs that move the queue index on with time.
+    pub fn write(&self) -> RwLockWriteGuard<'_, Projections> {
+        self.projections.write().expect("projections lock")
     }
 
     /// The last position folded in.

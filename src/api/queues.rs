@@ -71,12 +71,7 @@ fn queue(views: &Projections, task_type: &str) -> Queue {
 /// Every task type with tasks or a limit, by name.
 #[utoipa::path(get, path = "/v1/queues", tag = "queues", responses((status = 200, body = QueueList)))]
 pub async fn list(State(state): State<AppState>) -> axum::Json<QueueList> {
-    let views = state
-        .service
-        .views
-        .projections
-        .read()
-        .expect("projections lock");
+    let views = state.service.views.read();
     let mut types: BTreeMap<&str, ()> = views
         .stats
         .counts
@@ -123,7 +118,7 @@ pub async fn set_limit(
     let position = service
         .append_visible(&stream, ExpectedRevision::Any, vec![new_event])
         .await?;
-    let views = service.views.projections.read().expect("projections lock");
+    let views = service.views.read();
     Ok((
         PositionHeader(position),
         axum::Json(queue(&views, &task_type)),

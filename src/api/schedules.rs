@@ -287,7 +287,7 @@ fn parse_recurrence(value: Value, problems: &mut Map<String, Value>) -> Option<R
 }
 
 fn schedule_id(id: &str) -> Result<ScheduleId, ApiError> {
-    id.parse().map_err(|()| schedule_not_found(id))
+    id.parse().map_err(|_| schedule_not_found(id))
 }
 
 fn schedule_not_found(id: &str) -> ApiError {
@@ -335,12 +335,7 @@ pub async fn create(
 /// Every schedule, oldest first.
 #[utoipa::path(get, path = "/v1/schedules", tag = "schedules", responses((status = 200, body = ScheduleList)))]
 pub async fn list(State(state): State<AppState>) -> axum::Json<ScheduleList> {
-    let views = state
-        .service
-        .views
-        .projections
-        .read()
-        .expect("projections lock");
+    let views = state.service.views.read();
     axum::Json(ScheduleList {
         schedules: views.schedules.values().map(Schedule::from).collect(),
     })

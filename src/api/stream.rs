@@ -77,12 +77,7 @@ pub async fn stream(
         ),
     };
     let consumer_position = query.consumer.as_deref().map(|name| {
-        let views = state
-            .service
-            .views
-            .projections
-            .read()
-            .expect("projections lock");
+        let views = state.service.views.read();
         views.consumers.get(name).map_or(0, |c| c.position.0)
     });
     let after = Position(
@@ -162,7 +157,7 @@ pub struct Acknowledge {
 }
 
 fn consumer(service: &TaskService, name: &str) -> Option<Consumer> {
-    let views = service.views.projections.read().expect("projections lock");
+    let views = service.views.read();
     let head = views.position.0;
     views.consumers.get(name).map(|c| Consumer {
         name: name.to_owned(),
@@ -177,12 +172,7 @@ fn consumer(service: &TaskService, name: &str) -> Option<Consumer> {
 #[utoipa::path(get, path = "/v1/consumers", tag = "analytics", responses((status = 200, body = ConsumerList)))]
 pub async fn list_consumers(State(state): State<AppState>) -> Response {
     let names: Vec<String> = {
-        let views = state
-            .service
-            .views
-            .projections
-            .read()
-            .expect("projections lock");
+        let views = state.service.views.read();
         views.consumers.keys().cloned().collect()
     };
     let consumers = names

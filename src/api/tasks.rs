@@ -191,12 +191,7 @@ pub async fn list(
         &mut problems,
     );
     checked(problems)?;
-    let views = state
-        .service
-        .views
-        .projections
-        .read()
-        .expect("projections lock");
+    let views = state.service.views.read();
     let mut matching = views
         .by_creation
         .range(Position(after.0 + 1)..)

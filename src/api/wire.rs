@@ -109,58 +109,62 @@ pub fn parse_extras(
     fields: &mut Map<String, Value>,
     problems: &mut Map<String, Value>,
 ) -> TaskExtras {
-    let mut extras = TaskExtras::default();
-    match fields.remove("labels") {
-        None | Some(Value::Null) => {}
-        Some(value) => match serde_json::from_value::<BTreeMap<String, String>>(value) {
-            Ok(labels) => match check_labels(&labels) {
-                Ok(()) => extras.labels = labels,
-                Err(why) => {
-                    problems.insert("labels".into(), why.into());
-                }
-            },
-            Err(_) => {
-                problems.insert("labels".into(), "must be an object of string values".into());
-            }
-        },
+    let labels = optional(
+        fields,
+        "labels",
+        "must be an object of string values",
+        check_labels,
+        problems,
+    );
+    let tags = optional(
+        fields,
+        "tags",
+        "must be an array of strings",
+        |tags: &Vec<String>| check_tags(tags),
+        problems,
+    );
+    let retry = optional(
+        fields,
+        "retry",
+        "must be a retry policy object",
+        check_retry,
+        problems,
+    );
+    TaskExtras {
+        labels: labels.unwrap_or_default(),
+        tags: tags.unwrap_or_default(),
+        retry: retry.map(|body| RetryPolicy {
+            max_attempts: body.max_attempts,
+            initial_backoff_seconds: body.initial_backoff_seconds,
+            max_backoff_seconds: body.max_backoff_seconds,
+            backoff_factor: body.backoff_factor,
+            jitter: body.jitter,
+        }),
     }
-    match fields.remove("tags") {
-        None | Some(Value::Null) => {}
-        Some(value) => match serde_json::from_value::<Vec<String>>(value) {
-            Ok(tags) => match check_tags(&tags) {
-                Ok(()) => extras.tags = tags,
-                Err(why) => {
-                    problems.insert("tags".into(), why.into());
-                }
-            },
-            Err(_) => {
-                problems.insert("tags".into(), "must be an array of strings".into());
-            }
+}
+
+/// Takes the optional field `name` out of `fields` as a `T` that `check`
+/// accepts, or notes why not (`shape` when it is not a `T` at all).
+fn optional<T: serde::de::DeserializeOwned>(
+    fields: &mut Map<String, Value>,
+    name: &str,
+    shape: &str,
+    check: impl Fn(&T) -> Result<(), String>,
+    problems: &mut Map<String, Value>,
+) -> Option<T> {
+    let value = fields.remove(name).filter(|v| !v.is_null())?;
+    let why = match serde_json::from_value::<T>(value) {
+        Ok(parsed) => match check(&parsed) {
+            Ok(()) => return Some(parsed),
+            Err(why) => why,
         },
-    }
-    match fields.remove("retry") {
-        None | Some(Value::Null) => {}
-        Some(value) => match serde_json::from_value::<RetryBody>(value) {
-            Ok(body) => match check_retry(&body) {
-                Ok(()) => {
-                    extras.retry = Some(RetryPolicy {
-                        max_attempts: body.max_attempts,
-                        initial_backoff_seconds: body.initial_backoff_seconds,
-                        max_backoff_seconds: body.max_backoff_seconds,
-                        backoff_factor: body.backoff_factor,
-                        jitter: body.jitter,
-                    })
-                }
-                Err(why) => {
-                    problems.insert("retry".into(), why.into());
-                }
-            },
-            Err(error) => {
-                problems.insert("retry".into(), format!("{error}").into());
-            }
-        },
-    }
-    extras
+        Err(error) if error.is_data() && !error.to_string().starts_with("invalid type") => {
+            format!("{shape}: {error}")
+        }
+        Err(_) => shape.to_owned(),
+    };
+    problems.insert(name.into(), why.into());
+    None
 }
 
 fn check_retry(body: &RetryBody) -> Result<(), String> {
