@@ -206,6 +206,8 @@ async fn replay(args: StoreArgs) -> Result<(), Failure> {
     for state in TaskState::ALL {
         println!("{}: {}", state.as_str(), projections.stats.total(state));
     }
+    println!("schedules: {}", projections.schedules.len());
+    println!("running_limits: {}", projections.running_limits.len());
     println!("seconds: {seconds:.3}");
     println!("events_per_s: {:.0}", events as f64 / seconds.max(1e-9));
     Ok(())
