@@ -163,8 +163,20 @@ impl TaskService {
             .iter()
             .map(|e| e.to_new_event(now, metadata.clone()))
             .collect();
-        match self.store.append(&id.stream(), expected, new_events).await {
-            Ok(appended) => self.visible(id, appended.last_position).await,
+        let position = self.append(&id.stream(), expected, new_events).await?;
+        self.visible(id, position).await
+    }
+
+    /// Appends `events` to `stream`; the position of the last one, or
+    /// `Contended` if the stream is not at `expected`.
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedRevision,
+        events: Vec<tasklog_events::NewEvent>,
+    ) -> Result<Position, ServiceError> {
+        match self.store.append(stream, expected, events).await {
+            Ok(appended) => Ok(appended.last_position),
             Err(AppendError::Conflict { .. }) => Err(ServiceError::Contended),
             Err(error) => Err(ServiceError::Unavailable(error.to_string())),
         }
@@ -178,19 +190,13 @@ impl TaskService {
         expected: ExpectedRevision,
         events: Vec<tasklog_events::NewEvent>,
     ) -> Result<Position, ServiceError> {
-        match self.store.append(stream, expected, events).await {
-            Ok(appended) => {
-                let position = appended.last_position;
-                if !self.views.wait_for(position, VISIBLE_WITHIN).await {
-                    return Err(ServiceError::Unavailable(format!(
-                        "the views have not reached log position {position} yet"
-                    )));
-                }
-                Ok(position)
-            }
-            Err(AppendError::Conflict { .. }) => Err(ServiceError::Contended),
-            Err(error) => Err(ServiceError::Unavailable(error.to_string())),
+        let position = self.append(stream, expected, events).await?;
+        if !self.views.wait_for(position, VISIBLE_WITHIN).await {
+            return Err(ServiceError::Unavailable(format!(
+                "the views have not reached log position {position} yet"
+            )));
         }
+        Ok(position)
     }
 
     /// The task once the views include `position` (read-your-writes).
@@ -281,11 +287,11 @@ impl TaskService {
                         ExpectedRevision::Exact(revision)
                     });
                     let new_event = reservation.to_new_event(now, metadata.clone());
-                    match self.store.append(&stream, expected, vec![new_event]).await {
+                    match self.append(&stream, expected, vec![new_event]).await {
                         Ok(_) => (id, false),
                         // Another request reserved the key meanwhile: read it again.
-                        Err(AppendError::Conflict { .. }) => continue,
-                        Err(error) => return Err(ServiceError::Unavailable(error.to_string())),
+                        Err(ServiceError::Contended) => continue,
+                        Err(error) => return Err(error),
                     }
                 }
             };
