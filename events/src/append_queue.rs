@@ -8,17 +8,17 @@ use crate::envelope::NewEvent;
 use crate::store::{AppendError, AppendResult, ExpectedRevision, StorageError};
 
 /// One append waiting for the writer.
-pub(crate) struct AppendRequest {
+pub struct AppendRequest {
     pub stream: String,
     pub expected: ExpectedRevision,
     pub events: Vec<NewEvent>,
     pub reply: oneshot::Sender<Outcome>,
 }
 
-pub(crate) type Outcome = Result<AppendResult, AppendError>;
+pub type Outcome = Result<AppendResult, AppendError>;
 
 /// Checks the append, hands it to the writer and waits for its outcome.
-pub(crate) async fn submit(
+pub async fn submit(
     writer: &mpsc::Sender<AppendRequest>,
     stream: &str,
     expected: ExpectedRevision,

@@ -1,5 +1,7 @@
 //! tasklog's source of truth: the task events, the envelope that records them in
-//! the log, the [`EventStore`] contract and its backends. No HTTP lives here.
+//! the log, the [`EventStore`] contract, the hash chain and verify. No database
+//! client and no HTTP live here: each backend is a crate of its own under
+//! `stores/`, and `stores/testkit` holds the suite every backend passes.
 //!
 //! # Layout
 //! - [`task_event`]: the task events, past tense and versioned, and their decoding
@@ -16,48 +18,32 @@
 //! - [`hash_chain`]: the hash that chains each event to the one before it in the
 //!   global log, and [`verify`](hash_chain::verify), which walks the log and names
 //!   the first bad position.
+//! - [`append_queue`]: the hand-over from appenders to a backend's single writer
+//!   (group commit).
 //! - [`subscription`]: catch-up-then-live subscriptions built on `read_all`, so a
 //!   slow subscriber re-reads the log instead of losing events.
-//! - [`sqlite`]: the embedded default backend (WAL, `synchronous=FULL`, group commit).
-//! - [`eventstoredb`]: EventStoreDB / KurrentDB, a stream per task, `$all` as the log.
-//! - [`postgres`]: the shared backend for several nodes (a head row lock orders
-//!   appends; LISTEN/NOTIFY wakes subscribers).
 //! - [`schemas`]: the JSON Schema of every event type and version.
-//! - `conformance` (feature `conformance`): the suite every backend passes.
 //!
 //! The file format and commit protocol of the SQLite store are described in
 //! `docs/store.md` at the top of the repository.
 
 pub mod append_checks;
-mod append_queue;
+pub mod append_queue;
 pub mod consumer_event;
 pub mod envelope;
 mod event_enum;
-pub mod eventstoredb;
 pub mod hash_chain;
 pub mod idempotency_event;
-pub mod postgres;
 pub mod queue_event;
 pub mod schedule_event;
 pub mod schemas;
-pub mod sqlite;
 pub mod store;
 pub mod stream_id;
 pub mod subscription;
 pub mod task_event;
 
-#[cfg(any(test, feature = "conformance"))]
-pub mod conformance;
-#[cfg(any(test, feature = "conformance"))]
-pub mod test_eventstoredb;
-#[cfg(any(test, feature = "conformance"))]
-pub mod test_postgres;
-
 pub use envelope::{Metadata, NewEvent, Position, RecordedEvent};
-pub use eventstoredb::EventStoreDbStore;
 pub use hash_chain::{verify, VerifyError, VerifyReport};
-pub use postgres::PostgresStore;
-pub use sqlite::SqliteStore;
 pub use store::{
     AppendError, AppendResult, EventStore, EventStream, ExpectedRevision, ReadError, StorageError,
 };

@@ -117,7 +117,7 @@ pub type EventStream = BoxStream<'static, Result<RecordedEvent, ReadError>>;
 
 /// An append-only log of streams of events, in one total order.
 ///
-/// Every backend passes the suite in `conformance`.
+/// Every backend passes the suite in `tasklog-store-testkit`.
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {
     /// Appends `events` to `stream`, all or none, if the stream is at `expected`.

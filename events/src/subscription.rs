@@ -26,7 +26,7 @@ struct Follower<S> {
 
 /// Moves a head watch on to `to`, unless it is already there or beyond;
 /// subscribers wake only when it moves.
-pub(crate) fn advance_head(head: &tokio::sync::watch::Sender<Position>, to: Position) {
+pub fn advance_head(head: &tokio::sync::watch::Sender<Position>, to: Position) {
     head.send_if_modified(|h| {
         let moved = to > *h;
         *h = (*h).max(to);

@@ -10,9 +10,9 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 
 use super::{percentile, run_concurrently, BenchStore, Failure, Figure, Output};
-use crate::auth::{new_secret, Scope, Token, Tokens};
-use crate::clock::SystemClock;
-use crate::server::Server;
+use crate::app::clock::SystemClock;
+use crate::app::server::Server;
+use crate::http::auth::{new_secret, Scope, Token, Tokens};
 
 #[derive(Debug, Args)]
 pub struct ApiBench {

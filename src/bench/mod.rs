@@ -9,9 +9,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::{Args, Subcommand};
-use tasklog_events::{EventStore, EventStoreDbStore, PostgresStore};
+use tasklog_events::EventStore;
+use tasklog_store_eventstoredb::EventStoreDbStore;
+use tasklog_store_postgres::PostgresStore;
 
-use crate::store_url::StoreUrl;
+use crate::app::store_url::StoreUrl;
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {

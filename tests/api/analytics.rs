@@ -307,7 +307,7 @@ async fn an_idle_stream_gets_keep_alive_comments() {
     let dir = tempfile::tempdir().unwrap();
     let api = TestServer::start_in(dir.path(), start_time()).await;
     let mut body = open_stream(&api, "", None).await.bytes_stream();
-    let interval = tasklog::api::KEEP_ALIVE;
+    let interval = tasklog::http::KEEP_ALIVE;
     let chunk = tokio::time::timeout(interval + Duration::from_secs(5), body.next()).await;
     let chunk = chunk.expect("no keep-alive came").unwrap().unwrap();
     assert!(chunk.starts_with(b":"), "{chunk:?}");

@@ -107,7 +107,7 @@ async fn as_of_and_revision_show_the_task_exactly_as_it_stood() {
             .await;
         assert_eq!(&then.body, view, "revision {revision}");
         // Each step happened at the start time plus 10 s per step; a moment later it still stood so.
-        let at = tasklog::api::wire::wire_time(
+        let at = tasklog::http::wire::wire_time(
             start_time() + chrono::Duration::seconds(10 * revision as i64 + 5),
         );
         let then = api.get(&format!("/v1/tasks/{id}?asOf={at}")).await;

@@ -17,10 +17,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use tasklog::auth::{RateLimit, Scope, Token, Tokens};
-use tasklog::clock::ManualClock;
-use tasklog::server::Server;
-use tasklog::store_url::StoreUrl;
+use tasklog::app::clock::ManualClock;
+use tasklog::app::server::Server;
+use tasklog::app::store_url::StoreUrl;
+use tasklog::http::auth::{RateLimit, Scope, Token, Tokens};
 
 /// The clock every test starts at.
 pub fn start_time() -> DateTime<Utc> {
@@ -159,7 +159,7 @@ impl TestServer {
     }
 
     pub fn clock_now(&self) -> DateTime<Utc> {
-        use tasklog::clock::Clock;
+        use tasklog::app::clock::Clock;
         self.clock.now()
     }
 

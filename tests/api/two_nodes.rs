@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use chrono::{SecondsFormat, Utc};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use tasklog_events::test_postgres::TestSchema;
+use tasklog_store_postgres::testing::TestSchema;
 
 use super::ADMIN;
 
@@ -28,7 +28,7 @@ async fn two_nodes_on_postgres_act_as_one_service() {
 /// says it was skipped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_on_eventstoredb_act_as_one_service() {
-    let Some(url) = tasklog_events::test_eventstoredb::fresh_store_url() else {
+    let Some(url) = tasklog_store_eventstoredb::testing::fresh_store_url() else {
         return;
     };
     two_nodes_act_as_one_service(&url).await;

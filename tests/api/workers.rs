@@ -246,5 +246,5 @@ async fn a_rebuild_from_position_zero_equals_the_live_views_after_a_random_workl
 }
 
 fn wire_time(time: chrono::DateTime<chrono::Utc>) -> String {
-    tasklog::api::wire::wire_time(time)
+    tasklog::http::wire::wire_time(time)
 }

@@ -14,9 +14,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use tasklog_events::task_event::{TaskCreated, TaskStarted};
-use tasklog_events::{
-    verify, EventStore, ExpectedRevision, Metadata, Position, SqliteStore, TaskEvent, TaskId,
-};
+use tasklog_events::{verify, EventStore, ExpectedRevision, Metadata, Position, TaskEvent, TaskId};
+use tasklog_store_sqlite::SqliteStore;
 use uuid::Uuid;
 
 const CHILD_STORE: &str = "TASKLOG_CRASH_CHILD_STORE";

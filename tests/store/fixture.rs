@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use tasklog_events::task_event::*;
 use tasklog_events::{
-    verify, EventStore, ExpectedRevision, Metadata, Position, RecordedEvent, SqliteStore,
-    TaskEvent, TaskId,
+    verify, EventStore, ExpectedRevision, Metadata, Position, RecordedEvent, TaskEvent, TaskId,
 };
+use tasklog_store_sqlite::SqliteStore;
 
 fn fixture_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1")

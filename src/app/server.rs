@@ -1,0 +1,63 @@
+//! `tasklog serve`: opens the store, folds the views, starts the background
+//! jobs and the HTTP API.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tasklog_events::EventStore;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::app::clock::Clock;
+use crate::app::jobs;
+use crate::app::task_service::TaskService;
+use crate::http::auth::{RateLimiters, Tokens};
+use crate::http::{self, AppState};
+
+/// A running server: its address, its state, and the way to stop it.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    shutdown: oneshot::Sender<()>,
+    http: JoinHandle<std::io::Result<()>>,
+    jobs: JoinHandle<()>,
+}
+
+impl Server {
+    /// Serves on `listener` (bind port 0 in tests) until [`Server::stop`].
+    pub async fn start(
+        listener: TcpListener,
+        store: Arc<dyn EventStore>,
+        tokens: Tokens,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Server, Box<dyn std::error::Error + Send + Sync>> {
+        let addr = listener.local_addr()?;
+        let service = TaskService::start(store, clock).await?;
+        let state = AppState {
+            service: service.clone(),
+            rate_limits: Arc::new(RateLimiters::for_tokens(&tokens)),
+            tokens: Arc::new(tokens),
+        };
+        let jobs = tokio::spawn(jobs::run(service));
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let http = tokio::spawn(http::run(listener, state.clone(), async {
+            let _ = stopped.await;
+        }));
+        Ok(Server {
+            addr,
+            state,
+            shutdown,
+            http,
+            jobs,
+        })
+    }
+
+    /// Stops taking requests, lets those in flight finish, stops the jobs.
+    pub async fn stop(self) -> std::io::Result<()> {
+        let _ = self.shutdown.send(());
+        let served = self.http.await.map_err(std::io::Error::other)?;
+        self.jobs.abort();
+        served
+    }
+}

@@ -1,0 +1,131 @@
+//! The `--store` setting: which backend holds the log, as a URL.
+//!
+//! - `sqlite:///abs/path.sqlite`, `sqlite://relative/path.sqlite` or a plain
+//!   path: the embedded store (the default is `tasklog.sqlite` in the data
+//!   directory).
+//! - `postgres://user:password@host:port/database?schema=tasklog` (or
+//!   `postgresql://`): the shared store in PostgreSQL, for several nodes.
+//! - `esdb://host:2113?tls=false`, `esdb+discover://..`, `kurrentdb://..`:
+//!   EventStoreDB / KurrentDB, optionally with `namespace=<prefix>`.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use tasklog_events::{EventStore, StorageError};
+use tasklog_store_eventstoredb::EventStoreDbStore;
+use tasklog_store_postgres::PostgresStore;
+use tasklog_store_sqlite::SqliteStore;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreUrl {
+    Sqlite(PathBuf),
+    Postgres(String),
+    EventStoreDb(String),
+}
+
+impl StoreUrl {
+    /// The embedded store in `data_dir`.
+    pub fn default_in(data_dir: &Path) -> Self {
+        StoreUrl::Sqlite(data_dir.join("tasklog.sqlite"))
+    }
+
+    pub async fn open(&self) -> Result<Arc<dyn EventStore>, StorageError> {
+        match self {
+            StoreUrl::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path)?)),
+            StoreUrl::Postgres(url) => Ok(Arc::new(PostgresStore::connect(url).await?)),
+            StoreUrl::EventStoreDb(url) => Ok(Arc::new(EventStoreDbStore::connect(url).await?)),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("unsupported store URL {0:?}: expected sqlite://<path>, a file path, postgres://.. or esdb://..")]
+pub struct UnsupportedStore(String);
+
+impl FromStr for StoreUrl {
+    type Err = UnsupportedStore;
+
+    fn from_str(url: &str) -> Result<Self, Self::Err> {
+        match url.split_once("://") {
+            Some(("sqlite", path)) if !path.is_empty() => Ok(StoreUrl::Sqlite(path.into())),
+            Some(("postgres" | "postgresql", rest)) if !rest.is_empty() => {
+                Ok(StoreUrl::Postgres(url.to_owned()))
+            }
+            Some(("esdb" | "esdb+discover" | "kurrentdb" | "kurrentdb+discover", rest))
+                if !rest.is_empty() =>
+            {
+                Ok(StoreUrl::EventStoreDb(url.to_owned()))
+            }
+            None if !url.is_empty() && !url.contains(':') => Ok(StoreUrl::Sqlite(url.into())),
+            _ => Err(UnsupportedStore(url.to_owned())),
+        }
+    }
+}
+
+impl fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreUrl::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
+            // Without the password, which logs must not show.
+            StoreUrl::Postgres(url) | StoreUrl::EventStoreDb(url) => {
+                f.write_str(&without_password(url))
+            }
+        }
+    }
+}
+
+/// `scheme://user:password@host..` as `scheme://user@host..`.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((user_info, host)) => {
+            let user = user_info.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}@{host}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_and_plain_paths_name_the_embedded_store() {
+        let parse = |s: &str| s.parse::<StoreUrl>().unwrap();
+        assert_eq!(
+            parse("sqlite:///var/lib/t.sqlite"),
+            StoreUrl::Sqlite("/var/lib/t.sqlite".into())
+        );
+        assert_eq!(
+            parse("sqlite://data/t.sqlite"),
+            StoreUrl::Sqlite("data/t.sqlite".into())
+        );
+        assert_eq!(parse("./t.sqlite"), StoreUrl::Sqlite("./t.sqlite".into()));
+        assert!("mysql://x".parse::<StoreUrl>().is_err());
+        assert!("postgres://".parse::<StoreUrl>().is_err());
+        assert!("sqlite://".parse::<StoreUrl>().is_err());
+    }
+
+    #[test]
+    fn postgres_urls_are_kept_whole_and_shown_without_the_password() {
+        let url = "postgres://tasklog:secret@db:5432/tasks?schema=prod";
+        let parsed: StoreUrl = url.parse().unwrap();
+        assert_eq!(parsed, StoreUrl::Postgres(url.to_owned()));
+        assert_eq!(
+            parsed.to_string(),
+            "postgres://tasklog@db:5432/tasks?schema=prod"
+        );
+        assert!(matches!(
+            "postgresql://localhost/test".parse::<StoreUrl>(),
+            Ok(StoreUrl::Postgres(_))
+        ));
+        let esdb: StoreUrl = "esdb://admin:changeit@db:2113?tls=false".parse().unwrap();
+        assert!(matches!(esdb, StoreUrl::EventStoreDb(_)));
+        assert_eq!(esdb.to_string(), "esdb://admin@db:2113?tls=false");
+    }
+}

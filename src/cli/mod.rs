@@ -1,0 +1,218 @@
+//! The `tasklog` command line.
+//!
+//! [`log_commands`]: `tasklog export` and `tail`, straight from the store.
+
+pub mod log_commands;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand};
+use tasklog_events::Position;
+use tasklog_projections::{Projections, TaskState};
+
+use crate::app::clock::SystemClock;
+use crate::app::server::Server;
+use crate::app::store_url::StoreUrl;
+use crate::bench;
+use crate::http::auth::Tokens;
+
+#[derive(Debug, Parser)]
+#[command(name = "tasklog", version, about = "An event-sourced task backend")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server.
+    Serve(ServeArgs),
+    /// Rebuild every projection from position 0 and print what they hold.
+    Replay(StoreArgs),
+    /// Check the whole log: positions, revisions and the hash chain. Exits 1
+    /// naming the first bad position if anything was edited, removed or moved.
+    Verify(StoreArgs),
+    /// Write the log, one task's history or a range as JSON Lines of CloudEvents.
+    Export(ExportArgs),
+    /// Follow the event stream in the terminal.
+    Tail(TailArgs),
+    /// Measure tasklog on this machine.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+/// Where the log lives; every command that reads it takes these.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// The data directory: the embedded store and the tokens file.
+    #[arg(long, env = "TASKLOG_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// The event store, as a URL; the default is the SQLite file in the data directory.
+    #[arg(long, env = "TASKLOG_STORE")]
+    pub store: Option<StoreUrl>,
+}
+
+impl StoreArgs {
+    pub fn store_url(&self) -> StoreUrl {
+        self.store
+            .clone()
+            .unwrap_or_else(|| StoreUrl::default_in(&self.data_dir))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Only this task's history.
+    #[arg(long)]
+    pub task: Option<tasklog_events::TaskId>,
+    /// Only events after this position.
+    #[arg(long, default_value_t = 0)]
+    pub after: u64,
+    /// Only events up to and including this position.
+    #[arg(long)]
+    pub until: Option<u64>,
+    /// Write here instead of standard output.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Start after this position; without it, only new events are shown.
+    #[arg(long)]
+    pub after: Option<u64>,
+    /// Only events of tasks of this type.
+    #[arg(long)]
+    pub task_type: Option<String>,
+    /// Only events of this type.
+    #[arg(long)]
+    pub event_type: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The address to listen on.
+    #[arg(long, env = "TASKLOG_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+pub type Failure = Box<dyn std::error::Error + Send + Sync>;
+
+pub fn run(cli: Cli) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let result: Result<(), Failure> = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Replay(args) => replay(args).await,
+            Command::Verify(args) => verify(args).await,
+            Command::Export(args) => crate::cli::log_commands::export(args).await,
+            Command::Tail(args) => crate::cli::log_commands::tail(args).await,
+            Command::Bench(command) => bench::run(command).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("tasklog: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<(), Failure> {
+    let url = args.store.store_url();
+    let store = url.open().await?;
+    let tokens = Tokens::load_or_create(&args.store.data_dir, std::env::var("TASKLOG_TOKEN").ok())?;
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let server = Server::start(listener, store, tokens, Arc::new(SystemClock)).await?;
+    tracing::info!(addr = %server.addr, store = %url, "tasklog is serving");
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    server.stop().await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("a SIGTERM handler");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
+async fn verify(args: StoreArgs) -> Result<(), Failure> {
+    let store = args.store_url().open().await?;
+    let started = Instant::now();
+    let report = tasklog_events::verify(&*store).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    println!("events: {}", report.events);
+    println!("streams: {}", report.streams);
+    println!("head: {}", report.head);
+    if report.chained {
+        let head_hash = tasklog_events::hash_chain::to_hex(&report.head_hash);
+        println!("head_hash: {head_hash}");
+    } else {
+        println!("hash_chain: not kept by this store; positions and revisions checked");
+    }
+    println!("seconds: {seconds:.3}");
+    println!(
+        "verify_events_per_s: {:.0}",
+        report.events as f64 / seconds.max(1e-9)
+    );
+    Ok(())
+}
+
+async fn replay(args: StoreArgs) -> Result<(), Failure> {
+    let store = args.store_url().open().await?;
+    let started = Instant::now();
+    let mut projections = Projections::default();
+    let mut after = Position::START;
+    let mut events = 0u64;
+    loop {
+        let page = store.read_all(after, 8192).await?;
+        let Some(last) = page.last() else { break };
+        after = last.position;
+        events += page.len() as u64;
+        page.iter().for_each(|event| projections.apply(event));
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!("events: {events}");
+    println!("position: {}", projections.position);
+    println!("tasks: {}", projections.tasks.len());
+    for state in TaskState::ALL {
+        println!("{}: {}", state.as_str(), projections.stats.total(state));
+    }
+    println!("schedules: {}", projections.schedules.len());
+    println!("running_limits: {}", projections.running_limits.len());
+    println!("seconds: {seconds:.3}");
+    println!("events_per_s: {:.0}", events as f64 / seconds.max(1e-9));
+    Ok(())
+}

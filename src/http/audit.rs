@@ -1,0 +1,187 @@
+//! For auditors: a task's history, the global log, and verification. These
+//! read the log through the store, which is the point: the views could be wrong,
+//! the log is the record.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde::{Deserialize, Serialize};
+use tasklog_events::{verify, Position, TaskId};
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::{ApiError, ErrorBody};
+use super::AppState;
+use crate::app::event_filter::EventFilter;
+use crate::http::auth::Scope;
+use crate::http::cloud_event::CloudEvent;
+
+pub fn routes(state: &AppState) -> Router<AppState> {
+    let events = Router::new()
+        .route("/v1/tasks/{id}/events", get(history))
+        .route("/v1/events", get(log));
+    let admin = Router::new().route("/v1/admin/verify", get(verify_log));
+    super::scoped(events, state, Scope::EventsRead).merge(super::scoped(admin, state, Scope::Admin))
+}
+
+fn unavailable(error: impl std::fmt::Display) -> ApiError {
+    ApiError::unavailable(format!("the event store is unavailable: {error}"))
+}
+
+/// Events, in log order.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventPage<'a> {
+    pub events: Vec<CloudEvent<'a>>,
+    /// Pass as `after` for the next page; absent when the log had no more.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<u64>,
+}
+
+/// A task's whole history, oldest first.
+#[utoipa::path(get, path = "/v1/tasks/{id}/events", tag = "audit", params(("id" = String, Path, description = "the task id")),
+    responses((status = 200, body = EventPage), (status = 404, body = ErrorBody)))]
+pub async fn history(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let task: TaskId = id.parse().map_err(|_| ApiError::task_not_found(&id))?;
+    let events = state
+        .service
+        .store
+        .read_stream(&task.stream(), 0, usize::MAX)
+        .await
+        .map_err(unavailable)?;
+    if events.is_empty() {
+        return Err(ApiError::task_not_found(&id));
+    }
+    let page = EventPage {
+        events: events.iter().map(CloudEvent::of).collect(),
+        next_after: None,
+    };
+    Ok(axum::Json(page).into_response())
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
+pub struct LogQuery {
+    /// Events after this position (default 0: from the start).
+    pub after: Option<u64>,
+    /// At most this many events (1 to 10000, default 1000).
+    pub limit: Option<usize>,
+    /// Only events of tasks of this type.
+    pub task_type: Option<String>,
+    /// Only events of this type, e.g. `TaskCompleted`.
+    pub event_type: Option<String>,
+}
+
+/// How many events one request may read past its filters.
+const SCAN_LIMIT: usize = 100_000;
+
+/// The task events of the global log from a position, a page at a time,
+/// filtered by task type and event type.
+#[utoipa::path(get, path = "/v1/events", tag = "audit", params(LogQuery),
+    responses((status = 200, body = EventPage), (status = 400, body = ErrorBody)))]
+pub async fn log(
+    State(state): State<AppState>,
+    Query(query): Query<LogQuery>,
+) -> Result<Response, ApiError> {
+    let limit = query.limit.unwrap_or(1000);
+    if !(1..=10_000).contains(&limit) {
+        let details =
+            serde_json::Map::from_iter([("limit".to_owned(), "must be from 1 to 10000".into())]);
+        return Err(ApiError::invalid_fields(details));
+    }
+    let mut after = Position(query.after.unwrap_or(0));
+    let mut kept = Vec::new();
+    let mut scanned = 0;
+    let mut exhausted = false;
+    let mut filter = EventFilter::new(query.task_type.clone(), query.event_type.clone());
+    while kept.len() < limit && scanned < SCAN_LIMIT {
+        let page = state
+            .service
+            .store
+            .read_all(after, limit)
+            .await
+            .map_err(unavailable)?;
+        if page.is_empty() {
+            exhausted = true;
+            break;
+        }
+        scanned += page.len();
+        let full = page.len() == limit;
+        for event in page {
+            if kept.len() == limit {
+                break;
+            }
+            after = event.position;
+            if filter
+                .admits(
+                    &event,
+                    &*state.service.store,
+                    Some(&state.service.views.projections),
+                )
+                .await
+            {
+                kept.push(event);
+            }
+        }
+        if !full {
+            exhausted = true;
+            break;
+        }
+    }
+    let next_after = (!exhausted || kept.len() == limit).then_some(after.0);
+    let page = EventPage {
+        events: kept.iter().map(CloudEvent::of).collect(),
+        next_after,
+    };
+    Ok(axum::Json(page).into_response())
+}
+
+/// What `GET /v1/admin/verify` found.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Verification {
+    pub ok: bool,
+    /// On a healthy log: how many events it holds.
+    pub events: Option<u64>,
+    /// On a healthy log: its head position and hash, to keep elsewhere. No
+    /// hash on a store that keeps no chain (EventStoreDB), where only
+    /// positions and revisions are checked.
+    pub head: Option<u64>,
+    pub head_hash: Option<String>,
+    /// On a damaged log: the first bad position, and what is wrong there.
+    pub first_bad_position: Option<u64>,
+    pub message: Option<String>,
+}
+
+/// Walks the whole log: positions, revisions and the hash chain.
+#[utoipa::path(get, path = "/v1/admin/verify", tag = "audit",
+    responses((status = 200, body = Verification), (status = 403, body = ErrorBody)))]
+pub async fn verify_log(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let body = match verify(&*state.service.store).await {
+        Ok(report) => Verification {
+            ok: true,
+            events: Some(report.events),
+            head: Some(report.head.0),
+            head_hash: report
+                .chained
+                .then(|| tasklog_events::hash_chain::to_hex(&report.head_hash)),
+            first_bad_position: None,
+            message: None,
+        },
+        Err(tasklog_events::VerifyError::Read(error)) => return Err(unavailable(error)),
+        Err(error) => Verification {
+            ok: false,
+            events: None,
+            head: None,
+            head_hash: None,
+            first_bad_position: error.position().map(|p| p.0),
+            message: Some(error.to_string()),
+        },
+    };
+    Ok((StatusCode::OK, axum::Json(body)).into_response())
+}

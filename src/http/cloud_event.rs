@@ -1,0 +1,70 @@
+//! Events as auditors and consumers see them: CloudEvents 1.0 JSON objects,
+//! with tasklog's position, revision and metadata as extension attributes.
+//! History, the global log and exports all use this one shape.
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+use tasklog_events::{RecordedEvent, TaskId};
+use utoipa::ToSchema;
+
+use crate::http::wire::wire_time;
+
+/// One event of the log.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CloudEvent<'a> {
+    /// The event id (a UUID).
+    pub id: String,
+    pub specversion: &'static str,
+    /// Always `tasklog`.
+    pub source: &'static str,
+    /// The event type, e.g. `TaskCreated`.
+    #[serde(rename = "type")]
+    pub event_type: &'a str,
+    /// When the event was recorded.
+    pub time: String,
+    /// The task id; for other events, their stream (`schedule-<id>`, `queue-<type>`).
+    pub subject: String,
+    pub datacontenttype: &'static str,
+    /// The event's payload, as stored.
+    #[schema(value_type = Object)]
+    pub data: &'a RawValue,
+    /// The event's global log position.
+    pub tasklogposition: u64,
+    /// The event's revision in its task's stream, from 0.
+    pub tasklogrevision: u64,
+    /// The schema version of the payload.
+    pub tasklogschemaversion: u32,
+    /// The name of the token that caused the event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tasklogactor: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tasklogrequestid: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tasklogcausationid: Option<String>,
+}
+
+impl<'a> CloudEvent<'a> {
+    pub fn of(event: &'a RecordedEvent) -> Self {
+        let subject = TaskId::from_stream(&event.stream)
+            .map_or_else(|| event.stream.clone(), |id| id.to_string());
+        CloudEvent {
+            id: event.id.to_string(),
+            specversion: "1.0",
+            source: "tasklog",
+            event_type: &event.event_type,
+            time: wire_time(event.recorded_at),
+            subject,
+            datacontenttype: "application/json",
+            data: serde_json::from_str(&event.payload).unwrap_or_else(|_| {
+                // The store only holds JSON; a payload that is not is shown as null, not hidden.
+                serde_json::from_str("null").expect("null is JSON")
+            }),
+            tasklogposition: event.position.0,
+            tasklogrevision: event.revision,
+            tasklogschemaversion: event.schema_version,
+            tasklogactor: event.metadata.actor.as_deref(),
+            tasklogrequestid: event.metadata.request_id.as_deref(),
+            tasklogcausationid: event.metadata.causation_id.map(|id| id.to_string()),
+        }
+    }
+}

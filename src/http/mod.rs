@@ -1,0 +1,225 @@
+//! The HTTP API: [`app`] builds the router, [`run`] serves it.
+//!
+//! Every response carries `Tasklog-Position`, the log position the answer
+//! reflects; a request with `Tasklog-Min-Position` waits (bounded) until the
+//! views are at least that new, so a client can read its writes on any node.
+//!
+//! # Layout
+//! - [`tasks`], [`schedules`], [`queues`], [`audit`], [`stream`]: the routes, a
+//!   module per resource, each with its `routes()`.
+//! - [`wire`]: the JSON shapes on the wire; [`cloud_event`]: events as auditors
+//!   and consumers see them.
+//! - [`error`]: the one `ApiError` and its body; [`auth`]: bearer tokens, scopes
+//!   and rate limits; [`openapi`]: the API document.
+
+mod audit;
+pub mod auth;
+pub mod cloud_event;
+mod error;
+pub mod openapi;
+mod queues;
+mod schedules;
+mod stream;
+mod tasks;
+pub mod wire;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tasklog_events::{Metadata, Position};
+use tokio::net::TcpListener;
+
+pub use error::{ApiError, ErrorBody};
+pub use stream::KEEP_ALIVE;
+
+use crate::app::task_service::TaskService;
+use crate::http::auth::{RateLimiters, Scope, Tokens};
+
+pub const POSITION_HEADER: HeaderName = HeaderName::from_static("tasklog-position");
+pub const MIN_POSITION_HEADER: HeaderName = HeaderName::from_static("tasklog-min-position");
+/// Largest request body accepted; larger ones get 413.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// How long a read waits for `Tasklog-Min-Position`.
+const MIN_POSITION_WAIT: Duration = Duration::from_secs(5);
+
+/// What every handler shares; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub service: TaskService,
+    pub tokens: Arc<Tokens>,
+    pub rate_limits: Arc<RateLimiters>,
+}
+
+/// The token name behind a request: the actor of the events it causes.
+#[derive(Clone, Debug)]
+pub struct Actor {
+    pub name: String,
+    pub request_id: String,
+}
+
+impl Actor {
+    pub fn metadata(&self) -> Metadata {
+        Metadata {
+            actor: Some(self.name.clone()),
+            request_id: Some(self.request_id.clone()),
+            causation_id: None,
+        }
+    }
+}
+
+/// Sets `Tasklog-Position` on a response.
+pub struct PositionHeader(pub Position);
+
+impl axum::response::IntoResponseParts for PositionHeader {
+    type Error = std::convert::Infallible;
+
+    fn into_response_parts(
+        self,
+        mut parts: axum::response::ResponseParts,
+    ) -> Result<axum::response::ResponseParts, Self::Error> {
+        parts
+            .headers_mut()
+            .insert(POSITION_HEADER, HeaderValue::from(self.0 .0));
+        Ok(parts)
+    }
+}
+
+/// The whole API.
+pub fn app(state: AppState) -> Router {
+    let v1 = tasks::routes(&state)
+        .merge(schedules::routes(&state))
+        .merge(queues::routes(&state))
+        .merge(audit::routes(&state))
+        .merge(stream::routes(&state));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/openapi.json",
+            get(|| async { axum::Json(openapi::document()) }),
+        )
+        .merge(v1)
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this route",
+            )
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Puts `router` behind a bearer token with `scope`, then the position headers
+/// (the last layer added runs first: no token, no waiting).
+fn scoped(router: Router<AppState>, state: &AppState, scope: Scope) -> Router<AppState> {
+    router
+        .route_layer(middleware::from_fn_with_state(state.clone(), consistency))
+        .route_layer(middleware::from_fn_with_state(
+            (state.clone(), scope),
+            authorize,
+        ))
+}
+
+async fn authorize(
+    State((state, scope)): State<(AppState, Scope)>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    let Some(token) = presented.and_then(|p| state.tokens.find(p.trim())) else {
+        let mut response =
+            ApiError::new(StatusCode::UNAUTHORIZED, "a valid bearer token is required")
+                .into_response();
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return Ok(response);
+    };
+    if let Err(wait) = state.rate_limits.check(token) {
+        let seconds = wait.as_secs_f64().ceil().max(1.0) as u32;
+        return Err(ApiError::too_many_requests(seconds));
+    }
+    if !token.allows(scope) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "the token {:?} lacks the scope {}",
+                token.name,
+                scope.as_str()
+            ),
+        ));
+    }
+    let request_id = request_id(request.headers());
+    request.extensions_mut().insert(Actor {
+        name: token.name.clone(),
+        request_id,
+    });
+    Ok(next.run(request).await)
+}
+
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map_or_else(|| uuid::Uuid::now_v7().simple().to_string(), str::to_owned)
+}
+
+/// Honours `Tasklog-Min-Position` and sets `Tasklog-Position` where a handler did not.
+async fn consistency(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if let Some(value) = request.headers().get(MIN_POSITION_HEADER) {
+        let wanted = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "Tasklog-Min-Position must be a log position (a whole number)",
+                )
+            })?;
+        if !state
+            .service
+            .views
+            .wait_for(Position(wanted), MIN_POSITION_WAIT)
+            .await
+        {
+            return Err(ApiError::unavailable(format!(
+                "this node has not reached log position {wanted} yet"
+            )));
+        }
+    }
+    let position = state.service.views.position();
+    let mut response = next.run(request).await;
+    response
+        .headers_mut()
+        .entry(POSITION_HEADER)
+        .or_insert(HeaderValue::from(position.0));
+    Ok(response)
+}

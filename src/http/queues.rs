@@ -1,0 +1,127 @@
+//! `/v1/queues`: each task type's queue: how many tasks it holds in each
+//! state, and its running limit (at most N tasks of the type run at once).
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Extension, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::Map;
+use tasklog_events::queue_event::{queue_stream, QueueEvent, QueueLimitSet};
+use tasklog_events::ExpectedRevision;
+use tasklog_projections::{Projections, TaskState};
+use utoipa::ToSchema;
+
+use super::error::{ApiError, ErrorBody, Json};
+use super::wire::check_text;
+use super::{Actor, AppState, PositionHeader};
+use crate::http::auth::Scope;
+
+pub fn routes(state: &AppState) -> Router<AppState> {
+    let read = Router::new().route("/v1/queues", get(list));
+    let admin = Router::new().route("/v1/queues/{type}", put(set_limit));
+    super::scoped(read, state, Scope::TasksRead).merge(super::scoped(admin, state, Scope::Admin))
+}
+
+/// One task type's queue.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Queue {
+    #[serde(rename = "type")]
+    pub task_type: String,
+    pub pending: u64,
+    pub running: u64,
+    pub completed: u64,
+    pub failed: u64,
+    /// At most this many tasks of the type run at once; absent: no limit.
+    pub max_running: Option<u32>,
+}
+
+/// `GET /v1/queues`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueueList {
+    pub queues: Vec<Queue>,
+}
+
+/// `PUT /v1/queues/{type}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct QueueSettings {
+    /// At most this many tasks of the type run at once (1 to 100000); null lifts the limit.
+    pub max_running: Option<u32>,
+}
+
+fn queue(views: &Projections, task_type: &str) -> Queue {
+    let count = |state| {
+        let key = (task_type.to_owned(), state);
+        views.stats.counts.get(&key).copied().unwrap_or(0)
+    };
+    Queue {
+        task_type: task_type.to_owned(),
+        pending: count(TaskState::Pending),
+        running: count(TaskState::Running),
+        completed: count(TaskState::Completed),
+        failed: count(TaskState::Failed),
+        max_running: views.running_limits.get(task_type).copied(),
+    }
+}
+
+/// Every task type with tasks or a limit, by name.
+#[utoipa::path(get, path = "/v1/queues", tag = "queues", responses((status = 200, body = QueueList)))]
+pub async fn list(State(state): State<AppState>) -> axum::Json<QueueList> {
+    let views = state.service.views.read();
+    let mut types: BTreeMap<&str, ()> = views
+        .stats
+        .counts
+        .keys()
+        .map(|(t, _)| (t.as_str(), ()))
+        .collect();
+    types.extend(views.running_limits.keys().map(|t| (t.as_str(), ())));
+    axum::Json(QueueList {
+        queues: types.into_keys().map(|t| queue(&views, t)).collect(),
+    })
+}
+
+/// Set or lift a task type's running limit (admin). Claims hand out no task of
+/// the type while that many run.
+#[utoipa::path(put, path = "/v1/queues/{type}", tag = "queues", request_body = QueueSettings,
+    params(("type" = String, Path, description = "the task type")),
+    responses((status = 200, body = Queue), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn set_limit(
+    State(state): State<AppState>,
+    actor: Extension<Actor>,
+    Path(task_type): Path<String>,
+    Json(body): Json<QueueSettings>,
+) -> Result<Response, ApiError> {
+    let mut problems = Map::new();
+    check_text("type", &task_type, &mut problems);
+    if body
+        .max_running
+        .is_some_and(|n| !(1..=100_000).contains(&n))
+    {
+        problems.insert(
+            "maxRunning".into(),
+            "must be from 1 to 100000, or null".into(),
+        );
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::invalid_fields(problems));
+    }
+    let event = QueueEvent::LimitSet(QueueLimitSet {
+        max_running: body.max_running,
+    });
+    let service = &state.service;
+    let new_event = event.to_new_event(service.clock.now(), actor.metadata());
+    let stream = queue_stream(&task_type);
+    let position = service
+        .append_visible(&stream, ExpectedRevision::Any, vec![new_event])
+        .await?;
+    let views = service.views.read();
+    Ok((
+        PositionHeader(position),
+        axum::Json(queue(&views, &task_type)),
+    )
+        .into_response())
+}

@@ -1,0 +1,248 @@
+//! For analytics consumers: the event stream over Server-Sent Events, and
+//! durable consumers that keep their place in the log on the server.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use futures::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use tasklog_events::consumer_event::{
+    consumer_stream, is_valid_consumer_name, ConsumerAcknowledged,
+};
+use tasklog_events::{EventStream, ExpectedRevision, Position};
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::{ApiError, ErrorBody, Json};
+use super::{Actor, AppState};
+use crate::app::event_filter::EventFilter;
+use crate::app::task_service::TaskService;
+use crate::http::auth::Scope;
+use crate::http::cloud_event::CloudEvent;
+use crate::http::wire::wire_time;
+
+/// Idle connections get a comment this often, so proxies keep them open.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+pub fn routes(state: &AppState) -> Router<AppState> {
+    let routes = Router::new()
+        .route("/v1/events/stream", get(stream))
+        .route("/v1/consumers", get(list_consumers))
+        .route("/v1/consumers/{name}", get(show_consumer).put(acknowledge));
+    super::scoped(routes, state, Scope::EventsRead)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamQuery {
+    /// Start after this position; `Last-Event-ID` takes precedence.
+    pub from: Option<u64>,
+    /// Start after this durable consumer's acknowledged position.
+    pub consumer: Option<String>,
+    /// Only events of tasks of this type.
+    pub task_type: Option<String>,
+    /// Only events of this type.
+    pub event_type: Option<String>,
+}
+
+/// Task events as Server-Sent Events, each a CloudEvents JSON object whose SSE
+/// `id` is its log position: the log from the start point, then live. Resume
+/// with `Last-Event-ID`. A slow reader is served from the log at its own pace.
+#[utoipa::path(get, path = "/v1/events/stream", tag = "analytics", params(StreamQuery),
+    responses((status = 200, description = "text/event-stream of CloudEvents"), (status = 400, body = ErrorBody)))]
+pub async fn stream(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<StreamQuery>,
+) -> Result<Response, ApiError> {
+    let last_event_id = match headers.get("last-event-id") {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "Last-Event-ID must be a log position",
+                    )
+                })?,
+        ),
+    };
+    let consumer_position = query.consumer.as_deref().map(|name| {
+        let views = state.service.views.read();
+        views.consumers.get(name).map_or(0, |c| c.position.0)
+    });
+    let after = Position(
+        last_event_id
+            .or(query.from)
+            .or(consumer_position)
+            .unwrap_or(0),
+    );
+    let filter = EventFilter::new(query.task_type, query.event_type);
+    let events = sse_events(
+        state.service.store.subscribe_all(after),
+        filter,
+        state.service.clone(),
+    );
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+        .into_response())
+}
+
+/// The subscription, filtered and framed. A failed read ends the stream; the
+/// client resumes with `Last-Event-ID`.
+fn sse_events(
+    events: EventStream,
+    filter: EventFilter,
+    service: TaskService,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    futures::stream::unfold(
+        (events, filter, service),
+        |(mut events, mut filter, service)| async move {
+            loop {
+                let event = match events.next().await? {
+                    Ok(event) => event,
+                    Err(error) => {
+                        tracing::warn!(%error, "an event stream lost the log");
+                        return None;
+                    }
+                };
+                if filter
+                    .admits(&event, &*service.store, Some(&service.views.projections))
+                    .await
+                {
+                    let data =
+                        serde_json::to_string(&CloudEvent::of(&event)).expect("events serialise");
+                    let frame = Event::default().id(event.position.0.to_string()).data(data);
+                    return Some((Ok(frame), (events, filter, service)));
+                }
+            }
+        },
+    )
+}
+
+/// Where a durable consumer is, and how far behind the head.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Consumer {
+    pub name: String,
+    /// The last position the consumer acknowledged.
+    pub position: u64,
+    pub acknowledged_time: String,
+    /// The head of the log as this node sees it.
+    pub head: u64,
+    /// How many positions the consumer is behind the head.
+    pub lag: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConsumerList {
+    pub consumers: Vec<Consumer>,
+}
+
+/// `PUT /v1/consumers/{name}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Acknowledge {
+    /// The last position the consumer has processed (no further than the head).
+    pub position: u64,
+}
+
+fn consumer(service: &TaskService, name: &str) -> Option<Consumer> {
+    let views = service.views.read();
+    let head = views.position.0;
+    views.consumers.get(name).map(|c| Consumer {
+        name: name.to_owned(),
+        position: c.position.0,
+        acknowledged_time: wire_time(c.acknowledged_time),
+        head,
+        lag: head.saturating_sub(c.position.0),
+    })
+}
+
+/// Every durable consumer, with its lag.
+#[utoipa::path(get, path = "/v1/consumers", tag = "analytics", responses((status = 200, body = ConsumerList)))]
+pub async fn list_consumers(State(state): State<AppState>) -> Response {
+    let names: Vec<String> = {
+        let views = state.service.views.read();
+        views.consumers.keys().cloned().collect()
+    };
+    let consumers = names
+        .iter()
+        .filter_map(|name| consumer(&state.service, name))
+        .collect();
+    axum::Json(ConsumerList { consumers }).into_response()
+}
+
+/// One durable consumer.
+#[utoipa::path(get, path = "/v1/consumers/{name}", tag = "analytics", params(("name" = String, Path, description = "the consumer")),
+    responses((status = 200, body = Consumer), (status = 404, body = ErrorBody)))]
+pub async fn show_consumer(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let found = consumer(&state.service, &name)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no consumer {name:?}")))?;
+    Ok(axum::Json(found).into_response())
+}
+
+/// Records how far a consumer has processed the log: an event of its own stream.
+#[utoipa::path(put, path = "/v1/consumers/{name}", tag = "analytics", request_body = Acknowledge,
+    params(("name" = String, Path, description = "the consumer: 1 to 64 of a-z, 0-9, - and _")),
+    responses((status = 200, body = Consumer), (status = 400, body = ErrorBody)))]
+pub async fn acknowledge(
+    State(state): State<AppState>,
+    actor: axum::Extension<Actor>,
+    Path(name): Path<String>,
+    Json(body): Json<Acknowledge>,
+) -> Result<Response, ApiError> {
+    let mut problems = serde_json::Map::new();
+    if !is_valid_consumer_name(&name) {
+        problems.insert("name".into(), "must be 1 to 64 of a-z, 0-9, - and _".into());
+    }
+    let head = state
+        .service
+        .store
+        .head()
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    if body.position > head.0 {
+        problems.insert(
+            "position".into(),
+            format!("must not be past the head of the log ({head})").into(),
+        );
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::invalid_fields(problems));
+    }
+    let event = ConsumerAcknowledged {
+        position: body.position,
+    }
+    .to_new_event(state.service.clock.now(), actor.metadata());
+    let appended = state
+        .service
+        .store
+        .append(&consumer_stream(&name), ExpectedRevision::Any, vec![event])
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    state
+        .service
+        .views
+        .wait_for(appended.last_position, Duration::from_secs(10))
+        .await;
+    let found = consumer(&state.service, &name)
+        .ok_or_else(|| ApiError::unavailable("the views lag the log"))?;
+    Ok((
+        super::PositionHeader(appended.last_position),
+        axum::Json(found),
+    )
+        .into_response())
+}

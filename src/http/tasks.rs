@@ -1,0 +1,420 @@
+//! `/v1/tasks`: create, read, list, and the worker's claim, heartbeat,
+//! complete and fail, and cancel.
+
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use serde_json::{Map, Value};
+use tasklog_events::{Position, TaskId};
+use tasklog_projections::TaskState;
+
+use super::error::{ApiError, ErrorBody, Json};
+use super::wire::*;
+use super::{Actor, AppState, PositionHeader};
+use crate::app::task_service::Written;
+use crate::http::auth::Scope;
+use crate::rules::labels::{Selector, TaskFilter};
+use crate::rules::task::Command;
+
+/// The routes, each behind the scope it needs.
+pub fn routes(state: &AppState) -> Router<AppState> {
+    let write = Router::new()
+        .route("/v1/tasks", post(create))
+        .route("/v1/tasks/{id}/cancel", post(cancel))
+        .route("/v1/tasks/{id}/retry", post(retry));
+    let read = Router::new()
+        .route("/v1/tasks", get(list))
+        .route("/v1/tasks/{id}", get(show));
+    let work = Router::new()
+        .route("/v1/tasks/claim", post(claim))
+        .route("/v1/tasks/{id}/heartbeat", post(heartbeat))
+        .route("/v1/tasks/{id}/complete", post(complete))
+        .route("/v1/tasks/{id}/fail", post(fail));
+    super::scoped(write, state, Scope::TasksWrite)
+        .merge(super::scoped(read, state, Scope::TasksRead))
+        .merge(super::scoped(work, state, Scope::TasksWork))
+}
+
+fn answer(written: Written) -> Response {
+    (
+        PositionHeader(written.position),
+        axum::Json(Task::from(&written.task)),
+    )
+        .into_response()
+}
+
+fn task_id(id: &str) -> Result<TaskId, ApiError> {
+    id.parse().map_err(|_| ApiError::task_not_found(id))
+}
+
+fn checked(problems: Map<String, Value>) -> Result<(), ApiError> {
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_fields(problems))
+    }
+}
+
+pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+
+/// Create a task, pending until its `availableTime`. With an `Idempotency-Key`
+/// header, a create sent again with the same key and body within 24 hours
+/// answers the first task (with `Idempotent-Replayed: true`) instead of making
+/// another; the same key with another body is a 422.
+#[utoipa::path(post, path = "/v1/tasks", tag = "tasks", request_body = CreateTaskSchema,
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters; kept 24 hours")),
+    responses((status = 200, body = Task), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody),
+              (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    actor: Extension<Actor>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Result<Response, ApiError> {
+    let key = match headers.get(IDEMPOTENCY_KEY) {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .filter(|key| {
+                    (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic())
+                })
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "Idempotency-Key must be 1 to 255 visible ASCII characters",
+                    )
+                })?,
+        ),
+    };
+    let created = parse_create(body)?;
+    let metadata = actor.metadata();
+    let Some(key) = key else {
+        let written = state
+            .service
+            .execute(TaskId::new(), Command::Create(created), &metadata)
+            .await?;
+        return Ok(answer(written));
+    };
+    let (written, replayed) = state.service.create_once(key, created, &metadata).await?;
+    let mut response = answer(written);
+    if replayed {
+        response
+            .headers_mut()
+            .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// One task; with `asOf` or `revision`, as it stood then, folded from the log.
+#[utoipa::path(get, path = "/v1/tasks/{id}", tag = "tasks", params(("id" = String, Path, description = "the task id"), TimeTravel),
+    responses((status = 200, body = Task), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(when): Query<TimeTravel>,
+) -> Result<Response, ApiError> {
+    let task_id = task_id(&id)?;
+    let task = match (when.as_of, when.revision) {
+        (None, None) => state.service.view(task_id),
+        (Some(_), Some(_)) => {
+            let details =
+                Map::from_iter([("asOf".to_owned(), "give asOf or revision, not both".into())]);
+            return Err(ApiError::invalid_fields(details));
+        }
+        (Some(as_of), None) => {
+            let as_of = chrono::DateTime::parse_from_rfc3339(&as_of).map_err(|_| {
+                let why = "must be an RFC 3339 time with a zone offset, like 2017-02-06T02:37:46Z";
+                ApiError::invalid_fields(Map::from_iter([("asOf".to_owned(), why.into())]))
+            })?;
+            state
+                .service
+                .view_as_of(task_id, |event| event.recorded_at <= as_of)
+                .await?
+        }
+        (None, Some(revision)) => {
+            state
+                .service
+                .view_as_of(task_id, |event| event.revision <= revision)
+                .await?
+        }
+    };
+    let task = task.ok_or_else(|| ApiError::task_not_found(&id))?;
+    Ok(axum::Json(Task::from(&task)).into_response())
+}
+
+/// Tasks in the order they were created, filtered by state and type, a page at a time.
+#[utoipa::path(get, path = "/v1/tasks", tag = "tasks", params(ListQuery),
+    responses((status = 200, body = TaskList), (status = 400, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    Query(query): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    let mut problems = Map::new();
+    let wanted_state = match query.state.as_deref() {
+        None => None,
+        Some(text) => {
+            let found = TaskState::ALL.into_iter().find(|s| s.as_str() == text);
+            if found.is_none() {
+                problems.insert(
+                    "state".into(),
+                    "must be pending, running, failed or completed".into(),
+                );
+            }
+            found
+        }
+    };
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        problems.insert("limit".into(), "must be from 1 to 1000".into());
+    }
+    let after = match query.cursor.as_deref() {
+        None => Position::START,
+        Some(cursor) => decode_cursor(cursor).unwrap_or_else(|| {
+            problems.insert(
+                "cursor".into(),
+                "is not a cursor this server gave out".into(),
+            );
+            Position::START
+        }),
+    };
+    let filter = task_filter(
+        query.label_selector.as_deref(),
+        query.tags.as_deref(),
+        &mut problems,
+    );
+    checked(problems)?;
+    let views = state.service.views.read();
+    let mut matching = views
+        .by_creation
+        .range(Position(after.0 + 1)..)
+        .filter_map(|(_, id)| views.tasks.get(id))
+        .filter(|t| wanted_state.is_none_or(|s| t.state == s))
+        .filter(|t| filter.admits(t))
+        .filter(|t| {
+            query
+                .task_type
+                .as_deref()
+                .is_none_or(|ty| t.task_type == ty)
+        });
+    let tasks: Vec<_> = matching.by_ref().take(limit).collect();
+    let next_cursor = match (tasks.last(), matching.next()) {
+        (Some(last), Some(_)) => Some(encode_cursor(last.created_position)),
+        _ => None,
+    };
+    let body = TaskList {
+        tasks: tasks.into_iter().map(Task::from).collect(),
+        next_cursor,
+    };
+    Ok(axum::Json(body).into_response())
+}
+
+/// The label selector and tags of a list or a claim, noting what is wrong.
+fn task_filter(
+    selector: Option<&str>,
+    tags: Option<&str>,
+    problems: &mut Map<String, Value>,
+) -> TaskFilter {
+    let selector = selector.and_then(|text| match text.parse::<Selector>() {
+        Ok(selector) => Some(selector),
+        Err(why) => {
+            problems.insert("labelSelector".into(), why.into());
+            None
+        }
+    });
+    let tags = tags
+        .map(|tags| tags.split(',').map(|t| t.trim().to_owned()).collect())
+        .unwrap_or_default();
+    TaskFilter { selector, tags }
+}
+
+/// Cursors are opaque to clients; inside, the creation position of the last task shown.
+fn encode_cursor(position: Position) -> String {
+    format!("c{:x}", position.0)
+}
+
+fn decode_cursor(cursor: &str) -> Option<Position> {
+    u64::from_str_radix(cursor.strip_prefix('c')?, 16)
+        .ok()
+        .map(Position)
+}
+
+/// Claim the best available task of the given types: highest priority, then
+/// earliest available time, then oldest. 204 when none is available within `waitSeconds`.
+#[utoipa::path(post, path = "/v1/tasks/claim", tag = "workers", request_body = ClaimRequest,
+    responses((status = 200, body = Task), (status = 204, description = "no task available"), (status = 400, body = ErrorBody)))]
+pub async fn claim(
+    State(state): State<AppState>,
+    actor: Extension<Actor>,
+    Json(body): Json<ClaimRequest>,
+) -> Result<Response, ApiError> {
+    let mut problems = Map::new();
+    check_text("worker", &body.worker, &mut problems);
+    check_lease(body.lease_seconds, &mut problems);
+    if body.types.is_empty() {
+        problems.insert("types".into(), "must name at least one task type".into());
+    }
+    if body.wait_seconds > MAX_WAIT_SECONDS {
+        problems.insert(
+            "waitSeconds".into(),
+            format!("must be from 0 to {MAX_WAIT_SECONDS}").into(),
+        );
+    }
+    let tags = (!body.tags.is_empty()).then(|| body.tags.join(","));
+    let filter = task_filter(
+        body.label_selector.as_deref(),
+        tags.as_deref(),
+        &mut problems,
+    );
+    checked(problems)?;
+    let lease = chrono::Duration::seconds(body.lease_seconds.into());
+    let wait = Duration::from_secs(body.wait_seconds.into());
+    let metadata = actor.metadata();
+    match state
+        .service
+        .claim(&body.types, &filter, &body.worker, lease, wait, &metadata)
+        .await?
+    {
+        Some(written) => Ok(answer(written)),
+        None => Ok((
+            PositionHeader(state.service.views.position()),
+            StatusCode::NO_CONTENT,
+        )
+            .into_response()),
+    }
+}
+
+/// Extend the lease of a running task; only its worker may.
+#[utoipa::path(post, path = "/v1/tasks/{id}/heartbeat", tag = "workers", request_body = HeartbeatRequest,
+    params(("id" = String, Path, description = "the task id")),
+    responses((status = 200, body = Task), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn heartbeat(
+    State(state): State<AppState>,
+    actor: Extension<Actor>,
+    Path(id): Path<String>,
+    Json(body): Json<HeartbeatRequest>,
+) -> Result<Response, ApiError> {
+    let mut problems = Map::new();
+    check_text("worker", &body.worker, &mut problems);
+    check_lease(body.lease_seconds, &mut problems);
+    checked(problems)?;
+    let lease = chrono::Duration::seconds(body.lease_seconds.into());
+    let command = Command::Heartbeat {
+        worker: body.worker,
+        lease,
+    };
+    Ok(answer(
+        state
+            .service
+            .execute(task_id(&id)?, command, &actor.metadata())
+            .await?,
+    ))
+}
+
+/// Finish a running task; only its worker may.
+#[utoipa::path(post, path = "/v1/tasks/{id}/complete", tag = "workers", request_body = CompleteRequest,
+    params(("id" = String, Path, description = "the task id")),
+    responses((status = 200, body = Task), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn complete(
+    State(state): State<AppState>,
+    actor: Extension<Actor>,
+    Path(id): Path<String>,
+    Json(body): Json<CompleteRequest>,
+) -> Result<Response, ApiError> {
+    let mut problems = Map::new();
+    check_text("worker", &body.worker, &mut problems);
+    checked(problems)?;
+    let command = Command::Complete {
+        worker: body.worker,
+    };
+    Ok(answer(
+        state
+            .service
+            .execute(task_id(&id)?, command, &actor.metadata())
+            .await?,
+    ))
+}
+
+/// Give up on a running task, saying why; only its worker may.
+#[utoipa::path(post, path = "/v1/tasks/{id}/fail", tag = "workers", request_body = FailRequest,
+    params(("id" = String, Path, description = "the task id")),
+    responses((status = 200, body = Task), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn fail(
+    State(state): State<AppState>,
+    actor: Extension<Actor>,
+    Path(id): Path<String>,
+    Json(body): Json<FailRequest>,
+) -> Result<Response, ApiError> {
+    let mut problems = Map::new();
+    check_text("worker", &body.worker, &mut problems);
+    check_text("error", &body.error, &mut problems);
+    checked(problems)?;
+    let command = Command::Fail {
+        worker: body.worker,
+        error: body.error,
+    };
+    Ok(answer(
+        state
+            .service
+            .execute(task_id(&id)?, command, &actor.metadata())
+            .await?,
+    ))
+}
+
+/// Cancel a pending or running task: it fails with the reason as its error.
+#[utoipa::path(post, path = "/v1/tasks/{id}/cancel", tag = "tasks", request_body = CancelRequest,
+    params(("id" = String, Path, description = "the task id")),
+    responses((status = 200, body = Task), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    actor: Extension<Actor>,
+    Path(id): Path<String>,
+    Json(body): Json<CancelRequest>,
+) -> Result<Response, ApiError> {
+    let mut problems = Map::new();
+    if let Some(reason) = &body.reason {
+        check_text("reason", reason, &mut problems);
+    }
+    checked(problems)?;
+    let command = Command::Cancel {
+        reason: body.reason,
+    };
+    Ok(answer(
+        state
+            .service
+            .execute(task_id(&id)?, command, &actor.metadata())
+            .await?,
+    ))
+}
+
+/// Run a failed task again, now: the dead letter's way back. It gets one more
+/// run; a run that fails again with no attempts left stays failed.
+#[utoipa::path(post, path = "/v1/tasks/{id}/retry", tag = "tasks", request_body = RetryRequest,
+    params(("id" = String, Path, description = "the task id")),
+    responses((status = 200, body = Task), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn retry(
+    State(state): State<AppState>,
+    actor: Extension<Actor>,
+    Path(id): Path<String>,
+    Json(body): Json<RetryRequest>,
+) -> Result<Response, ApiError> {
+    let mut problems = Map::new();
+    let expiration_time = body
+        .expiration_time
+        .and_then(|t| time(Some(Value::String(t)), "expirationTime", &mut problems));
+    checked(problems)?;
+    let command = Command::Retry { expiration_time };
+    Ok(answer(
+        state
+            .service
+            .execute(task_id(&id)?, command, &actor.metadata())
+            .await?,
+    ))
+}

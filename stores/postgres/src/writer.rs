@@ -1,0 +1,356 @@
+//! The writer: a task that owns one connection and commits every append
+//! waiting for it in one transaction (group commit).
+//!
+//! Each transaction first locks the `log_head` row. Appends from every node
+//! therefore take positions one after another, and each commits before the next
+//! one can take a position: a reader can never see position N+1 while N is
+//! still uncommitted, which is the gap that sequence-numbered logs must guard
+//! against. The lock is held for one batch, so a node with many concurrent
+//! appenders pays for it once per batch, not once per append.
+//!
+//! The connection runs with `synchronous_commit = on`: a commit returns once
+//! the server has flushed it, and only then do appenders hear back. The same
+//! transaction sends a notification with the new head, which PostgreSQL
+//! delivers at commit to every node's [`listener`](super::listener).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, watch};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, GenericClient, Statement};
+use uuid::Uuid;
+
+use tasklog_events::append_checks::{earlier_append, Appended};
+use tasklog_events::append_queue::{AppendRequest, Outcome};
+use tasklog_events::envelope::{NewEvent, Position};
+use tasklog_events::hash_chain::{chain_hash, Hash, HashedFields};
+use tasklog_events::store::{AppendError, AppendResult, StorageError};
+use tasklog_events::subscription::advance_head;
+
+/// Enough to amortise a commit; small enough to keep a batch's latency short.
+const MAX_BATCH: usize = 1024;
+
+/// Starts the writer task. It stops when every sender is gone.
+pub(super) fn spawn(
+    config: super::Connect,
+    head: watch::Sender<Position>,
+) -> mpsc::Sender<AppendRequest> {
+    let (sender, requests) = mpsc::channel(MAX_BATCH);
+    tokio::spawn(write(config, requests, head));
+    sender
+}
+
+async fn write(
+    config: super::Connect,
+    mut requests: mpsc::Receiver<AppendRequest>,
+    head: watch::Sender<Position>,
+) {
+    let mut connection: Option<(Client, Statements)> = None;
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = requests.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match requests.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        if connection
+            .as_ref()
+            .is_none_or(|(client, _)| client.is_closed())
+        {
+            connection = match connect(&config).await {
+                Ok(connected) => Some(connected),
+                Err(error) => {
+                    fail_all(
+                        batch.drain(..),
+                        &format!("connecting to PostgreSQL: {error}"),
+                    );
+                    continue;
+                }
+            };
+        }
+        let (client, statements) = connection.as_mut().expect("connected above");
+        match commit(client, statements, &config.channel, &batch).await {
+            Ok((outcomes, last_position)) => {
+                advance_head(&head, last_position);
+                for (request, outcome) in batch.drain(..).zip(outcomes) {
+                    let _ = request.reply.send(outcome);
+                }
+            }
+            Err(error) => {
+                // Whether the commit happened is unknown if the connection
+                // broke; appenders retry with the same ids, which is safe.
+                fail_all(
+                    batch.drain(..),
+                    &format!("appending to the log failed: {error}"),
+                );
+                connection = None;
+            }
+        }
+    }
+}
+
+fn fail_all(requests: impl Iterator<Item = AppendRequest>, message: &str) {
+    for request in requests {
+        let _ = request.reply.send(Err(StorageError::new(message).into()));
+    }
+}
+
+async fn connect(config: &super::Connect) -> Result<(Client, Statements), StorageError> {
+    let client = config.connect().await?;
+    let statements = Statements::prepare(&client)
+        .await
+        .map_err(|e| StorageError::caused_by("preparing the append statements", e))?;
+    Ok((client, statements))
+}
+
+/// The statements a batch runs, prepared once per connection.
+pub(super) struct Statements {
+    lock_head: Statement,
+    find_events: Statement,
+    stream_revisions: Statement,
+    insert: Statement,
+    update_head: Statement,
+    notify: Statement,
+}
+
+impl Statements {
+    pub(super) async fn prepare(client: &Client) -> Result<Self, tokio_postgres::Error> {
+        let (lock_head, find_events, stream_revisions, insert, update_head, notify) =
+            futures::try_join!(
+                client.prepare("SELECT position, hash FROM log_head FOR UPDATE"),
+                client.prepare(
+                    "SELECT event_id, position, stream, revision FROM events
+                     WHERE event_id = ANY($1)"
+                ),
+                client.prepare(
+                    "SELECT name, (SELECT max(revision) FROM events WHERE stream = name)
+                     FROM unnest($1::text[]) AS name"
+                ),
+                client.prepare(
+                    "INSERT INTO events (position, stream, revision, event_id, event_type,
+                         schema_version, recorded_at, payload, actor, request_id, causation_id, hash)
+                     SELECT position, stream, revision, event_id, event_type,
+                         schema_version, recorded_at, payload::json, actor, request_id, causation_id, hash
+                     FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::text[],
+                                 $6::integer[], $7::timestamptz[], $8::text[], $9::text[], $10::text[],
+                                 $11::uuid[], $12::bytea[])
+                       AS new (position, stream, revision, event_id, event_type, schema_version,
+                               recorded_at, payload, actor, request_id, causation_id, hash)"
+                ),
+                client.prepare("UPDATE log_head SET position = $1, hash = $2"),
+                client.prepare("SELECT pg_notify($1, $2)"),
+            )?;
+        Ok(Statements {
+            lock_head,
+            find_events,
+            stream_revisions,
+            insert,
+            update_head,
+            notify,
+        })
+    }
+}
+
+/// Applies every request of the batch in one transaction and commits it.
+async fn commit(
+    client: &mut Client,
+    statements: &Statements,
+    channel: &str,
+    batch: &[AppendRequest],
+) -> Result<(Vec<Outcome>, Position), tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    let (outcomes, tail) = write_batch(&tx, statements, channel, batch).await?;
+    tx.commit().await?;
+    Ok((outcomes, tail))
+}
+
+/// Locks the head, decides each request of the batch and writes the accepted
+/// ones, all inside the caller's transaction, which the caller commits.
+/// Returns each request's outcome and the new head.
+pub(super) async fn write_batch(
+    tx: &impl GenericClient,
+    statements: &Statements,
+    channel: &str,
+    batch: &[AppendRequest],
+) -> Result<(Vec<Outcome>, Position), tokio_postgres::Error> {
+    let ids: Vec<Uuid> = batch
+        .iter()
+        .flat_map(|request| request.events.iter().map(|event| event.id))
+        .collect();
+    let mut streams: Vec<&str> = batch
+        .iter()
+        .map(|request| request.stream.as_str())
+        .collect();
+    streams.sort_unstable();
+    streams.dedup();
+    // Sent together; the server runs them in order, so the lookups run once
+    // the head is locked and see every append committed before.
+    let (ids, streams): ([&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 1]) = ([&ids], [&streams]);
+    let (head_row, event_rows, revision_rows) = futures::try_join!(
+        tx.query_one(&statements.lock_head, &[]),
+        tx.query(&statements.find_events, &ids),
+        tx.query(&statements.stream_revisions, &streams),
+    )?;
+    let mut log = LogState {
+        tail_position: Position(head_row.get::<_, i64>(0) as u64),
+        tail_hash: head_row
+            .get::<_, &[u8]>(1)
+            .try_into()
+            .expect("log_head.hash holds 32 bytes"),
+        appended: event_rows
+            .iter()
+            .map(|row| {
+                let appended = Appended {
+                    position: Position(row.get::<_, i64>(1) as u64),
+                    stream: row.get(2),
+                    revision: row.get::<_, i64>(3) as u64,
+                };
+                (row.get(0), appended)
+            })
+            .collect(),
+        revisions: revision_rows
+            .iter()
+            .map(|row| {
+                let revision: Option<i64> = row.get(1);
+                (row.get(0), revision.map(|r| r as u64))
+            })
+            .collect(),
+        rows: Rows::default(),
+    };
+    let outcomes: Vec<Outcome> = batch.iter().map(|request| log.append(request)).collect();
+    if log.rows.positions.is_empty() {
+        return Ok((outcomes, log.tail_position));
+    }
+    let rows = &log.rows;
+    let columns: [&(dyn ToSql + Sync); 12] = [
+        &rows.positions,
+        &rows.streams,
+        &rows.revisions,
+        &rows.ids,
+        &rows.event_types,
+        &rows.schema_versions,
+        &rows.recorded_at,
+        &rows.payloads,
+        &rows.actors,
+        &rows.request_ids,
+        &rows.causation_ids,
+        &rows.hashes,
+    ];
+    let tail = log.tail_position.0 as i64;
+    let tail_hash = &log.tail_hash[..];
+    let notification = tail.to_string();
+    let head: [&(dyn ToSql + Sync); 2] = [&tail, &tail_hash];
+    let notify: [&(dyn ToSql + Sync); 2] = [&channel, &notification];
+    futures::try_join!(
+        tx.execute(&statements.insert, &columns),
+        tx.execute(&statements.update_head, &head),
+        tx.execute(&statements.notify, &notify),
+    )?;
+    Ok((outcomes, log.tail_position))
+}
+
+/// What a batch knows of the log while it decides: the tail, the ids and
+/// stream revisions it looked up, updated by each append it accepts.
+struct LogState<'a> {
+    tail_position: Position,
+    tail_hash: Hash,
+    appended: HashMap<Uuid, Appended>,
+    revisions: HashMap<String, Option<u64>>,
+    rows: Rows<'a>,
+}
+
+impl<'a> LogState<'a> {
+    fn append(&mut self, request: &'a AppendRequest) -> Outcome {
+        let AppendRequest {
+            stream,
+            expected,
+            events,
+            ..
+        } = request;
+        let found: Vec<Option<Appended>> = events
+            .iter()
+            .map(|event| self.appended.get(&event.id).cloned())
+            .collect();
+        if let Some(earlier) = earlier_append(stream, events, &found) {
+            return earlier;
+        }
+        let actual = self.revisions.get(stream).copied().flatten();
+        if !expected.admits(actual) {
+            return Err(AppendError::Conflict {
+                stream: stream.clone(),
+                expected: *expected,
+                actual,
+            });
+        }
+        let first_revision = actual.map_or(0, |revision| revision + 1);
+        let first_position = Position(self.tail_position.0 + 1);
+        for (offset, event) in events.iter().enumerate() {
+            let position = Position(self.tail_position.0 + 1);
+            let revision = first_revision + offset as u64;
+            self.tail_hash = chain_hash(
+                &self.tail_hash,
+                &HashedFields::of_new(stream, revision, event),
+            );
+            self.tail_position = position;
+            self.rows
+                .push(position, stream, revision, event, self.tail_hash);
+            let appended = Appended {
+                position,
+                stream: stream.clone(),
+                revision,
+            };
+            self.appended.insert(event.id, appended);
+        }
+        let revision = first_revision + events.len() as u64 - 1;
+        self.revisions.insert(stream.clone(), Some(revision));
+        Ok(AppendResult {
+            first_position,
+            last_position: self.tail_position,
+            revision,
+        })
+    }
+}
+
+/// The batch's new events, column by column, for one `INSERT .. unnest(..)`.
+#[derive(Default)]
+struct Rows<'a> {
+    positions: Vec<i64>,
+    streams: Vec<&'a str>,
+    revisions: Vec<i64>,
+    ids: Vec<Uuid>,
+    event_types: Vec<&'a str>,
+    schema_versions: Vec<i32>,
+    recorded_at: Vec<DateTime<Utc>>,
+    payloads: Vec<&'a str>,
+    actors: Vec<Option<&'a str>>,
+    request_ids: Vec<Option<&'a str>>,
+    causation_ids: Vec<Option<Uuid>>,
+    hashes: Vec<Vec<u8>>,
+}
+
+impl<'a> Rows<'a> {
+    fn push(
+        &mut self,
+        position: Position,
+        stream: &'a str,
+        revision: u64,
+        event: &'a NewEvent,
+        hash: Hash,
+    ) {
+        self.positions.push(position.0 as i64);
+        self.streams.push(stream);
+        self.revisions.push(revision as i64);
+        self.ids.push(event.id);
+        self.event_types.push(&event.event_type);
+        self.schema_versions.push(event.schema_version as i32);
+        self.recorded_at.push(event.recorded_at);
+        self.payloads.push(&event.payload);
+        self.actors.push(event.metadata.actor.as_deref());
+        self.request_ids.push(event.metadata.request_id.as_deref());
+        self.causation_ids.push(event.metadata.causation_id);
+        self.hashes.push(hash.to_vec());
+    }
+}

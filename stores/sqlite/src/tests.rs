@@ -1,0 +1,156 @@
+use std::sync::Arc;
+
+use rusqlite::Connection;
+use tempfile::TempDir;
+
+use super::SqliteStore;
+use tasklog_events::envelope::{Metadata, NewEvent, Position};
+use tasklog_events::hash_chain::{chain_hash, verify, VerifyError};
+use tasklog_events::store::{EventStore, ExpectedRevision};
+
+async fn fresh_store() -> Option<(Arc<dyn EventStore>, TempDir)> {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("log.sqlite")).unwrap();
+    Some((Arc::new(store), dir))
+}
+
+tasklog_store_testkit::conformance_tests!(fresh_store());
+
+/// A store with 30 events in 3 streams, and a connection to its file that
+/// goes behind the store's back.
+async fn store_and_file() -> (SqliteStore, Connection, TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log.sqlite");
+    let store = SqliteStore::open(&path).unwrap();
+    for i in 0..30u64 {
+        let event = NewEvent {
+            id: uuid::Uuid::new_v4(),
+            event_type: "TestEvent".into(),
+            schema_version: 1,
+            recorded_at: chrono::DateTime::from_timestamp_micros(i as i64).unwrap(),
+            payload: format!("{{\"n\":{i}}}"),
+            metadata: Metadata::default(),
+        };
+        let stream = format!("task-{}", i % 3);
+        store
+            .append(&stream, ExpectedRevision::Any, vec![event])
+            .await
+            .unwrap();
+    }
+    verify(&store).await.expect("the untouched log verifies");
+    (store, Connection::open(&path).unwrap(), dir)
+}
+
+async fn first_bad_position(store: &SqliteStore) -> Position {
+    match verify(store).await {
+        Ok(report) => panic!("verify passed a tampered log: {report:?}"),
+        Err(error) => error.position().unwrap_or_else(|| panic!("{error}")),
+    }
+}
+
+#[tokio::test]
+async fn verify_names_an_edited_event() {
+    let (store, file, _dir) = store_and_file().await;
+    file.execute(
+        "UPDATE events SET payload = '{\"n\":999}' WHERE position = 12",
+        [],
+    )
+    .unwrap();
+    assert_eq!(first_bad_position(&store).await, Position(12));
+}
+
+#[tokio::test]
+async fn verify_names_an_edit_whose_hash_was_recomputed_at_the_next_event() {
+    let (store, file, _dir) = store_and_file().await;
+    file.execute("UPDATE events SET actor = 'mallory' WHERE position = 7", [])
+        .unwrap();
+    // The forger fixes event 7's own hash, but cannot fix 8's without rewriting the rest.
+    let events = store.read_all(Position(5), 2).await.unwrap();
+    let forged = chain_hash(&events[0].hash, &(&events[1]).into());
+    file.execute(
+        "UPDATE events SET hash = ?1 WHERE position = 7",
+        [&forged[..]],
+    )
+    .unwrap();
+    assert_eq!(first_bad_position(&store).await, Position(8));
+}
+
+#[tokio::test]
+async fn verify_names_the_event_after_a_deleted_one() {
+    let (store, file, _dir) = store_and_file().await;
+    file.execute("DELETE FROM events WHERE position = 20", [])
+        .unwrap();
+    assert_eq!(first_bad_position(&store).await, Position(21));
+}
+
+#[tokio::test]
+async fn verify_names_reordered_events() {
+    let (store, file, _dir) = store_and_file().await;
+    file.execute_batch(
+        "UPDATE events SET position = -1 WHERE position = 15;
+         UPDATE events SET position = 15 WHERE position = 16;
+         UPDATE events SET position = 16 WHERE position = -1;",
+    )
+    .unwrap();
+    assert_eq!(first_bad_position(&store).await, Position(15));
+}
+
+#[tokio::test]
+async fn verify_names_a_revision_gap_even_with_a_consistent_chain() {
+    let (store, file, _dir) = store_and_file().await;
+    // Rewrite one revision and every hash from there on: the chain holds, the stream does not.
+    file.execute("UPDATE events SET revision = 40 WHERE position = 28", [])
+        .unwrap();
+    let mut events = store.read_all(Position::START, 100).await.unwrap();
+    for i in 27..events.len() {
+        events[i].hash = chain_hash(&events[i - 1].hash, &(&events[i]).into());
+        let position = events[i].position.0 as i64;
+        file.execute(
+            "UPDATE events SET hash = ?1 WHERE position = ?2",
+            rusqlite::params![&events[i].hash[..], position],
+        )
+        .unwrap();
+    }
+    match verify(&store).await {
+        Err(VerifyError::RevisionGap {
+            position,
+            revision: 40,
+            expected: 9,
+            ..
+        }) => assert_eq!(position, Position(28)),
+        other => panic!("expected a revision gap, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_reopened_store_continues_the_log_and_its_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log.sqlite");
+    let event = |n: u64| NewEvent {
+        id: uuid::Uuid::new_v4(),
+        event_type: "TestEvent".into(),
+        schema_version: 1,
+        recorded_at: chrono::DateTime::from_timestamp_micros(n as i64).unwrap(),
+        payload: "{}".into(),
+        metadata: Metadata::default(),
+    };
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        store
+            .append(
+                "task-a",
+                ExpectedRevision::NoStream,
+                vec![event(1), event(2)],
+            )
+            .await
+            .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.head().await.unwrap(), Position(2));
+    let result = store
+        .append("task-a", ExpectedRevision::Exact(1), vec![event(3)])
+        .await
+        .unwrap();
+    assert_eq!(result.last_position, Position(3));
+    assert_eq!(verify(&store).await.unwrap().events, 3);
+}

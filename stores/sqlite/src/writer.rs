@@ -1,0 +1,333 @@
+//! The one writer: a thread that owns the write connection and commits every
+//! append waiting for it in one transaction (group commit), and a syncer
+//! thread that makes each commit durable before anyone hears of it.
+//!
+//! The connection runs at `synchronous=NORMAL`, so a commit writes the WAL
+//! without waiting for the disk; the syncer then `fdatasync`s the WAL file and
+//! only after that publishes the new head and answers the appenders. Every
+//! acknowledged append is on disk, as with `synchronous=FULL`, but the writer
+//! builds and writes the next batch while the disk flushes the last one, and
+//! one flush covers every batch written since the one before.
+//!
+//! Until a commit is flushed, readers in this process must not see it: the
+//! [`Durability`] marks say which positions are written but not yet durable.
+//!
+//! Each append's checks (idempotency, expected revision) run before any of its
+//! rows are written, so a rejected append leaves nothing in the transaction and
+//! the others in the batch commit without it. A storage failure rolls the whole
+//! batch back and every appender in it hears so. A failed flush stops the
+//! store: what the disk holds is then unknown, and only reopening the file
+//! (which recovers from the WAL) tells.
+
+use std::fs::File;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use rusqlite::{
+    params, CachedStatement, Connection, OptionalExtension, Transaction, TransactionBehavior,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use tasklog_events::append_checks::{self, Appended};
+use tasklog_events::append_queue::{AppendRequest, Outcome};
+use tasklog_events::envelope::{NewEvent, Position};
+use tasklog_events::hash_chain::{chain_hash, Hash, HashedFields, GENESIS};
+use tasklog_events::store::{AppendError, AppendResult, StorageError};
+use tasklog_events::subscription::advance_head;
+
+/// Enough to amortise a commit; small enough to keep a batch's latency short.
+const MAX_BATCH: usize = 4096;
+
+/// Which positions this process has written and which of them are durable.
+#[derive(Debug, Default)]
+pub(super) struct Durability {
+    /// The last position of the newest commit, set just before it commits.
+    written: AtomicU64,
+    /// The last position known to be on disk.
+    durable: AtomicU64,
+}
+
+impl Durability {
+    pub fn new(head: Position) -> Self {
+        Durability {
+            written: AtomicU64::new(head.0),
+            durable: AtomicU64::new(head.0),
+        }
+    }
+
+    /// The newest position a read may show, if some commits are not durable yet.
+    /// Call it after the read: a commit the read saw was marked before it committed.
+    pub fn visible_limit(&self) -> Option<Position> {
+        let written = self.written.load(Ordering::SeqCst);
+        let durable = self.durable.load(Ordering::SeqCst);
+        (written > durable).then_some(Position(durable))
+    }
+}
+
+/// A committed batch on its way to the disk.
+struct Committed {
+    replies: Vec<(oneshot::Sender<Outcome>, Outcome)>,
+    last_position: Position,
+}
+
+/// Starts the writer and syncer threads. They stop when every sender is gone.
+pub(super) fn spawn(
+    conn: Connection,
+    wal: File,
+    head: watch::Sender<Position>,
+    durability: Arc<Durability>,
+) -> std::io::Result<mpsc::Sender<AppendRequest>> {
+    let (sender, requests) = mpsc::channel(MAX_BATCH);
+    let (to_sync, committed) = std::sync::mpsc::channel();
+    let marks = durability.clone();
+    std::thread::Builder::new()
+        .name("tasklog-sqlite-syncer".into())
+        .spawn(move || sync(wal, committed, head, marks))?;
+    std::thread::Builder::new()
+        .name("tasklog-sqlite-writer".into())
+        .spawn(move || write(conn, requests, to_sync, &durability))?;
+    Ok(sender)
+}
+
+fn write(
+    mut conn: Connection,
+    mut requests: mpsc::Receiver<AppendRequest>,
+    to_sync: std::sync::mpsc::Sender<Committed>,
+    durability: &Durability,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = requests.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match requests.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        match commit(&mut conn, &batch, durability) {
+            Ok((outcomes, last_position)) => {
+                let replies = batch.drain(..).map(|r| r.reply).zip(outcomes).collect();
+                let committed = Committed {
+                    replies,
+                    last_position,
+                };
+                if let Err(unsent) = to_sync.send(committed) {
+                    fail_all(
+                        unsent.0.replies.into_iter().map(|(reply, _)| reply),
+                        "the store stopped after a failed flush",
+                    );
+                    return;
+                }
+            }
+            Err(error) => fail_all(
+                batch.drain(..).map(|r| r.reply),
+                &format!("appending to the log failed: {error}"),
+            ),
+        }
+    }
+}
+
+/// Flushes the WAL for every batch committed since the last flush, then lets
+/// subscribers and appenders know, in that order.
+fn sync(
+    wal: File,
+    committed: std::sync::mpsc::Receiver<Committed>,
+    head: watch::Sender<Position>,
+    durability: Arc<Durability>,
+) {
+    while let Ok(first) = committed.recv() {
+        let mut batches = vec![first];
+        batches.extend(committed.try_iter());
+        if let Err(error) = wal.sync_data() {
+            let message = format!("flushing the log to disk failed: {error}");
+            let replies = batches
+                .into_iter()
+                .flat_map(|b| b.replies)
+                .map(|(reply, _)| reply);
+            fail_all(replies, &message);
+            return;
+        }
+        let last = batches.last().expect("one batch at least").last_position;
+        durability.durable.fetch_max(last.0, Ordering::SeqCst);
+        advance_head(&head, last);
+        for (reply, outcome) in batches.into_iter().flat_map(|b| b.replies) {
+            let _ = reply.send(outcome);
+        }
+    }
+}
+
+fn fail_all(replies: impl Iterator<Item = oneshot::Sender<Outcome>>, message: &str) {
+    for reply in replies {
+        let _ = reply.send(Err(StorageError::new(message).into()));
+    }
+}
+
+/// Applies every request of the batch in one transaction and commits it.
+fn commit(
+    conn: &mut Connection,
+    batch: &[AppendRequest],
+    durability: &Durability,
+) -> rusqlite::Result<(Vec<Outcome>, Position)> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Read the tail afresh each batch: another process may have written.
+    let mut tail = Tail::read(&tx)?;
+    let outcomes = {
+        let mut statements = Statements::prepare(&tx)?;
+        batch
+            .iter()
+            .map(|request| append(&mut statements, request, &mut tail))
+            .collect::<rusqlite::Result<Vec<_>>>()?
+    };
+    let before = durability.written.swap(tail.position.0, Ordering::SeqCst);
+    if let Err(error) = tx.commit() {
+        durability.written.store(before, Ordering::SeqCst);
+        return Err(error);
+    }
+    Ok((outcomes, tail.position))
+}
+
+/// The newest event of the log: where the next one goes and what it chains to.
+struct Tail {
+    position: Position,
+    hash: Hash,
+}
+
+impl Tail {
+    fn read(tx: &Transaction<'_>) -> rusqlite::Result<Tail> {
+        let last = tx
+            .prepare_cached("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")?
+            .query_row([], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?))
+            })
+            .optional()?;
+        Ok(match last {
+            None => Tail {
+                position: Position::START,
+                hash: GENESIS,
+            },
+            Some((position, hash)) => Tail {
+                position: Position(position as u64),
+                hash: hash.try_into().map_err(|_| {
+                    rusqlite::Error::InvalidColumnType(
+                        1,
+                        "hash".into(),
+                        rusqlite::types::Type::Blob,
+                    )
+                })?,
+            },
+        })
+    }
+}
+
+/// The statements an append runs, prepared once per batch.
+struct Statements<'tx> {
+    find_event: CachedStatement<'tx>,
+    stream_revision: CachedStatement<'tx>,
+    insert: CachedStatement<'tx>,
+}
+
+impl<'tx> Statements<'tx> {
+    fn prepare(tx: &'tx Transaction<'_>) -> rusqlite::Result<Self> {
+        Ok(Statements {
+            find_event: tx.prepare_cached(
+                "SELECT position, stream, revision FROM events WHERE event_id = ?1",
+            )?,
+            stream_revision: tx
+                .prepare_cached("SELECT max(revision) FROM events WHERE stream = ?1")?,
+            insert: tx.prepare_cached(
+                "INSERT INTO events (position, stream, revision, event_id, event_type,
+                     schema_version, recorded_at, payload, actor, request_id, causation_id, hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )?,
+        })
+    }
+}
+
+/// A UUID as the store keeps it (hyphenated text), without allocating.
+fn uuid_text<'b>(id: &uuid::Uuid, buffer: &'b mut [u8; 36]) -> &'b str {
+    id.hyphenated().encode_lower(buffer)
+}
+
+fn append(
+    statements: &mut Statements<'_>,
+    request: &AppendRequest,
+    tail: &mut Tail,
+) -> rusqlite::Result<Outcome> {
+    let AppendRequest {
+        stream,
+        expected,
+        events,
+        ..
+    } = request;
+    if let Some(earlier) = earlier_append(&mut statements.find_event, stream, events)? {
+        return Ok(earlier);
+    }
+    let actual: Option<u64> = statements
+        .stream_revision
+        .query_row([stream], |row| row.get::<_, Option<i64>>(0))?
+        .map(|revision| revision as u64);
+    if !expected.admits(actual) {
+        return Ok(Err(AppendError::Conflict {
+            stream: stream.clone(),
+            expected: *expected,
+            actual,
+        }));
+    }
+    let first_revision = actual.map_or(0, |revision| revision + 1);
+    let insert = &mut statements.insert;
+    let (mut id_buffer, mut causation_buffer) = ([0; 36], [0; 36]);
+    let first_position = Position(tail.position.0 + 1);
+    for (offset, event) in events.iter().enumerate() {
+        let position = Position(tail.position.0 + 1);
+        let revision = first_revision + offset as u64;
+        let hash = chain_hash(&tail.hash, &HashedFields::of_new(stream, revision, event));
+        insert.execute(params![
+            position.0 as i64,
+            stream,
+            revision as i64,
+            uuid_text(&event.id, &mut id_buffer),
+            event.event_type,
+            event.schema_version,
+            event.recorded_at.timestamp_micros(),
+            event.payload,
+            event.metadata.actor,
+            event.metadata.request_id,
+            event
+                .metadata
+                .causation_id
+                .as_ref()
+                .map(|id| uuid_text(id, &mut causation_buffer)),
+            &hash[..],
+        ])?;
+        *tail = Tail { position, hash };
+    }
+    Ok(Ok(AppendResult {
+        first_position,
+        last_position: tail.position,
+        revision: first_revision + events.len() as u64 - 1,
+    }))
+}
+
+/// If these events were appended before, the result of that append (see
+/// [`earlier_append`](tasklog_events::append_checks::earlier_append)).
+fn earlier_append(
+    find: &mut CachedStatement<'_>,
+    stream: &str,
+    events: &[NewEvent],
+) -> rusqlite::Result<Option<Outcome>> {
+    let mut buffer = [0; 36];
+    let mut found = Vec::with_capacity(events.len());
+    for event in events {
+        let row = find
+            .query_row([uuid_text(&event.id, &mut buffer)], |row| {
+                Ok(Appended {
+                    position: Position(row.get::<_, i64>(0)? as u64),
+                    stream: row.get(1)?,
+                    revision: row.get::<_, i64>(2)? as u64,
+                })
+            })
+            .optional()?;
+        found.push(row);
+    }
+    Ok(append_checks::earlier_append(stream, events, &found))
+}
