@@ -14,8 +14,6 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use tasklog_events::{EventStore, StorageError};
-use tasklog_store_eventstoredb::EventStoreDbStore;
-use tasklog_store_postgres::PostgresStore;
 use tasklog_store_sqlite::SqliteStore;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,10 +32,27 @@ impl StoreUrl {
     pub async fn open(&self) -> Result<Arc<dyn EventStore>, StorageError> {
         match self {
             StoreUrl::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path)?)),
-            StoreUrl::Postgres(url) => Ok(Arc::new(PostgresStore::connect(url).await?)),
-            StoreUrl::EventStoreDb(url) => Ok(Arc::new(EventStoreDbStore::connect(url).await?)),
+            #[cfg(feature = "postgres")]
+            StoreUrl::Postgres(url) => Ok(Arc::new(
+                tasklog_store_postgres::PostgresStore::connect(url).await?,
+            )),
+            #[cfg(feature = "eventstoredb")]
+            StoreUrl::EventStoreDb(url) => Ok(Arc::new(
+                tasklog_store_eventstoredb::EventStoreDbStore::connect(url).await?,
+            )),
+            #[cfg(not(feature = "postgres"))]
+            StoreUrl::Postgres(_) => Err(not_built_in("postgres")),
+            #[cfg(not(feature = "eventstoredb"))]
+            StoreUrl::EventStoreDb(_) => Err(not_built_in("eventstoredb")),
         }
     }
+}
+
+/// A store this build left out (its cargo feature was off).
+pub fn not_built_in(feature: &str) -> StorageError {
+    StorageError::new(format!(
+        "this build of tasklog has no {feature} store: build it with the `{feature}` feature"
+    ))
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -10,8 +10,6 @@ use std::time::Instant;
 
 use clap::{Args, Subcommand};
 use tasklog_events::EventStore;
-use tasklog_store_eventstoredb::EventStoreDbStore;
-use tasklog_store_postgres::PostgresStore;
 
 use crate::app::store_url::StoreUrl;
 
@@ -45,7 +43,8 @@ pub struct BenchStore {
 
 enum Place {
     Directory(tempfile::TempDir),
-    Schema(PostgresStore),
+    #[cfg(feature = "postgres")]
+    Schema(tasklog_store_postgres::PostgresStore),
     Namespace,
 }
 
@@ -60,21 +59,27 @@ impl BenchStore {
                     place: Place::Directory(dir),
                 })
             }
+            #[cfg(feature = "postgres")]
             Some(StoreUrl::Postgres(url)) => {
                 let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
                 let base = url.split_once('?').map_or(url.as_str(), |(base, _)| base);
-                let store = PostgresStore::connect(&format!("{base}?schema={schema}")).await?;
+                let url = format!("{base}?schema={schema}");
+                let store = tasklog_store_postgres::PostgresStore::connect(&url).await?;
                 Ok(BenchStore {
                     store: Arc::new(store.clone()),
                     place: Place::Schema(store),
                 })
             }
-            Some(StoreUrl::EventStoreDb(url)) => {
-                let separator = if url.contains('?') { '&' } else { '?' };
+            #[cfg(not(feature = "postgres"))]
+            Some(StoreUrl::Postgres(_)) => {
+                Err(crate::app::store_url::not_built_in("postgres").into())
+            }
+            Some(StoreUrl::EventStoreDb(base)) => {
+                let separator = if base.contains('?') { '&' } else { '?' };
                 let namespace = format!("bench{}.", uuid::Uuid::new_v4().simple());
-                let url = format!("{url}{separator}namespace={namespace}");
+                let url = StoreUrl::EventStoreDb(format!("{base}{separator}namespace={namespace}"));
                 Ok(BenchStore {
-                    store: Arc::new(EventStoreDbStore::connect(&url).await?),
+                    store: url.open().await?,
                     place: Place::Namespace,
                 })
             }
@@ -92,6 +97,7 @@ impl BenchStore {
                 }
                 Ok(Some(total))
             }
+            #[cfg(feature = "postgres")]
             Place::Schema(store) => Ok(Some(store.disk_bytes().await?)),
             Place::Namespace => Ok(None),
         }
@@ -100,6 +106,7 @@ impl BenchStore {
     pub async fn remove(self) -> Result<(), Failure> {
         match self.place {
             Place::Directory(dir) => Ok(dir.close()?),
+            #[cfg(feature = "postgres")]
             Place::Schema(store) => Ok(store.drop_schema().await?),
             Place::Namespace => Ok(()),
         }

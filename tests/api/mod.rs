@@ -8,6 +8,8 @@ mod errors;
 mod lifecycle;
 mod queueing;
 mod schedules;
+// Both shared stores: the default build has them.
+#[cfg(all(feature = "postgres", feature = "eventstoredb"))]
 mod two_nodes;
 mod workers;
 
