@@ -14,6 +14,16 @@ pub enum DecodeError {
     Payload { event_type: String, reason: String },
 }
 
+/// What the write path needs of every family of events: to wrap one for appending.
+pub trait DomainEvent {
+    /// The event with a fresh event id, recorded at `recorded_at`.
+    fn to_new_event(
+        &self,
+        recorded_at: chrono::DateTime<chrono::Utc>,
+        metadata: crate::envelope::Metadata,
+    ) -> crate::envelope::NewEvent;
+}
+
 /// Reads one payload as `T`.
 pub(crate) fn parse<T: serde::de::DeserializeOwned>(
     event_type: &str,
@@ -32,6 +42,8 @@ macro_rules! event_enum {
     ($(#[$doc:meta])* $enum:ident { $($variant:ident($payload:ident) = $name:literal v $version:literal),* $(,)? }
      $(older { $($old_name:literal v $old_version:literal as $old_payload:ident => $old_variant:ident),* $(,)? })?) => {
         $(#[$doc])*
+        // Events are decided and decoded one at a time: boxing the large ones buys nothing.
+        #[allow(clippy::large_enum_variant)]
         #[derive(Clone, Debug, PartialEq)]
         pub enum $enum {
             $($variant($payload)),*
@@ -82,6 +94,12 @@ macro_rules! event_enum {
                     payload: self.payload_json(),
                     metadata,
                 }
+            }
+        }
+
+        impl $crate::event_enum::DomainEvent for $enum {
+            fn to_new_event(&self, recorded_at: chrono::DateTime<chrono::Utc>, metadata: $crate::envelope::Metadata) -> $crate::envelope::NewEvent {
+                $enum::to_new_event(self, recorded_at, metadata)
             }
         }
     };

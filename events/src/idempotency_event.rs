@@ -1,5 +1,5 @@
 //! Idempotency keys: a create sent with a key reserves the key, in its own
-//! stream `idempotency-<hash of token and key>`, for the task it creates, so a
+//! stream (`idempotency-<hash of token and key>`), for the task it creates, so a
 //! retried create finds the first task instead of making a second one.
 
 use chrono::{DateTime, Utc};
@@ -8,27 +8,22 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::event_enum::event_enum;
-
-/// Idempotency key streams are named `idempotency-<hash>`.
-pub const IDEMPOTENCY_STREAM_PREFIX: &str = "idempotency-";
+use crate::stream_name::StreamName;
+use crate::task_event::TaskId;
 
 /// The stream of `key` as presented by `actor`: keys of different tokens never meet.
-pub fn idempotency_stream(actor: &str, key: &str) -> String {
+pub fn idempotency_stream(actor: &str, key: &str) -> StreamName {
     let hash = Sha256::new()
         .chain_update(actor.as_bytes())
         .chain_update([0])
         .chain_update(key.as_bytes())
         .finalize();
-    format!("{IDEMPOTENCY_STREAM_PREFIX}{}", hex(&hash[..16]))
+    StreamName::Idempotency(hex::encode(&hash[..16]))
 }
 
 /// The SHA-256 of a request body, to tell a retry from a different request.
 pub fn request_hash(body: &[u8]) -> String {
-    hex(&Sha256::digest(body))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(Sha256::digest(body))
 }
 
 /// The key stands for task `task_id`, made from a request with `request_hash`,
@@ -36,7 +31,7 @@ fn hex(bytes: &[u8]) -> String {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IdempotencyKeyReserved {
-    pub task_id: String,
+    pub task_id: TaskId,
     pub request_hash: String,
     pub expires_at: DateTime<Utc>,
 }

@@ -6,7 +6,9 @@
 //! # Layout
 //! - [`task_event`]: the task events, past tense and versioned, and their decoding
 //!   (each family of events is declared once, by `event_enum!`).
-//! - [`stream_id`]: the ids of tasks and schedules, and their streams.
+//! - [`stream_name`]: every stream tasklog writes ([`StreamName`]), named and
+//!   parsed in one place.
+//! - [`stream_id`]: the ids of tasks and schedules.
 //! - [`schedule_event`]: recurring schedules and the runs they create.
 //! - [`queue_event`]: per-type queue settings (the running limit).
 //! - [`idempotency_event`]: idempotency keys of creates, reserved for the task they made.
@@ -39,22 +41,15 @@ pub mod schedule_event;
 pub mod schemas;
 pub mod store;
 pub mod stream_id;
+pub mod stream_name;
 pub mod subscription;
 pub mod task_event;
 
 pub use envelope::{Metadata, NewEvent, Position, RecordedEvent};
+pub use event_enum::{DecodeError, DomainEvent};
 pub use hash_chain::{verify, VerifyError, VerifyReport};
 pub use store::{
     AppendError, AppendResult, EventStore, EventStream, ExpectedRevision, ReadError, StorageError,
 };
+pub use stream_name::StreamName;
 pub use task_event::{TaskEvent, TaskId};
-
-/// The prefixes of every stream tasklog writes: a shared event store may hold
-/// other streams, which tasklog leaves alone.
-pub const STREAM_PREFIXES: [&str; 5] = [
-    task_event::STREAM_PREFIX,
-    schedule_event::SCHEDULE_STREAM_PREFIX,
-    queue_event::QUEUE_STREAM_PREFIX,
-    idempotency_event::IDEMPOTENCY_STREAM_PREFIX,
-    consumer_event::CONSUMER_STREAM_PREFIX,
-];

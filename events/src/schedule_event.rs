@@ -12,12 +12,9 @@ use crate::event_enum::event_enum;
 use crate::stream_id::stream_id;
 use crate::task_event::{RetryPolicy, TaskId};
 
-/// Schedule streams are named `schedule-<id>`.
-pub const SCHEDULE_STREAM_PREFIX: &str = "schedule-";
-
 stream_id! {
     /// A schedule's id: 32 lowercase hex characters, like a task's.
-    ScheduleId, SCHEDULE_STREAM_PREFIX
+    ScheduleId, Schedule
 }
 
 impl ScheduleId {
@@ -125,7 +122,7 @@ pub struct ScheduleDeleted {}
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ScheduleFired {
     pub run_time: DateTime<Utc>,
-    pub task_id: String,
+    pub task_id: TaskId,
 }
 
 event_enum! {

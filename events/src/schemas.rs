@@ -2,7 +2,7 @@
 //! `schemas/events/`. The test below fails when the Rust types and the files
 //! drift apart; `TASKLOG_UPDATE_SCHEMAS=1 cargo test` rewrites the files.
 
-use crate::consumer_event::ConsumerAcknowledged;
+use crate::consumer_event::ConsumerEvent;
 use crate::idempotency_event::IdempotencyEvent;
 use crate::queue_event::QueueEvent;
 use crate::schedule_event::ScheduleEvent;
@@ -10,17 +10,12 @@ use crate::task_event::TaskEvent;
 
 /// `(file name, pretty JSON)` for every event type and version.
 pub fn event_schema_files() -> Vec<(String, String)> {
-    let consumer = (
-        ConsumerAcknowledged::TYPE,
-        ConsumerAcknowledged::VERSION,
-        schemars::schema_for!(ConsumerAcknowledged),
-    );
     TaskEvent::schemas()
         .into_iter()
         .chain(ScheduleEvent::schemas())
         .chain(QueueEvent::schemas())
         .chain(IdempotencyEvent::schemas())
-        .chain([consumer])
+        .chain(ConsumerEvent::schemas())
         .map(|(event_type, version, schema)| {
             let json = serde_json::to_string_pretty(&schema).expect("schemas serialise");
             (format!("{event_type}.v{version}.json"), json + "\n")

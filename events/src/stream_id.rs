@@ -1,5 +1,5 @@
 //! Ids of the things that own a stream (tasks, schedules): 32 lowercase hex
-//! characters, made by the server, each with its stream `<prefix><id>`.
+//! characters, made by the server, each with its [`StreamName`](crate::StreamName).
 
 /// Reads an id in its one written form: 32 lowercase hex characters.
 pub fn parse_hex_id(text: &str) -> Option<uuid::Uuid> {
@@ -16,11 +16,11 @@ pub fn parse_hex_id(text: &str) -> Option<uuid::Uuid> {
 #[error("an id is 32 lowercase hex characters")]
 pub struct InvalidId;
 
-/// `stream_id!(/// doc  Name, "prefix-")`: the id type, its stream and parsing.
+/// `stream_id!(/// doc  Name, StreamVariant)`: the id type, its stream and parsing.
 /// New ids are UUIDv7, so new ones sort after old ones and the store's stream
 /// index grows at its end instead of everywhere.
 macro_rules! stream_id {
-    ($(#[$doc:meta])* $name:ident, $prefix:expr) => {
+    ($(#[$doc:meta])* $name:ident, $variant:ident) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub struct $name(pub uuid::Uuid);
@@ -32,12 +32,15 @@ macro_rules! stream_id {
 
             /// The stream that holds this one's events.
             pub fn stream(&self) -> String {
-                format!("{}{self}", $prefix)
+                $crate::StreamName::$variant(*self).to_string()
             }
 
             /// Whose events a stream holds, if it is one of these streams.
             pub fn from_stream(stream: &str) -> Option<Self> {
-                stream.strip_prefix($prefix)?.parse().ok()
+                match $crate::StreamName::parse(stream)? {
+                    $crate::StreamName::$variant(id) => Some(id),
+                    _ => None,
+                }
             }
         }
 
@@ -50,6 +53,35 @@ macro_rules! stream_id {
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 write!(f, "{}", self.0.simple())
+            }
+        }
+
+        /// In payloads, as in URLs: the 32 hex characters.
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+
+        /// Described as the string it is written as, so event schemas read as before.
+        impl schemars::JsonSchema for $name {
+            fn inline_schema() -> bool {
+                true
+            }
+
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                <String as schemars::JsonSchema>::schema_name()
+            }
+
+            fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                <String as schemars::JsonSchema>::json_schema(generator)
             }
         }
 

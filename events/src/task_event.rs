@@ -17,11 +17,8 @@ use crate::stream_id::stream_id;
 
 stream_id! {
     /// A task's id: 32 lowercase hex characters, made by the server.
-    TaskId, STREAM_PREFIX
+    TaskId, Task
 }
-
-/// Task streams are named `task-<id>`.
-pub const STREAM_PREFIX: &str = "task-";
 
 /// A task was created, pending until `available_time`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -101,7 +98,7 @@ pub struct RetryPolicy {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ScheduledRun {
     /// The schedule's id.
-    pub schedule_id: String,
+    pub schedule_id: crate::schedule_event::ScheduleId,
     /// When the run was due.
     pub run_time: DateTime<Utc>,
 }

@@ -19,10 +19,10 @@ pub mod task_view;
 
 use std::collections::{BTreeMap, HashMap};
 
-use tasklog_events::consumer_event::{consumer_of, ConsumerAcknowledged};
-use tasklog_events::queue_event::{queue_of, QueueEvent};
+use tasklog_events::consumer_event::ConsumerEvent;
+use tasklog_events::queue_event::QueueEvent;
 use tasklog_events::schedule_event::{ScheduleEvent, ScheduleId};
-use tasklog_events::{Position, RecordedEvent, TaskEvent, TaskId};
+use tasklog_events::{Position, RecordedEvent, StreamName, TaskEvent, TaskId};
 
 pub use queue_index::QueueIndex;
 pub use runner::{ProjectionRunner, SharedProjections};
@@ -40,8 +40,8 @@ pub struct Projections {
     pub stats: Stats,
     /// Schedules by id (deleted ones are gone).
     pub schedules: BTreeMap<ScheduleId, ScheduleView>,
-    /// At most this many tasks of a type run at once.
-    pub running_limits: HashMap<String, u32>,
+    /// Each task type's queue settings, if any were ever set.
+    pub queues: HashMap<String, QueueSettings>,
     /// Durable consumers by name.
     pub consumers: BTreeMap<String, ConsumerView>,
     /// The last position folded in.
@@ -53,49 +53,66 @@ pub struct Projections {
 pub struct ConsumerView {
     pub position: Position,
     pub acknowledged_time: chrono::DateTime<chrono::Utc>,
+    /// The revision of the consumer's stream.
+    pub revision: u64,
+}
+
+/// A task type's queue settings.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct QueueSettings {
+    /// At most this many tasks of the type run at once.
+    pub max_running: Option<u32>,
+    /// The revision of the queue's stream.
+    pub revision: u64,
 }
 
 impl Projections {
     pub fn apply(&mut self, recorded: &RecordedEvent) {
         self.position = self.position.max(recorded.position);
-        if let Some(name) = consumer_of(&recorded.stream) {
-            let acknowledged = ConsumerAcknowledged::decode(
-                &recorded.event_type,
-                recorded.schema_version,
-                &recorded.payload,
-            );
-            if let Some(acknowledged) = acknowledged {
-                let consumer = ConsumerView {
-                    position: Position(acknowledged.position),
-                    acknowledged_time: recorded.recorded_at,
-                };
-                self.consumers.insert(name.to_owned(), consumer);
+        match StreamName::parse(&recorded.stream) {
+            Some(StreamName::Task(id)) => self.apply_task(id, recorded),
+            Some(StreamName::Schedule(id)) => self.apply_schedule(id, recorded),
+            Some(StreamName::Queue(task_type)) => {
+                if let Some(QueueEvent::LimitSet(set)) = decoded(recorded, QueueEvent::decode) {
+                    let settings = self.queues.entry(task_type).or_default();
+                    settings.max_running = set.max_running;
+                    settings.revision = recorded.revision;
+                }
             }
-            return;
-        }
-        if let Some(id) = ScheduleId::from_stream(&recorded.stream) {
-            let Some(event) = decoded(recorded, ScheduleEvent::decode) else {
-                return;
-            };
-            let mut view = self.schedules.remove(&id);
-            ScheduleView::apply(&mut view, recorded, &event);
-            if let Some(view) = view {
-                self.schedules.insert(id, view);
+            Some(StreamName::Consumer(name)) => {
+                if let Some(ConsumerEvent::Acknowledged(acknowledged)) =
+                    decoded(recorded, ConsumerEvent::decode)
+                {
+                    let consumer = ConsumerView {
+                        position: Position(acknowledged.position),
+                        acknowledged_time: recorded.recorded_at,
+                        revision: recorded.revision,
+                    };
+                    self.consumers.insert(name, consumer);
+                }
             }
-            return;
+            // Idempotency keys are read from their streams; other streams are not tasklog's.
+            Some(StreamName::Idempotency(_)) | None => {}
         }
-        if let Some(task_type) = queue_of(&recorded.stream) {
-            if let Some(QueueEvent::LimitSet(set)) = decoded(recorded, QueueEvent::decode) {
-                match set.max_running {
-                    Some(limit) => self.running_limits.insert(task_type.to_owned(), limit),
-                    None => self.running_limits.remove(task_type),
-                };
-            }
-            return;
-        }
-        let Some(id) = TaskId::from_stream(&recorded.stream) else {
+    }
+
+    /// At most this many tasks of `task_type` run at once, if a limit is set.
+    pub fn running_limit(&self, task_type: &str) -> Option<u32> {
+        self.queues.get(task_type).and_then(|q| q.max_running)
+    }
+
+    fn apply_schedule(&mut self, id: ScheduleId, recorded: &RecordedEvent) {
+        let Some(event) = decoded(recorded, ScheduleEvent::decode) else {
             return;
         };
+        let mut view = self.schedules.remove(&id);
+        ScheduleView::apply(&mut view, recorded, &event);
+        if let Some(view) = view {
+            self.schedules.insert(id, view);
+        }
+    }
+
+    fn apply_task(&mut self, id: TaskId, recorded: &RecordedEvent) {
         let Some(event) = decoded(recorded, TaskEvent::decode) else {
             return;
         };

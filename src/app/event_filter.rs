@@ -3,9 +3,7 @@
 
 use std::collections::HashMap;
 
-use tasklog_events::queue_event::queue_of;
-use tasklog_events::schedule_event::ScheduleId;
-use tasklog_events::{EventStore, RecordedEvent, TaskEvent, TaskId};
+use tasklog_events::{EventStore, RecordedEvent, StreamName, TaskEvent};
 use tasklog_projections::{SharedProjections, TaskView};
 
 #[derive(Clone, Debug, Default)]
@@ -43,10 +41,12 @@ impl EventFilter {
         {
             return false;
         }
-        let Some(task) = TaskId::from_stream(&event.stream) else {
-            let shown = ScheduleId::from_stream(&event.stream).is_some()
-                || queue_of(&event.stream).is_some();
-            return shown && self.task_type.is_none();
+        let task = match StreamName::parse(&event.stream) {
+            Some(StreamName::Task(task)) => task,
+            Some(StreamName::Schedule(_) | StreamName::Queue(_)) => {
+                return self.task_type.is_none()
+            }
+            Some(StreamName::Idempotency(_) | StreamName::Consumer(_)) | None => return false,
         };
         let Some(wanted) = &self.task_type else {
             return true;

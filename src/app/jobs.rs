@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use tasklog_events::Metadata;
 
+use crate::app::schedules;
 use crate::app::task_service::{ServiceError, TaskService};
-use crate::rules::schedules;
 use crate::rules::task::Command;
 
 /// How often the jobs look at the clock.

@@ -1,6 +1,7 @@
-//! Runs commands: decides on the task as the views show it, appends with the
-//! revision the decision was made on, and on a conflict decides again on the
-//! task as the log holds it. Answers once the views include the write.
+//! The service behind the API: the store, the views that follow it and the
+//! clock. Commands go through the one write path ([`super::write`]); this
+//! module adds what is particular to tasks: claims, which try candidates from
+//! the queue index, and creates made once per idempotency key.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,17 +11,18 @@ use tasklog_events::idempotency_event::{
     idempotency_stream, request_hash, IdempotencyEvent, IdempotencyKeyReserved,
 };
 use tasklog_events::task_event::TaskCreated;
-use tasklog_events::{AppendError, EventStore, ExpectedRevision, Metadata, Position, TaskId};
+use tasklog_events::{EventStore, ExpectedRevision, Metadata, Position, TaskId};
 use tasklog_projections::{ProjectionRunner, Projections, TaskState, TaskView};
 
+use super::write;
 use crate::app::clock::Clock;
 use crate::rules::labels::TaskFilter;
-use crate::rules::task::{decide, Command, Rejection};
+use crate::rules::task::{Command, Rejection};
 
 /// How long a write waits for the views to include it before it reads its
 /// answer from the log instead.
-const VISIBLE_WITHIN: Duration = Duration::from_secs(10);
-/// Enough retries for a busy task; each one re-reads the log.
+pub(super) const VISIBLE_WITHIN: Duration = Duration::from_secs(10);
+/// Enough retries for a key that several requests reserve at once.
 const MAX_ATTEMPTS: usize = 8;
 /// How many candidates a claim tries per look at the queue.
 const CLAIM_CANDIDATES: usize = 16;
@@ -29,9 +31,9 @@ const CLAIM_CANDIDATES: usize = 16;
 pub enum ServiceError {
     #[error(transparent)]
     Rejected(#[from] Rejection),
-    /// The store failed or is down (HTTP 503).
+    /// The store failed or is down, or the views stopped following it (HTTP 503).
     #[error("the event store is unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The task changed under us too often (HTTP 409).
     #[error("the task is changing too fast; try again")]
     Contended,
@@ -46,7 +48,7 @@ pub const IDEMPOTENCY_KEY_LIFETIME: chrono::Duration = chrono::Duration::hours(2
 
 impl From<tasklog_events::ReadError> for ServiceError {
     fn from(error: tasklog_events::ReadError) -> Self {
-        ServiceError::Unavailable(error.to_string())
+        ServiceError::Unavailable(error.into())
     }
 }
 
@@ -59,10 +61,21 @@ enum ClaimBlocked {
 }
 use ClaimBlocked::*;
 
-/// A task as a write left it, and the log position the views had reached.
+/// A task as a write left it, and the log position the answer reflects.
 pub struct Written {
     pub task: TaskView,
     pub position: Position,
+}
+
+impl Written {
+    /// A task is never deleted, so a write leaves one (unless it was not found).
+    fn task(written: write::Written<TaskView>) -> Result<Self, ServiceError> {
+        let task = written.state.ok_or(Rejection::NotFound)?;
+        Ok(Written {
+            task,
+            position: written.position,
+        })
+    }
 }
 
 #[derive(Clone)]
@@ -105,12 +118,6 @@ impl TaskService {
         self.views.read().tasks.get(&id).cloned()
     }
 
-    /// The task as the log holds it now.
-    async fn view_from_log(&self, id: TaskId) -> Result<Option<TaskView>, ServiceError> {
-        let events = self.store.read_stream(&id.stream(), 0, usize::MAX).await?;
-        Ok(TaskView::fold(&events))
-    }
-
     /// The task folded from the first events of its stream that `until` admits:
     /// the task as it stood then, by the same code as the live views.
     pub async fn view_as_of(
@@ -124,94 +131,14 @@ impl TaskService {
         ))
     }
 
-    /// Runs `command` on task `id`, retrying on conflicts.
+    /// Runs `command` on task `id` through the one write path.
     pub async fn execute(
         &self,
         id: TaskId,
         command: Command,
         metadata: &Metadata,
     ) -> Result<Written, ServiceError> {
-        let mut task = self.view(id);
-        for attempt in 0..MAX_ATTEMPTS {
-            if attempt > 0 {
-                task = self.view_from_log(id).await?;
-            }
-            match self.try_once(id, task.as_ref(), &command, metadata).await {
-                Err(ServiceError::Contended) => continue,
-                // The views may lag the log (another node wrote): check the log before saying no.
-                Err(ServiceError::Rejected(_)) if attempt == 0 => continue,
-                outcome => return outcome,
-            }
-        }
-        Err(ServiceError::Contended)
-    }
-
-    /// One decision and one append; `Contended` if the task moved meanwhile.
-    async fn try_once(
-        &self,
-        id: TaskId,
-        task: Option<&TaskView>,
-        command: &Command,
-        metadata: &Metadata,
-    ) -> Result<Written, ServiceError> {
-        let now = self.clock.now();
-        let events = decide(task, command, now)?;
-        let expected = task.map_or(ExpectedRevision::NoStream, |t| {
-            ExpectedRevision::Exact(t.revision)
-        });
-        let new_events = events
-            .iter()
-            .map(|e| e.to_new_event(now, metadata.clone()))
-            .collect();
-        let position = self.append(&id.stream(), expected, new_events).await?;
-        self.visible(id, position).await
-    }
-
-    /// Appends `events` to `stream`; the position of the last one, or
-    /// `Contended` if the stream is not at `expected`.
-    async fn append(
-        &self,
-        stream: &str,
-        expected: ExpectedRevision,
-        events: Vec<tasklog_events::NewEvent>,
-    ) -> Result<Position, ServiceError> {
-        match self.store.append(stream, expected, events).await {
-            Ok(appended) => Ok(appended.last_position),
-            Err(AppendError::Conflict { .. }) => Err(ServiceError::Contended),
-            Err(error) => Err(ServiceError::Unavailable(error.to_string())),
-        }
-    }
-
-    /// Appends `events` to `stream` and waits until the views include them;
-    /// `Contended` if the stream is not at `expected`.
-    pub async fn append_visible(
-        &self,
-        stream: &str,
-        expected: ExpectedRevision,
-        events: Vec<tasklog_events::NewEvent>,
-    ) -> Result<Position, ServiceError> {
-        let position = self.append(stream, expected, events).await?;
-        if !self.views.wait_for(position, VISIBLE_WITHIN).await {
-            return Err(ServiceError::Unavailable(format!(
-                "the views have not reached log position {position} yet"
-            )));
-        }
-        Ok(position)
-    }
-
-    /// The task once the views include `position` (read-your-writes).
-    async fn visible(&self, id: TaskId, position: Position) -> Result<Written, ServiceError> {
-        if self.views.wait_for(position, VISIBLE_WITHIN).await {
-            if let Some(task) = self.view(id) {
-                return Ok(Written {
-                    task,
-                    position: self.views.position(),
-                });
-            }
-        }
-        tracing::warn!(%position, "the views lag the log; answering from the log");
-        let task = self.view_from_log(id).await?.ok_or(Rejection::NotFound)?;
-        Ok(Written { task, position })
+        Written::task(self.write::<TaskView>(id, &command, metadata).await?)
     }
 
     /// Marks `id` as being claimed here, unless another claim here is trying
@@ -245,7 +172,7 @@ impl TaskService {
         metadata: &Metadata,
     ) -> Result<(Written, bool), ServiceError> {
         let actor = metadata.actor.as_deref().unwrap_or_default();
-        let stream = idempotency_stream(actor, key);
+        let stream = idempotency_stream(actor, key).to_string();
         let request = serde_json::to_vec(&created).expect("task events serialise");
         let request_hash = request_hash(&request);
         for _ in 0..MAX_ATTEMPTS {
@@ -267,9 +194,7 @@ impl TaskService {
                     if reserved.request_hash != request_hash {
                         return Err(ServiceError::KeyReused);
                     }
-                    let id = reserved.task_id.parse().map_err(|_| {
-                        ServiceError::Unavailable(format!("{stream} names no task"))
-                    })?;
+                    let id = reserved.task_id;
                     if let Some(task) = self.view(id) {
                         let position = self.views.position();
                         return Ok((Written { task, position }, true));
@@ -279,7 +204,7 @@ impl TaskService {
                 stale => {
                     let id = TaskId::new();
                     let reservation = IdempotencyEvent::Reserved(IdempotencyKeyReserved {
-                        task_id: id.to_string(),
+                        task_id: id,
                         request_hash: request_hash.clone(),
                         expires_at: now + IDEMPOTENCY_KEY_LIFETIME,
                     });
@@ -302,10 +227,8 @@ impl TaskService {
                 // Made by the first request, or by a concurrent retry.
                 Err(ServiceError::Rejected(Rejection::Conflict(_))) => {
                     let position = self.views.position();
-                    let task = self
-                        .view_from_log(task_id)
-                        .await?
-                        .ok_or(Rejection::NotFound)?;
+                    let loaded = write::Loaded::<TaskView>::from_log(self, task_id).await?;
+                    let task = loaded.state.ok_or(Rejection::NotFound)?;
                     Written { task, position }
                 }
                 outcome => outcome?,
@@ -357,8 +280,9 @@ impl TaskService {
                         continue;
                     }
                 }
-                let task = self.view(id);
-                let outcome = self.try_once(id, task.as_ref(), &command, metadata).await;
+                let loaded = write::Loaded::from_views(self, id);
+                let outcome = self.write_once(id, loaded, &command, metadata).await;
+                let outcome = outcome.and_then(Written::task);
                 self.claiming.lock().expect("claims").remove(&id);
                 match outcome {
                     Ok(written) => return Ok(Some(written)),
@@ -386,7 +310,7 @@ impl TaskService {
 /// Whether `task_type` runs as many tasks as its limit allows, counting
 /// `claiming` claims in flight as running.
 fn at_running_limit(views: &Projections, task_type: &str, claiming: u64) -> bool {
-    views.running_limits.get(task_type).is_some_and(|&limit| {
+    views.running_limit(task_type).is_some_and(|limit| {
         let key = (task_type.to_owned(), TaskState::Running);
         let running = views.stats.counts.get(&key).copied().unwrap_or(0);
         running + claiming >= u64::from(limit)

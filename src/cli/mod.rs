@@ -211,7 +211,11 @@ async fn replay(args: StoreArgs) -> Result<(), Failure> {
         println!("{}: {}", state.as_str(), projections.stats.total(state));
     }
     println!("schedules: {}", projections.schedules.len());
-    println!("running_limits: {}", projections.running_limits.len());
+    let limits = projections
+        .queues
+        .values()
+        .filter(|q| q.max_running.is_some());
+    println!("running_limits: {}", limits.count());
     println!("seconds: {seconds:.3}");
     println!("events_per_s: {:.0}", events as f64 / seconds.max(1e-9));
     Ok(())

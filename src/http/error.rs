@@ -107,7 +107,7 @@ impl From<ServiceError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, message)
             }
             ServiceError::Contended => ApiError::new(StatusCode::CONFLICT, error.to_string()),
-            ServiceError::Unavailable(message) => ApiError::unavailable(message),
+            ServiceError::Unavailable(cause) => ApiError::unavailable(cause.to_string()),
             ServiceError::KeyReused => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, error.to_string())
             }

@@ -9,14 +9,13 @@ use axum::routing::{get, put};
 use axum::{Extension, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::Map;
-use tasklog_events::queue_event::{queue_stream, QueueEvent, QueueLimitSet};
-use tasklog_events::ExpectedRevision;
-use tasklog_projections::{Projections, TaskState};
+use tasklog_projections::{Projections, QueueSettings as QueueSettingsView, TaskState};
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody, Json};
 use super::wire::check_text;
 use super::{Actor, AppState, PositionHeader};
+use crate::app::write::QueueCommand;
 use crate::http::auth::Scope;
 
 pub fn routes(state: &AppState) -> Router<AppState> {
@@ -64,7 +63,7 @@ fn queue(views: &Projections, task_type: &str) -> Queue {
         running: count(TaskState::Running),
         completed: count(TaskState::Completed),
         failed: count(TaskState::Failed),
-        max_running: views.running_limits.get(task_type).copied(),
+        max_running: views.running_limit(task_type),
     }
 }
 
@@ -78,7 +77,8 @@ pub async fn list(State(state): State<AppState>) -> axum::Json<QueueList> {
         .keys()
         .map(|(t, _)| (t.as_str(), ()))
         .collect();
-    types.extend(views.running_limits.keys().map(|t| (t.as_str(), ())));
+    let limited = views.queues.iter().filter(|(_, q)| q.max_running.is_some());
+    types.extend(limited.map(|(t, _)| (t.as_str(), ())));
     axum::Json(QueueList {
         queues: types.into_keys().map(|t| queue(&views, t)).collect(),
     })
@@ -109,18 +109,14 @@ pub async fn set_limit(
     if !problems.is_empty() {
         return Err(ApiError::invalid_fields(problems));
     }
-    let event = QueueEvent::LimitSet(QueueLimitSet {
-        max_running: body.max_running,
-    });
     let service = &state.service;
-    let new_event = event.to_new_event(service.clock.now(), actor.metadata());
-    let stream = queue_stream(&task_type);
-    let position = service
-        .append_visible(&stream, ExpectedRevision::Any, vec![new_event])
+    let command = QueueCommand::SetLimit(body.max_running);
+    let written = service
+        .write::<QueueSettingsView>(task_type.clone(), &command, &actor.metadata())
         .await?;
     let views = service.views.read();
     Ok((
-        PositionHeader(position),
+        PositionHeader(written.position),
         axum::Json(queue(&views, &task_type)),
     )
         .into_response())

@@ -15,9 +15,10 @@ use utoipa::ToSchema;
 use super::error::{ApiError, ErrorBody, Json};
 use super::wire::*;
 use super::{Actor, AppState, PositionHeader};
+use crate::app::schedules;
 use crate::app::task_service::ServiceError;
 use crate::http::auth::Scope;
-use crate::rules::schedules::{self, ScheduleCommand};
+use crate::rules::schedules::ScheduleCommand;
 use crate::rules::task::Rejection;
 
 pub fn routes(state: &AppState) -> Router<AppState> {
@@ -126,7 +127,7 @@ impl From<&ScheduleView> for Schedule {
             state: state.into(),
             next_run_time: view.next_run_time.map(wire_time),
             last_run_time: view.last_run.as_ref().map(|r| wire_time(r.run_time)),
-            last_task_id: view.last_run.as_ref().map(|r| r.task_id.clone()),
+            last_task_id: view.last_run.as_ref().map(|r| r.task_id.to_string()),
             runs: view.runs,
             created_time: wire_time(view.created_time),
             modified_time: wire_time(view.modified_time),

@@ -12,16 +12,16 @@ use axum::routing::get;
 use axum::Router;
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
-use tasklog_events::consumer_event::{
-    consumer_stream, is_valid_consumer_name, ConsumerAcknowledged,
-};
-use tasklog_events::{EventStream, ExpectedRevision, Position};
+use tasklog_events::consumer_event::is_valid_consumer_name;
+use tasklog_events::{EventStream, Position};
+use tasklog_projections::ConsumerView;
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody, Json};
 use super::{Actor, AppState};
 use crate::app::event_filter::EventFilter;
 use crate::app::task_service::TaskService;
+use crate::app::write::ConsumerCommand;
 use crate::http::auth::Scope;
 use crate::http::cloud_event::CloudEvent;
 use crate::http::wire::wire_time;
@@ -223,26 +223,12 @@ pub async fn acknowledge(
     if !problems.is_empty() {
         return Err(ApiError::invalid_fields(problems));
     }
-    let event = ConsumerAcknowledged {
-        position: body.position,
-    }
-    .to_new_event(state.service.clock.now(), actor.metadata());
-    let appended = state
+    let command = ConsumerCommand::Acknowledge(Position(body.position));
+    let written = state
         .service
-        .store
-        .append(&consumer_stream(&name), ExpectedRevision::Any, vec![event])
-        .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
-    state
-        .service
-        .views
-        .wait_for(appended.last_position, Duration::from_secs(10))
-        .await;
+        .write::<ConsumerView>(name.clone(), &command, &actor.metadata())
+        .await?;
     let found = consumer(&state.service, &name)
         .ok_or_else(|| ApiError::unavailable("the views lag the log"))?;
-    Ok((
-        super::PositionHeader(appended.last_position),
-        axum::Json(found),
-    )
-        .into_response())
+    Ok((super::PositionHeader(written.position), axum::Json(found)).into_response())
 }

@@ -376,7 +376,7 @@ impl From<&TaskView> for Task {
             labels: view.labels.clone(),
             tags: view.tags.clone(),
             retry: view.retry.as_ref().map(RetryBody::from),
-            schedule_id: view.schedule.as_ref().map(|s| s.schedule_id.clone()),
+            schedule_id: view.schedule.as_ref().map(|s| s.schedule_id.to_string()),
         }
     }
 }

@@ -1,25 +1,13 @@
-//! Recurring schedules: their rules, and the job that turns each due run into
-//! a task exactly once.
-//!
-//! A run's task id is derived from the schedule and the run's time, so every
-//! node and every retry after a crash names the same task; the store's
-//! expected revision lets only one create it. `ScheduleFired` then moves the
-//! schedule on, again once, by the revision it was decided on.
+//! Recurring schedules' rules: what a command does to a schedule, and the
+//! task each run creates.
 
 use chrono::{DateTime, Duration, Utc};
 use tasklog_events::schedule_event::*;
 use tasklog_events::task_event::{ScheduledRun, TaskCreated};
-use tasklog_events::{ExpectedRevision, Metadata, Position};
+use tasklog_events::TaskId;
 use tasklog_projections::ScheduleView;
 
-use crate::app::task_service::{ServiceError, TaskService};
-use crate::rules::task::{Command, Rejection};
-
-/// Most runs one schedule creates per look at the clock, so a schedule
-/// catching up on a long past does not hold up the others.
-const RUNS_PER_TICK: usize = 100;
-/// Enough retries for a schedule that several nodes change at once.
-const MAX_ATTEMPTS: usize = 8;
+use crate::rules::task::Rejection;
 
 /// What a client asks of a schedule.
 #[derive(Clone, Debug, PartialEq)]
@@ -28,6 +16,11 @@ pub enum ScheduleCommand {
     Pause,
     Resume,
     Delete,
+    /// The run due at `run_time` made its task: move on to the next run.
+    Fire {
+        run_time: DateTime<Utc>,
+        task_id: TaskId,
+    },
 }
 
 /// The events `command` leads to for `schedule` (None: it does not exist).
@@ -50,56 +43,19 @@ pub fn decide(
         }
         (Some(_), ScheduleCommand::Resume) => ScheduleEvent::Resumed(ScheduleResumed {}),
         (Some(_), ScheduleCommand::Delete) => ScheduleEvent::Deleted(ScheduleDeleted {}),
+        (Some(s), ScheduleCommand::Fire { run_time, task_id }) => {
+            if s.next_run_time != Some(*run_time) {
+                return Err(Rejection::Conflict(
+                    "the run is not the schedule's next one".into(),
+                ));
+            }
+            ScheduleEvent::Fired(ScheduleFired {
+                run_time: *run_time,
+                task_id: *task_id,
+            })
+        }
     };
     Ok(vec![event])
-}
-
-/// The schedule as the views show it now.
-pub fn view(service: &TaskService, id: ScheduleId) -> Option<ScheduleView> {
-    let views = service.views.read();
-    views.schedules.get(&id).cloned()
-}
-
-/// Runs `command` on schedule `id`; the schedule afterwards (None once
-/// deleted) and the log position that includes the change.
-pub async fn execute(
-    service: &TaskService,
-    id: ScheduleId,
-    command: ScheduleCommand,
-    metadata: &Metadata,
-) -> Result<(Option<ScheduleView>, Position), ServiceError> {
-    let stream = id.stream();
-    for attempt in 0..MAX_ATTEMPTS {
-        // The views may lag the log (another node wrote): retries read the log.
-        let (schedule, revision) = if attempt == 0 {
-            let schedule = view(service, id);
-            let revision = schedule.as_ref().map(|s| s.revision);
-            (schedule, revision)
-        } else {
-            let events = service.store.read_stream(&stream, 0, usize::MAX).await?;
-            (
-                ScheduleView::fold(&events),
-                events.last().map(|e| e.revision),
-            )
-        };
-        let events = match decide(schedule.as_ref(), &command) {
-            Ok(events) => events,
-            Err(_) if attempt == 0 => continue,
-            Err(rejection) => return Err(rejection.into()),
-        };
-        let expected = revision.map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact);
-        let now = service.clock.now();
-        let new_events = events
-            .iter()
-            .map(|e| e.to_new_event(now, metadata.clone()))
-            .collect();
-        match service.append_visible(&stream, expected, new_events).await {
-            Ok(position) => return Ok((view(service, id), position)),
-            Err(ServiceError::Contended) => continue,
-            Err(error) => return Err(error),
-        }
-    }
-    Err(ServiceError::Contended)
 }
 
 /// The task the run of `schedule` due at `run_time` creates.
@@ -116,69 +72,8 @@ pub fn task_for_run(schedule: &ScheduleView, run_time: DateTime<Utc>) -> TaskCre
         tags: template.tags.clone(),
         retry: template.retry.clone(),
         schedule: Some(ScheduledRun {
-            schedule_id: schedule.id.to_string(),
+            schedule_id: schedule.id,
             run_time,
         }),
     }
-}
-
-/// Creates the task of every run due by `now`, each once.
-pub async fn run_due(service: &TaskService, now: DateTime<Utc>) -> Result<(), ServiceError> {
-    let due: Vec<ScheduleId> = {
-        let views = service.views.read();
-        views
-            .schedules
-            .values()
-            .filter(|s| s.next_run_time.is_some_and(|t| t <= now))
-            .map(|s| s.id)
-            .collect()
-    };
-    let metadata = Metadata {
-        actor: Some("tasklog".into()),
-        ..Metadata::default()
-    };
-    for id in due {
-        for _ in 0..RUNS_PER_TICK {
-            let Some(schedule) = view(service, id) else {
-                break;
-            };
-            let Some(run_time) = schedule.next_run_time.filter(|t| *t <= now) else {
-                break;
-            };
-            if schedule
-                .last_run
-                .as_ref()
-                .is_some_and(|last| last.run_time >= run_time)
-            {
-                tracing::error!(schedule = %id, %run_time, "the schedule's next run is not after its last; skipping it");
-                break;
-            }
-            let task_id = id.task_for_run(run_time);
-            let created = task_for_run(&schedule, run_time);
-            match service
-                .execute(task_id, Command::Create(created), &metadata)
-                .await
-            {
-                // Made already: by another node, or before a crash.
-                Ok(_) | Err(ServiceError::Rejected(Rejection::Conflict(_))) => {}
-                Err(error) => return Err(error),
-            }
-            let fired = ScheduleEvent::Fired(ScheduleFired {
-                run_time,
-                task_id: task_id.to_string(),
-            });
-            let event = fired.to_new_event(service.clock.now(), metadata.clone());
-            let expected = ExpectedRevision::Exact(schedule.revision);
-            match service
-                .append_visible(&id.stream(), expected, vec![event])
-                .await
-            {
-                Ok(_) => {}
-                // Another node moved it on, or it was paused or deleted: look again next tick.
-                Err(ServiceError::Contended) => break,
-                Err(error) => return Err(error),
-            }
-        }
-    }
-    Ok(())
 }

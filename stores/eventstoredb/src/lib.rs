@@ -101,7 +101,7 @@ impl EventStoreDbStore {
         let head = store.head().await.map_err(|ReadError::Storage(e)| e)?;
         advance_head(&store.inner.head, head);
         let namespace = &store.inner.namespace;
-        let filter = tasklog_events::STREAM_PREFIXES
+        let filter = tasklog_events::StreamName::PREFIXES
             .iter()
             .fold(SubscriptionFilter::on_stream_name(), |filter, prefix| {
                 filter.add_prefix(format!("{namespace}{prefix}"))
@@ -124,10 +124,7 @@ impl EventStoreDbStore {
     /// The tasklog stream a server event belongs to, if it is one of ours.
     fn tasklog_stream<'a>(&self, server_stream: &'a str) -> Option<&'a str> {
         let stream = server_stream.strip_prefix(self.inner.namespace.as_str())?;
-        let ours = tasklog_events::STREAM_PREFIXES
-            .iter()
-            .any(|p| stream.starts_with(p));
-        ours.then_some(stream)
+        tasklog_events::StreamName::parse(stream).map(|_| stream)
     }
 
     fn decode(

@@ -1,0 +1,300 @@
+//! The one write path. Every change to a stream of tasklog's (a task, a
+//! schedule, a queue's settings, a consumer's position) is decided on the
+//! stream's current state and appended at the revision it was decided on; if
+//! the stream moved meanwhile (another worker, another node), the append
+//! conflicts, the state is folded again from the log and the command decided
+//! again. The answer waits until the views include the write.
+
+use chrono::{DateTime, Utc};
+use tasklog_events::consumer_event::{ConsumerAcknowledged, ConsumerEvent};
+use tasklog_events::queue_event::{QueueEvent, QueueLimitSet};
+use tasklog_events::schedule_event::{ScheduleEvent, ScheduleId};
+use tasklog_events::{
+    AppendError, DomainEvent, ExpectedRevision, Metadata, Position, RecordedEvent, StreamName,
+    TaskEvent, TaskId,
+};
+use tasklog_projections::{ConsumerView, Projections, QueueSettings, ScheduleView, TaskView};
+
+use super::task_service::{ServiceError, TaskService};
+use crate::rules::schedules::{self, ScheduleCommand};
+use crate::rules::task::{self, Command, Rejection};
+
+/// Enough retries for a busy stream; each one re-reads the log.
+const MAX_ATTEMPTS: usize = 8;
+
+/// The state of one stream that commands are decided on.
+pub trait Aggregate: Sized {
+    type Id: Clone;
+    type Command;
+    type Event: DomainEvent;
+
+    /// The stream that holds the aggregate's events.
+    fn stream(id: Self::Id) -> StreamName;
+
+    /// The aggregate as `views` show it (None: no such thing, or deleted).
+    fn from_views(views: &Projections, id: Self::Id) -> Option<Self>;
+
+    /// The revision of the last event folded in.
+    fn revision(&self) -> u64;
+
+    /// The events `command` leads to at `now`, or why it does not apply.
+    fn decide(
+        state: Option<&Self>,
+        command: &Self::Command,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Self::Event>, Rejection>;
+
+    /// The aggregate folded from its stream's events, by the views' own code.
+    fn fold(id: Self::Id, events: &[RecordedEvent]) -> Option<Self> {
+        Self::from_views(&Projections::rebuild(events), id)
+    }
+}
+
+/// An aggregate as a write left it (None: deleted), and the log position the
+/// answer reflects.
+pub struct Written<A> {
+    pub state: Option<A>,
+    pub position: Position,
+}
+
+/// A state to decide on, and the stream revision it was read at.
+pub struct Loaded<A> {
+    pub state: Option<A>,
+    pub expected: ExpectedRevision,
+}
+
+impl<A: Aggregate> Loaded<A> {
+    /// What the views show; they may lag the log.
+    pub fn from_views(service: &TaskService, id: A::Id) -> Self {
+        let state = A::from_views(&service.views.read(), id);
+        let expected = state.as_ref().map_or(ExpectedRevision::NoStream, |s| {
+            ExpectedRevision::Exact(s.revision())
+        });
+        Loaded { state, expected }
+    }
+
+    /// What the log holds now.
+    pub async fn from_log(service: &TaskService, id: A::Id) -> Result<Self, ServiceError> {
+        let events = service
+            .store
+            .read_stream(&A::stream(id.clone()).to_string(), 0, usize::MAX)
+            .await?;
+        let expected = events.last().map_or(ExpectedRevision::NoStream, |e| {
+            ExpectedRevision::Exact(e.revision)
+        });
+        Ok(Loaded {
+            state: A::fold(id, &events),
+            expected,
+        })
+    }
+}
+
+impl TaskService {
+    /// Runs `command` on aggregate `id`: decides on the views, and on a
+    /// conflict, or a rejection the views may be too old for, on the log.
+    pub async fn write<A: Aggregate>(
+        &self,
+        id: A::Id,
+        command: &A::Command,
+        metadata: &Metadata,
+    ) -> Result<Written<A>, ServiceError> {
+        for attempt in 0..MAX_ATTEMPTS {
+            let loaded = if attempt == 0 {
+                Loaded::from_views(self, id.clone())
+            } else {
+                Loaded::from_log(self, id.clone()).await?
+            };
+            match self.write_once(id.clone(), loaded, command, metadata).await {
+                Err(ServiceError::Contended) => continue,
+                // The views may lag the log (another node wrote): check the log before saying no.
+                Err(ServiceError::Rejected(_)) if attempt == 0 => continue,
+                outcome => return outcome,
+            }
+        }
+        Err(ServiceError::Contended)
+    }
+
+    /// One decision on `loaded` and one append; `Contended` if the stream
+    /// moved meanwhile.
+    pub async fn write_once<A: Aggregate>(
+        &self,
+        id: A::Id,
+        loaded: Loaded<A>,
+        command: &A::Command,
+        metadata: &Metadata,
+    ) -> Result<Written<A>, ServiceError> {
+        let now = self.clock.now();
+        let events = A::decide(loaded.state.as_ref(), command, now)?;
+        let new_events = events
+            .iter()
+            .map(|e| e.to_new_event(now, metadata.clone()))
+            .collect();
+        let stream = A::stream(id.clone()).to_string();
+        let position = self.append(&stream, loaded.expected, new_events).await?;
+        self.visible(id, position).await
+    }
+
+    /// Appends `events` to `stream`; the position of the last one, or
+    /// `Contended` if the stream is not at `expected`.
+    pub async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedRevision,
+        events: Vec<tasklog_events::NewEvent>,
+    ) -> Result<Position, ServiceError> {
+        match self.store.append(stream, expected, events).await {
+            Ok(appended) => Ok(appended.last_position),
+            Err(AppendError::Conflict { .. }) => Err(ServiceError::Contended),
+            Err(error) => Err(ServiceError::Unavailable(error.into())),
+        }
+    }
+
+    /// The aggregate once the views include `position` (read-your-writes); from
+    /// the log if they lag.
+    async fn visible<A: Aggregate>(
+        &self,
+        id: A::Id,
+        position: Position,
+    ) -> Result<Written<A>, ServiceError> {
+        if self
+            .views
+            .wait_for(position, super::task_service::VISIBLE_WITHIN)
+            .await
+        {
+            let views = self.views.read();
+            return Ok(Written {
+                state: A::from_views(&views, id),
+                position: views.position,
+            });
+        }
+        tracing::warn!(%position, "the views lag the log; answering from the log");
+        let state = Loaded::<A>::from_log(self, id).await?.state;
+        Ok(Written { state, position })
+    }
+}
+
+impl Aggregate for TaskView {
+    type Id = TaskId;
+    type Command = Command;
+    type Event = TaskEvent;
+
+    fn stream(id: TaskId) -> StreamName {
+        StreamName::Task(id)
+    }
+
+    fn from_views(views: &Projections, id: TaskId) -> Option<Self> {
+        views.tasks.get(&id).cloned()
+    }
+
+    fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    fn decide(
+        state: Option<&Self>,
+        command: &Command,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<TaskEvent>, Rejection> {
+        task::decide(state, command, now)
+    }
+
+    fn fold(_: TaskId, events: &[RecordedEvent]) -> Option<Self> {
+        TaskView::fold(events)
+    }
+}
+
+impl Aggregate for ScheduleView {
+    type Id = ScheduleId;
+    type Command = ScheduleCommand;
+    type Event = ScheduleEvent;
+
+    fn stream(id: ScheduleId) -> StreamName {
+        StreamName::Schedule(id)
+    }
+
+    fn from_views(views: &Projections, id: ScheduleId) -> Option<Self> {
+        views.schedules.get(&id).cloned()
+    }
+
+    fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    fn decide(
+        state: Option<&Self>,
+        command: &ScheduleCommand,
+        _: DateTime<Utc>,
+    ) -> Result<Vec<ScheduleEvent>, Rejection> {
+        schedules::decide(state, command)
+    }
+}
+
+/// What an admin asks of a queue.
+pub enum QueueCommand {
+    /// At most this many tasks of the type run at once (None: no limit).
+    SetLimit(Option<u32>),
+}
+
+/// A task type's queue settings, by the type.
+impl Aggregate for QueueSettings {
+    type Id = String;
+    type Command = QueueCommand;
+    type Event = QueueEvent;
+
+    fn stream(task_type: String) -> StreamName {
+        StreamName::Queue(task_type)
+    }
+
+    fn from_views(views: &Projections, task_type: String) -> Option<Self> {
+        views.queues.get(&task_type).cloned()
+    }
+
+    fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    fn decide(
+        _: Option<&Self>,
+        command: &QueueCommand,
+        _: DateTime<Utc>,
+    ) -> Result<Vec<QueueEvent>, Rejection> {
+        let QueueCommand::SetLimit(max_running) = *command;
+        Ok(vec![QueueEvent::LimitSet(QueueLimitSet { max_running })])
+    }
+}
+
+/// What a durable consumer tells of itself.
+pub enum ConsumerCommand {
+    /// It has processed the log up to and including this position.
+    Acknowledge(Position),
+}
+
+/// A durable consumer's position, by its name.
+impl Aggregate for ConsumerView {
+    type Id = String;
+    type Command = ConsumerCommand;
+    type Event = ConsumerEvent;
+
+    fn stream(name: String) -> StreamName {
+        StreamName::Consumer(name)
+    }
+
+    fn from_views(views: &Projections, name: String) -> Option<Self> {
+        views.consumers.get(&name).cloned()
+    }
+
+    fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    fn decide(
+        _: Option<&Self>,
+        ConsumerCommand::Acknowledge(position): &ConsumerCommand,
+        _: DateTime<Utc>,
+    ) -> Result<Vec<ConsumerEvent>, Rejection> {
+        let acknowledged = ConsumerAcknowledged {
+            position: position.0,
+        };
+        Ok(vec![ConsumerEvent::Acknowledged(acknowledged)])
+    }
+}
