@@ -182,3 +182,6 @@ pub async fn run_due(service: &TaskService, now: DateTime<Utc>) -> Result<(), Se
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
