@@ -78,6 +78,30 @@ pub struct RecordedEvent {
     pub hash: [u8; 32],
 }
 
+/// `events` as the log would hold them at the start of `stream`: revisions
+/// 0, 1, 2, .. at positions `first_position`, `first_position + 1`, ..
+///
+/// For folds and tests, which do not read hashes: the hash is left zero, so
+/// these events are not a log that [`verify`](crate::verify) accepts.
+pub fn recorded(stream: &str, first_position: u64, events: Vec<NewEvent>) -> Vec<RecordedEvent> {
+    events
+        .into_iter()
+        .zip(0..)
+        .map(|(event, revision)| RecordedEvent {
+            position: Position(first_position + revision),
+            stream: stream.to_owned(),
+            revision,
+            id: event.id,
+            event_type: event.event_type,
+            schema_version: event.schema_version,
+            recorded_at: event.recorded_at,
+            payload: event.payload,
+            metadata: event.metadata,
+            hash: [0; 32],
+        })
+        .collect()
+}
+
 /// Times in the log have microsecond precision: what SQLite and PostgreSQL keep.
 pub fn truncate_to_micros(time: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(time.timestamp_micros()).expect("a time in range")

@@ -81,3 +81,6 @@ impl EventFilter {
         admitted
     }
 }
+
+#[cfg(test)]
+mod tests;

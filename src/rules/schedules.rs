@@ -77,3 +77,6 @@ pub fn task_for_run(schedule: &ScheduleView, run_time: DateTime<Utc>) -> TaskCre
         }),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,8 +1,9 @@
 //! Given the events of a task, when a command arrives, then these events (or this rejection).
 
 use chrono::{DateTime, Duration, Utc};
+use tasklog_events::envelope::recorded;
 use tasklog_events::task_event::*;
-use tasklog_events::{Metadata, Position, RecordedEvent, TaskEvent, TaskId};
+use tasklog_events::{Metadata, TaskEvent, TaskId};
 use tasklog_projections::TaskView;
 
 use super::{decide, Command, Rejection};
@@ -33,27 +34,11 @@ fn started(worker: &str, lease_until: i64) -> TaskEvent {
 
 /// The task after `events`, each recorded a second after the one before.
 fn given(events: &[TaskEvent]) -> Option<TaskView> {
-    let stream = TaskId::new().stream();
-    let recorded: Vec<RecordedEvent> = events
-        .iter()
-        .enumerate()
-        .map(|(i, event)| {
-            let new = event.to_new_event(t(i as i64 + 11), Metadata::default());
-            RecordedEvent {
-                position: Position(i as u64 + 1),
-                stream: stream.clone(),
-                revision: i as u64,
-                id: new.id,
-                event_type: new.event_type,
-                schema_version: new.schema_version,
-                recorded_at: new.recorded_at,
-                payload: new.payload,
-                metadata: new.metadata,
-                hash: [0; 32],
-            }
-        })
+    let new_events = (11..)
+        .zip(events)
+        .map(|(at, event)| event.to_new_event(t(at), Metadata::default()))
         .collect();
-    TaskView::fold(&recorded)
+    TaskView::fold(&recorded(&TaskId::new().stream(), 1, new_events))
 }
 
 fn when(task: Option<TaskView>, command: Command, now: i64) -> Result<Vec<TaskEvent>, Rejection> {
