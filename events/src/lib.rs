@@ -14,6 +14,8 @@
 //! - [`envelope`]: [`NewEvent`] (what a writer appends) and [`RecordedEvent`] (what
 //!   the log holds: stream, revision, global position, time, metadata, hash).
 //! - [`append_checks`]: what every backend checks before it appends.
+//! - [`append_rules`]: what a single-writer backend decides of each append of a
+//!   batch (idempotency, expected revision, positions, hash chain), without I/O.
 //! - [`store`]: the [`EventStore`] trait, expected revisions, the error enums.
 //! - [`hash_chain`]: the hash that chains each event to the one before it in the
 //!   global log, and [`verify`](hash_chain::verify), which walks the log and names
@@ -29,6 +31,7 @@
 
 pub mod append_checks;
 pub mod append_queue;
+pub mod append_rules;
 pub mod consumer_event;
 pub mod envelope;
 mod event_enum;
