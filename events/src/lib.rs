@@ -22,6 +22,8 @@
 //!   the first bad position.
 //! - [`append_queue`]: the hand-over from appenders to a backend's single writer
 //!   (group commit).
+//! - [`paging`]: [`read_all_pages`], the log a page at a time, for every reader
+//!   that walks it.
 //! - [`subscription`]: catch-up-then-live subscriptions built on `read_all`, so a
 //!   slow subscriber re-reads the log instead of losing events.
 //! - [`schemas`]: the JSON Schema of every event type and version.
@@ -37,6 +39,7 @@ pub mod envelope;
 mod event_enum;
 pub mod hash_chain;
 pub mod idempotency_event;
+pub mod paging;
 pub mod queue_event;
 pub mod schedule_event;
 pub mod schemas;
@@ -47,6 +50,7 @@ pub mod task_event;
 
 pub use envelope::{Metadata, NewEvent, Position, RecordedEvent};
 pub use hash_chain::{verify, VerifyError, VerifyReport};
+pub use paging::read_all_pages;
 pub use store::{
     AppendError, AppendResult, EventStore, EventStream, ExpectedRevision, ReadError, StorageError,
 };
