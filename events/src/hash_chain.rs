@@ -14,9 +14,11 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
 use sha2::{Digest, Sha256};
 
 use crate::envelope::{Metadata, NewEvent, Position, RecordedEvent};
+use crate::paging::read_all_pages;
 use crate::store::{EventStore, ReadError};
 
 pub type Hash = [u8; 32];
@@ -177,11 +179,12 @@ pub async fn verify(store: &dyn EventStore) -> Result<VerifyReport, VerifyError>
         next_revision: HashMap::new(),
         events: 0,
     };
-    let mut page = store.read_all(Position::START, PAGE).await?;
-    while let Some(last) = page.last().map(|event| event.position) {
+    let mut pages = read_all_pages(store, Position::START, PAGE);
+    let mut page = pages.try_next().await?;
+    while let Some(current) = page {
         // The read goes first so that it runs while this page is checked.
-        let (next, checked) = futures::join!(store.read_all(last, PAGE), async {
-            page.iter().try_for_each(|event| checker.check(event))
+        let (next, checked) = futures::join!(pages.try_next(), async {
+            current.iter().try_for_each(|event| checker.check(event))
         });
         checked?;
         page = next?;

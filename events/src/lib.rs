@@ -16,12 +16,16 @@
 //! - [`envelope`]: [`NewEvent`] (what a writer appends) and [`RecordedEvent`] (what
 //!   the log holds: stream, revision, global position, time, metadata, hash).
 //! - [`append_checks`]: what every backend checks before it appends.
+//! - [`append_rules`]: what a single-writer backend decides of each append of a
+//!   batch (idempotency, expected revision, positions, hash chain), without I/O.
 //! - [`store`]: the [`EventStore`] trait, expected revisions, the error enums.
 //! - [`hash_chain`]: the hash that chains each event to the one before it in the
 //!   global log, and [`verify`](hash_chain::verify), which walks the log and names
 //!   the first bad position.
 //! - [`append_queue`]: the hand-over from appenders to a backend's single writer
 //!   (group commit).
+//! - [`paging`]: [`read_all_pages`], the log a page at a time, for every reader
+//!   that walks it.
 //! - [`subscription`]: catch-up-then-live subscriptions built on `read_all`, so a
 //!   slow subscriber re-reads the log instead of losing events.
 //! - [`schemas`]: the JSON Schema of every event type and version.
@@ -31,11 +35,13 @@
 
 pub mod append_checks;
 pub mod append_queue;
+pub mod append_rules;
 pub mod consumer_event;
 pub mod envelope;
 mod event_enum;
 pub mod hash_chain;
 pub mod idempotency_event;
+pub mod paging;
 pub mod queue_event;
 pub mod schedule_event;
 pub mod schemas;
@@ -48,6 +54,7 @@ pub mod task_event;
 pub use envelope::{Metadata, NewEvent, Position, RecordedEvent};
 pub use event_enum::{DecodeError, DomainEvent};
 pub use hash_chain::{verify, VerifyError, VerifyReport};
+pub use paging::read_all_pages;
 pub use store::{
     AppendError, AppendResult, EventStore, EventStream, ExpectedRevision, ReadError, StorageError,
 };

@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 use futures::StreamExt;
 
 use crate::envelope::{Position, RecordedEvent};
+use crate::paging::LogCursor;
 use crate::store::{EventStore, EventStream, ReadError, StorageError};
 
 /// How many events a subscriber reads from the log at a time.
@@ -19,7 +20,7 @@ const RECHECK: std::time::Duration = std::time::Duration::from_millis(500);
 
 struct Follower<S> {
     store: S,
-    after: Position,
+    cursor: LogCursor,
     buffered: VecDeque<RecordedEvent>,
     head: tokio::sync::watch::Receiver<Position>,
 }
@@ -41,23 +42,22 @@ pub fn follow<S: EventStore + Clone>(store: S, after: Position) -> EventStream {
     let head = store.watch_head();
     let follower = Follower {
         store,
-        after,
+        cursor: LogCursor::new(after, PAGE),
         buffered: VecDeque::new(),
         head,
     };
     futures::stream::try_unfold(follower, |mut f| async move {
         loop {
             if let Some(event) = f.buffered.pop_front() {
-                f.after = event.position;
                 return Ok(Some((event, f)));
             }
-            let page = f.store.read_all(f.after, PAGE).await?;
+            let page = f.cursor.next_page(&f.store).await?;
             if page.is_empty() {
                 // `wait_for` looks at the current head first, so an append that
                 // landed after the read above is not missed. The watch only
                 // hears of this process's appends, so look at the log now and
                 // then anyway: another process may be writing to it.
-                let after = f.after;
+                let after = f.cursor.after();
                 let woken = tokio::time::timeout(RECHECK, f.head.wait_for(|head| *head > after));
                 if let Ok(closed) = woken.await {
                     closed.map_err(|_| {

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::{future, TryStreamExt};
 use tasklog_events::idempotency_event::{
     idempotency_stream, request_hash, IdempotencyEvent, IdempotencyKeyReserved,
 };
@@ -95,15 +96,12 @@ impl TaskService {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, ServiceError> {
         let mut projections = Projections::default();
-        let mut after = Position::START;
-        loop {
-            let page = store.read_all(after, 8192).await?;
-            let Some(last) = page.last() else { break };
-            after = last.position;
-            for event in &page {
-                projections.apply(event);
-            }
-        }
+        tasklog_events::read_all_pages(&*store, Position::START, 8192)
+            .try_for_each(|page| {
+                page.iter().for_each(|event| projections.apply(event));
+                future::ok(())
+            })
+            .await?;
         let views = ProjectionRunner::spawn(store.clone(), projections);
         Ok(TaskService {
             store,

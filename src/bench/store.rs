@@ -5,8 +5,11 @@ use std::time::Instant;
 
 use chrono::{Duration, Utc};
 use clap::Args;
+use futures::{future, TryStreamExt};
 use tasklog_events::task_event::TaskCreated;
-use tasklog_events::{EventStore, ExpectedRevision, Metadata, Position, TaskEvent, TaskId};
+use tasklog_events::{
+    read_all_pages, EventStore, ExpectedRevision, Metadata, Position, TaskEvent, TaskId,
+};
 
 use super::{percentile, run_concurrently, BenchStore, Failure, Figure, Output};
 
@@ -100,14 +103,8 @@ fn sample_task(n: u64) -> TaskEvent {
 
 /// Reads the whole log with `read_all`; returns how many events it held.
 async fn replay(store: &dyn EventStore) -> Result<u64, Failure> {
-    let mut after = Position::START;
-    let mut count = 0;
-    loop {
-        let page = store.read_all(after, 8192).await?;
-        let Some(last) = page.last() else {
-            return Ok(count);
-        };
-        after = last.position;
-        count += page.len() as u64;
-    }
+    let count = read_all_pages(store, Position::START, 8192)
+        .try_fold(0, |count, page| future::ok(count + page.len() as u64))
+        .await?;
+    Ok(count)
 }

@@ -3,8 +3,8 @@
 
 use std::io::Write;
 
-use futures::StreamExt;
-use tasklog_events::{Position, RecordedEvent, TaskId};
+use futures::{StreamExt, TryStreamExt};
+use tasklog_events::{read_all_pages, Position, RecordedEvent, TaskId};
 
 use crate::app::event_filter::EventFilter;
 use crate::cli::{ExportArgs, Failure, TailArgs};
@@ -34,19 +34,14 @@ pub async fn export(args: ExportArgs) -> Result<(), Failure> {
             }
         }
         None => {
-            let mut after = Position(args.after);
-            'pages: loop {
-                let page = store.read_all(after, 8192).await?;
-                if page.is_empty() {
-                    break;
-                }
+            let mut pages = read_all_pages(&*store, Position(args.after), 8192);
+            'pages: while let Some(page) = pages.try_next().await? {
                 for event in &page {
                     if event.position > until {
                         break 'pages;
                     }
                     write_line(&mut out, event)?;
                     written += 1;
-                    after = event.position;
                 }
             }
         }

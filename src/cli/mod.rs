@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
-use tasklog_events::Position;
+use futures::TryStreamExt;
+use tasklog_events::{read_all_pages, Position};
 use tasklog_projections::{Projections, TaskState};
 
 use crate::app::clock::SystemClock;
@@ -194,12 +195,9 @@ async fn replay(args: StoreArgs) -> Result<(), Failure> {
     let store = args.store_url().open().await?;
     let started = Instant::now();
     let mut projections = Projections::default();
-    let mut after = Position::START;
     let mut events = 0u64;
-    loop {
-        let page = store.read_all(after, 8192).await?;
-        let Some(last) = page.last() else { break };
-        after = last.position;
+    let mut pages = read_all_pages(&*store, Position::START, 8192);
+    while let Some(page) = pages.try_next().await? {
         events += page.len() as u64;
         page.iter().for_each(|event| projections.apply(event));
     }

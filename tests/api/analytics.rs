@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use tasklog_events::TaskId;
+use tasklog_events::{read_all_pages, Position, TaskId};
 
 use super::*;
 
@@ -77,21 +77,17 @@ async fn open_stream(
 
 /// Positions of the task events in the log.
 async fn task_event_positions(api: &TestServer) -> Vec<u64> {
-    let store = &api.server.state.service.store;
-    let mut positions = Vec::new();
-    let mut after = tasklog_events::Position::START;
-    loop {
-        let page = store.read_all(after, 10_000).await.unwrap();
-        let Some(last) = page.last() else {
-            return positions;
-        };
-        after = last.position;
-        positions.extend(
+    let store = &*api.server.state.service.store;
+    read_all_pages(store, Position::START, 10_000)
+        .map_ok(|page| {
             page.iter()
                 .filter(|e| TaskId::from_stream(&e.stream).is_some())
-                .map(|e| e.position.0),
-        );
-    }
+                .map(|e| e.position.0)
+                .collect::<Vec<_>>()
+        })
+        .try_concat()
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

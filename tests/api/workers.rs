@@ -3,9 +3,10 @@
 
 use std::collections::HashMap;
 
+use futures::TryStreamExt;
 use reqwest::StatusCode;
 use serde_json::json;
-use tasklog_events::{Position, RecordedEvent};
+use tasklog_events::{read_all_pages, Position, RecordedEvent};
 use tasklog_projections::Projections;
 
 use super::*;
@@ -15,17 +16,10 @@ async fn all_events(api: &TestServer) -> Vec<RecordedEvent> {
 }
 
 async fn read_log(store: &dyn tasklog_events::EventStore) -> Vec<RecordedEvent> {
-    let mut events = Vec::new();
-    loop {
-        let after = events
-            .last()
-            .map_or(Position::START, |e: &RecordedEvent| e.position);
-        let page = store.read_all(after, 10_000).await.unwrap();
-        if page.is_empty() {
-            return events;
-        }
-        events.extend(page);
-    }
+    read_all_pages(store, Position::START, 10_000)
+        .try_concat()
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,8 +13,11 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use chrono::Utc;
+use futures::TryStreamExt;
 use tasklog_events::task_event::{TaskCreated, TaskStarted};
-use tasklog_events::{verify, EventStore, ExpectedRevision, Metadata, Position, TaskEvent, TaskId};
+use tasklog_events::{
+    read_all_pages, verify, EventStore, ExpectedRevision, Metadata, Position, TaskEvent, TaskId,
+};
 use tasklog_store_sqlite::SqliteStore;
 use uuid::Uuid;
 
@@ -94,11 +97,8 @@ fn check_store(path: &Path, acknowledged: &[(Uuid, Position)], round: usize) {
             .await
             .unwrap_or_else(|e| panic!("round {round}: the log does not verify: {e}"));
         let mut at_position = HashMap::new();
-        let mut after = Position::START;
-        loop {
-            let page = store.read_all(after, 10_000).await.unwrap();
-            let Some(last) = page.last() else { break };
-            after = last.position;
+        let mut pages = read_all_pages(&store, Position::START, 10_000);
+        while let Some(page) = pages.try_next().await.unwrap() {
             at_position.extend(page.into_iter().map(|e| (e.position, e.id)));
         }
         assert_eq!(at_position.len() as u64, report.events);

@@ -21,11 +21,11 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, GenericClient, Statement};
 use uuid::Uuid;
 
-use tasklog_events::append_checks::{earlier_append, Appended};
+use tasklog_events::append_checks::Appended;
 use tasklog_events::append_queue::{AppendRequest, Outcome};
-use tasklog_events::envelope::{NewEvent, Position};
-use tasklog_events::hash_chain::{chain_hash, Hash, HashedFields};
-use tasklog_events::store::{AppendError, AppendResult, StorageError};
+use tasklog_events::append_rules::{BatchPlanner, Head, PlannedEvent};
+use tasklog_events::envelope::Position;
+use tasklog_events::store::StorageError;
 use tasklog_events::subscription::advance_head;
 
 /// Enough to amortise a commit; small enough to keep a batch's latency short.
@@ -195,11 +195,13 @@ pub(super) async fn write_batch(
         tx.query(&statements.stream_revisions, &streams),
     )?;
     let mut log = LogState {
-        tail_position: Position(head_row.get::<_, i64>(0) as u64),
-        tail_hash: head_row
-            .get::<_, &[u8]>(1)
-            .try_into()
-            .expect("log_head.hash holds 32 bytes"),
+        planner: BatchPlanner::new(Head {
+            position: Position(head_row.get::<_, i64>(0) as u64),
+            hash: head_row
+                .get::<_, &[u8]>(1)
+                .try_into()
+                .expect("log_head.hash holds 32 bytes"),
+        }),
         appended: event_rows
             .iter()
             .map(|row| {
@@ -218,13 +220,14 @@ pub(super) async fn write_batch(
                 (row.get(0), revision.map(|r| r as u64))
             })
             .collect(),
-        rows: Rows::default(),
     };
     let outcomes: Vec<Outcome> = batch.iter().map(|request| log.append(request)).collect();
-    if log.rows.positions.is_empty() {
-        return Ok((outcomes, log.tail_position));
+    let head = log.planner.head();
+    let planned = log.planner.planned();
+    if planned.is_empty() {
+        return Ok((outcomes, head.position));
     }
-    let rows = &log.rows;
+    let rows = Rows::of(planned);
     let columns: [&(dyn ToSql + Sync); 12] = [
         &rows.positions,
         &rows.streams,
@@ -239,27 +242,25 @@ pub(super) async fn write_batch(
         &rows.causation_ids,
         &rows.hashes,
     ];
-    let tail = log.tail_position.0 as i64;
-    let tail_hash = &log.tail_hash[..];
-    let notification = tail.to_string();
-    let head: [&(dyn ToSql + Sync); 2] = [&tail, &tail_hash];
+    let head_position = head.position.0 as i64;
+    let head_hash = &head.hash[..];
+    let notification = head_position.to_string();
+    let head_columns: [&(dyn ToSql + Sync); 2] = [&head_position, &head_hash];
     let notify: [&(dyn ToSql + Sync); 2] = [&channel, &notification];
     futures::try_join!(
         tx.execute(&statements.insert, &columns),
-        tx.execute(&statements.update_head, &head),
+        tx.execute(&statements.update_head, &head_columns),
         tx.execute(&statements.notify, &notify),
     )?;
-    Ok((outcomes, log.tail_position))
+    Ok((outcomes, head.position))
 }
 
-/// What a batch knows of the log while it decides: the tail, the ids and
-/// stream revisions it looked up, updated by each append it accepts.
+/// What a batch knows of the log while it decides: the ids and stream
+/// revisions it looked up, kept up to date with each append it accepts.
 struct LogState<'a> {
-    tail_position: Position,
-    tail_hash: Hash,
+    planner: BatchPlanner<'a>,
     appended: HashMap<Uuid, Appended>,
     revisions: HashMap<String, Option<u64>>,
-    rows: Rows<'a>,
 }
 
 impl<'a> LogState<'a> {
@@ -274,48 +275,26 @@ impl<'a> LogState<'a> {
             .iter()
             .map(|event| self.appended.get(&event.id).cloned())
             .collect();
-        if let Some(earlier) = earlier_append(stream, events, &found) {
-            return earlier;
-        }
-        let actual = self.revisions.get(stream).copied().flatten();
-        if !expected.admits(actual) {
-            return Err(AppendError::Conflict {
-                stream: stream.clone(),
-                expected: *expected,
-                actual,
-            });
-        }
-        let first_revision = actual.map_or(0, |revision| revision + 1);
-        let first_position = Position(self.tail_position.0 + 1);
-        for (offset, event) in events.iter().enumerate() {
-            let position = Position(self.tail_position.0 + 1);
-            let revision = first_revision + offset as u64;
-            self.tail_hash = chain_hash(
-                &self.tail_hash,
-                &HashedFields::of_new(stream, revision, event),
-            );
-            self.tail_position = position;
-            self.rows
-                .push(position, stream, revision, event, self.tail_hash);
+        let revision = self.revisions.get(stream).copied().flatten();
+        let (outcome, planned) = self
+            .planner
+            .plan(stream, *expected, events, &found, revision);
+        for event in planned {
             let appended = Appended {
-                position,
+                position: event.position,
                 stream: stream.clone(),
-                revision,
+                revision: event.revision,
             };
-            self.appended.insert(event.id, appended);
+            self.appended.insert(event.event.id, appended);
         }
-        let revision = first_revision + events.len() as u64 - 1;
-        self.revisions.insert(stream.clone(), Some(revision));
-        Ok(AppendResult {
-            first_position,
-            last_position: self.tail_position,
-            revision,
-        })
+        if let Ok(result) = &outcome {
+            self.revisions.insert(stream.clone(), Some(result.revision));
+        }
+        outcome
     }
 }
 
 /// The batch's new events, column by column, for one `INSERT .. unnest(..)`.
-#[derive(Default)]
 struct Rows<'a> {
     positions: Vec<i64>,
     streams: Vec<&'a str>,
@@ -328,29 +307,29 @@ struct Rows<'a> {
     actors: Vec<Option<&'a str>>,
     request_ids: Vec<Option<&'a str>>,
     causation_ids: Vec<Option<Uuid>>,
-    hashes: Vec<Vec<u8>>,
+    hashes: Vec<&'a [u8]>,
 }
 
 impl<'a> Rows<'a> {
-    fn push(
-        &mut self,
-        position: Position,
-        stream: &'a str,
-        revision: u64,
-        event: &'a NewEvent,
-        hash: Hash,
-    ) {
-        self.positions.push(position.0 as i64);
-        self.streams.push(stream);
-        self.revisions.push(revision as i64);
-        self.ids.push(event.id);
-        self.event_types.push(&event.event_type);
-        self.schema_versions.push(event.schema_version as i32);
-        self.recorded_at.push(event.recorded_at);
-        self.payloads.push(&event.payload);
-        self.actors.push(event.metadata.actor.as_deref());
-        self.request_ids.push(event.metadata.request_id.as_deref());
-        self.causation_ids.push(event.metadata.causation_id);
-        self.hashes.push(hash.to_vec());
+    fn of(planned: &'a [PlannedEvent<'a>]) -> Self {
+        let events = || planned.iter();
+        Rows {
+            positions: events().map(|p| p.position.0 as i64).collect(),
+            streams: events().map(|p| p.stream).collect(),
+            revisions: events().map(|p| p.revision as i64).collect(),
+            ids: events().map(|p| p.event.id).collect(),
+            event_types: events().map(|p| p.event.event_type.as_str()).collect(),
+            schema_versions: events().map(|p| p.event.schema_version as i32).collect(),
+            recorded_at: events().map(|p| p.event.recorded_at).collect(),
+            payloads: events().map(|p| p.event.payload.as_str()).collect(),
+            actors: events()
+                .map(|p| p.event.metadata.actor.as_deref())
+                .collect(),
+            request_ids: events()
+                .map(|p| p.event.metadata.request_id.as_deref())
+                .collect(),
+            causation_ids: events().map(|p| p.event.metadata.causation_id).collect(),
+            hashes: events().map(|p| &p.hash[..]).collect(),
+        }
     }
 }

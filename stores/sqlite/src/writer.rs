@@ -28,11 +28,11 @@ use rusqlite::{
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
-use tasklog_events::append_checks::{self, Appended};
+use tasklog_events::append_checks::Appended;
 use tasklog_events::append_queue::{AppendRequest, Outcome};
+use tasklog_events::append_rules::{BatchPlanner, Head, PlannedEvent};
 use tasklog_events::envelope::{NewEvent, Position};
-use tasklog_events::hash_chain::{chain_hash, Hash, HashedFields, GENESIS};
-use tasklog_events::store::{AppendError, AppendResult, StorageError};
+use tasklog_events::store::StorageError;
 use tasklog_events::subscription::advance_head;
 
 /// Enough to amortise a commit; small enough to keep a batch's latency short.
@@ -169,54 +169,41 @@ fn commit(
     durability: &Durability,
 ) -> rusqlite::Result<(Vec<Outcome>, Position)> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    // Read the tail afresh each batch: another process may have written.
-    let mut tail = Tail::read(&tx)?;
+    // Read the head afresh each batch: another process may have written.
+    let mut planner = BatchPlanner::new(read_head(&tx)?);
     let outcomes = {
         let mut statements = Statements::prepare(&tx)?;
         batch
             .iter()
-            .map(|request| append(&mut statements, request, &mut tail))
+            .map(|request| append(&mut statements, request, &mut planner))
             .collect::<rusqlite::Result<Vec<_>>>()?
     };
-    let before = durability.written.swap(tail.position.0, Ordering::SeqCst);
+    let last_position = planner.head().position;
+    let before = durability.written.swap(last_position.0, Ordering::SeqCst);
     if let Err(error) = tx.commit() {
         durability.written.store(before, Ordering::SeqCst);
         return Err(error);
     }
-    Ok((outcomes, tail.position))
+    Ok((outcomes, last_position))
 }
 
 /// The newest event of the log: where the next one goes and what it chains to.
-struct Tail {
-    position: Position,
-    hash: Hash,
-}
-
-impl Tail {
-    fn read(tx: &Transaction<'_>) -> rusqlite::Result<Tail> {
-        let last = tx
-            .prepare_cached("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")?
-            .query_row([], |row| {
-                Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?))
-            })
-            .optional()?;
-        Ok(match last {
-            None => Tail {
-                position: Position::START,
-                hash: GENESIS,
-            },
-            Some((position, hash)) => Tail {
-                position: Position(position as u64),
-                hash: hash.try_into().map_err(|_| {
-                    rusqlite::Error::InvalidColumnType(
-                        1,
-                        "hash".into(),
-                        rusqlite::types::Type::Blob,
-                    )
-                })?,
-            },
+fn read_head(tx: &Transaction<'_>) -> rusqlite::Result<Head> {
+    let last = tx
+        .prepare_cached("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")?
+        .query_row([], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?))
         })
-    }
+        .optional()?;
+    Ok(match last {
+        None => Head::EMPTY,
+        Some((position, hash)) => Head {
+            position: Position(position as u64),
+            hash: hash.try_into().map_err(|_| {
+                rusqlite::Error::InvalidColumnType(1, "hash".into(), rusqlite::types::Type::Blob)
+            })?,
+        },
+    })
 }
 
 /// The statements an append runs, prepared once per batch.
@@ -248,10 +235,13 @@ fn uuid_text<'b>(id: &uuid::Uuid, buffer: &'b mut [u8; 36]) -> &'b str {
     id.hyphenated().encode_lower(buffer)
 }
 
-fn append(
+/// Looks up what the append's rules need, lets the planner decide and
+/// inserts the events it accepts. Each append's rows are in the transaction
+/// before the next append's lookups, which therefore see them.
+fn append<'a>(
     statements: &mut Statements<'_>,
-    request: &AppendRequest,
-    tail: &mut Tail,
+    request: &'a AppendRequest,
+    planner: &mut BatchPlanner<'a>,
 ) -> rusqlite::Result<Outcome> {
     let AppendRequest {
         stream,
@@ -259,29 +249,22 @@ fn append(
         events,
         ..
     } = request;
-    if let Some(earlier) = earlier_append(&mut statements.find_event, stream, events)? {
-        return Ok(earlier);
-    }
-    let actual: Option<u64> = statements
+    let found = find_events(&mut statements.find_event, events)?;
+    let revision: Option<u64> = statements
         .stream_revision
         .query_row([stream], |row| row.get::<_, Option<i64>>(0))?
         .map(|revision| revision as u64);
-    if !expected.admits(actual) {
-        return Ok(Err(AppendError::Conflict {
-            stream: stream.clone(),
-            expected: *expected,
-            actual,
-        }));
-    }
-    let first_revision = actual.map_or(0, |revision| revision + 1);
-    let insert = &mut statements.insert;
+    let (outcome, planned) = planner.plan(stream, *expected, events, &found, revision);
     let (mut id_buffer, mut causation_buffer) = ([0; 36], [0; 36]);
-    let first_position = Position(tail.position.0 + 1);
-    for (offset, event) in events.iter().enumerate() {
-        let position = Position(tail.position.0 + 1);
-        let revision = first_revision + offset as u64;
-        let hash = chain_hash(&tail.hash, &HashedFields::of_new(stream, revision, event));
-        insert.execute(params![
+    for &PlannedEvent {
+        position,
+        stream,
+        revision,
+        event,
+        hash,
+    } in planned
+    {
+        statements.insert.execute(params![
             position.0 as i64,
             stream,
             revision as i64,
@@ -299,22 +282,15 @@ fn append(
                 .map(|id| uuid_text(id, &mut causation_buffer)),
             &hash[..],
         ])?;
-        *tail = Tail { position, hash };
     }
-    Ok(Ok(AppendResult {
-        first_position,
-        last_position: tail.position,
-        revision: first_revision + events.len() as u64 - 1,
-    }))
+    Ok(outcome)
 }
 
-/// If these events were appended before, the result of that append (see
-/// [`earlier_append`](tasklog_events::append_checks::earlier_append)).
-fn earlier_append(
+/// Where the log holds each of `events`' ids, if anywhere.
+fn find_events(
     find: &mut CachedStatement<'_>,
-    stream: &str,
     events: &[NewEvent],
-) -> rusqlite::Result<Option<Outcome>> {
+) -> rusqlite::Result<Vec<Option<Appended>>> {
     let mut buffer = [0; 36];
     let mut found = Vec::with_capacity(events.len());
     for event in events {
@@ -329,5 +305,5 @@ fn earlier_append(
             .optional()?;
         found.push(row);
     }
-    Ok(append_checks::earlier_append(stream, events, &found))
+    Ok(found)
 }

@@ -14,12 +14,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use proptest::prelude::*;
 use uuid::Uuid;
 
 use tasklog_events::envelope::{Metadata, NewEvent, Position, RecordedEvent};
 use tasklog_events::hash_chain::verify;
+use tasklog_events::paging::read_all_pages;
 use tasklog_events::store::{AppendError, EventStore, ExpectedRevision};
 
 /// One test function per case, each on a fresh store.
@@ -79,14 +80,10 @@ fn payloads(events: &[RecordedEvent]) -> Vec<String> {
 }
 
 async fn read_everything(store: &dyn EventStore) -> Vec<RecordedEvent> {
-    let mut all = Vec::new();
-    let mut after = Position::START;
-    loop {
-        let page = store.read_all(after, 1000).await.unwrap();
-        let Some(last) = page.last() else { return all };
-        after = last.position;
-        all.extend(page);
-    }
+    read_all_pages(store, Position::START, 1000)
+        .try_concat()
+        .await
+        .unwrap()
 }
 
 fn assert_strictly_increasing(events: &[RecordedEvent]) {
