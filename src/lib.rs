@@ -21,3 +21,6 @@ pub mod bench;
 pub mod cli;
 pub mod http;
 pub mod rules;
+
+/// What a command that can fail in many ways returns: its cause, for the terminal.
+pub type Failure = Box<dyn std::error::Error + Send + Sync>;

@@ -142,12 +142,14 @@ mod hex_hash {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(hash: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&crate::hash_chain::to_hex(hash))
+        s.serialize_str(&hex::encode(hash))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
         let text = String::deserialize(d)?;
-        crate::hash_chain::from_hex(&text)
-            .ok_or_else(|| serde::de::Error::custom("a hash is 64 hex characters"))
+        let mut hash = [0; 32];
+        hex::decode_to_slice(text, &mut hash)
+            .map_err(|_| serde::de::Error::custom("a hash is 64 hex characters"))?;
+        Ok(hash)
     }
 }

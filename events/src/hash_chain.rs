@@ -7,19 +7,15 @@
 //! positions its own way; the order is in the chain itself. Editing an event
 //! breaks its hash; removing or moving one breaks the hash of the event after it.
 //! Only a rewrite of the whole suffix of the log goes unseen, which is why
-//! [`verify`] reports the head hash: keep it somewhere else to anchor the log.
+//! [`verify`](crate::verify) reports the head hash: keep it somewhere else to
+//! anchor the log.
 //!
 //! The exact byte layout is in `docs/store.md`, for auditors with other tools.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
-use futures::TryStreamExt;
 use sha2::{Digest, Sha256};
 
-use crate::envelope::{Metadata, NewEvent, Position, RecordedEvent};
-use crate::paging::read_all_pages;
-use crate::store::{EventStore, ReadError};
+use crate::envelope::{Metadata, NewEvent, RecordedEvent};
 
 pub type Hash = [u8; 32];
 
@@ -103,159 +99,9 @@ pub fn chain_hash(previous: &Hash, event: &HashedFields<'_>) -> Hash {
     h.finalize().into()
 }
 
-pub fn to_hex(hash: &Hash) -> String {
-    use std::fmt::Write;
-    hash.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
-pub fn from_hex(text: &str) -> Option<Hash> {
-    if text.len() != 64 || !text.is_ascii() {
-        return None;
-    }
-    let mut hash = [0; 32];
-    for (i, byte) in hash.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(hash)
-}
-
-/// What a healthy log looks like after [`verify`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct VerifyReport {
-    /// Whether the hash chain was checked (see [`EventStore::keeps_hash_chain`]);
-    /// if not, `head_hash` means nothing.
-    pub chained: bool,
-    pub events: u64,
-    pub streams: u64,
-    pub head: Position,
-    pub head_hash: Hash,
-}
-
-/// The first thing wrong with a log.
-#[derive(Debug, thiserror::Error)]
-pub enum VerifyError {
-    #[error("position {position}: the hash does not match; this event was edited, or one before it was removed or moved")]
-    BrokenChain { position: Position },
-    #[error("position {position} follows position {previous}: the log is out of order")]
-    OutOfOrder {
-        position: Position,
-        previous: Position,
-    },
-    #[error("position {position}: {stream} has revision {revision} where {expected} was due")]
-    RevisionGap {
-        position: Position,
-        stream: String,
-        revision: u64,
-        expected: u64,
-    },
-    #[error("reading the log: {0}")]
-    Read(#[from] ReadError),
-}
-
-impl VerifyError {
-    /// The first bad position, if the log itself is at fault.
-    pub fn position(&self) -> Option<Position> {
-        match self {
-            VerifyError::BrokenChain { position }
-            | VerifyError::OutOfOrder { position, .. }
-            | VerifyError::RevisionGap { position, .. } => Some(*position),
-            VerifyError::Read(_) => None,
-        }
-    }
-}
-
-/// Walks the whole log: positions rise, each stream's revisions run 0, 1, 2, ..
-/// and every hash follows from the one before. The next page is read while
-/// the current one is checked.
-pub async fn verify(store: &dyn EventStore) -> Result<VerifyReport, VerifyError> {
-    const PAGE: usize = 8192;
-    let mut checker = Checker {
-        chained: store.keeps_hash_chain(),
-        previous: Position::START,
-        previous_hash: GENESIS,
-        next_revision: HashMap::new(),
-        events: 0,
-    };
-    let mut pages = read_all_pages(store, Position::START, PAGE);
-    let mut page = pages.try_next().await?;
-    while let Some(current) = page {
-        // The read goes first so that it runs while this page is checked.
-        let (next, checked) = futures::join!(pages.try_next(), async {
-            current.iter().try_for_each(|event| checker.check(event))
-        });
-        checked?;
-        page = next?;
-    }
-    Ok(VerifyReport {
-        chained: checker.chained,
-        events: checker.events,
-        streams: checker.next_revision.len() as u64,
-        head: checker.previous,
-        head_hash: checker.previous_hash,
-    })
-}
-
-/// What [`verify`] knows of the log so far.
-struct Checker {
-    chained: bool,
-    previous: Position,
-    previous_hash: Hash,
-    next_revision: HashMap<String, u64>,
-    events: u64,
-}
-
-impl Checker {
-    fn check(&mut self, event: &RecordedEvent) -> Result<(), VerifyError> {
-        if event.position <= self.previous {
-            return Err(VerifyError::OutOfOrder {
-                position: event.position,
-                previous: self.previous,
-            });
-        }
-        if self.chained && chain_hash(&self.previous_hash, &event.into()) != event.hash {
-            return Err(VerifyError::BrokenChain {
-                position: event.position,
-            });
-        }
-        let expected = self
-            .next_revision
-            .get(event.stream.as_str())
-            .copied()
-            .unwrap_or(0);
-        if event.revision != expected {
-            return Err(VerifyError::RevisionGap {
-                position: event.position,
-                stream: event.stream.clone(),
-                revision: event.revision,
-                expected,
-            });
-        }
-        match self.next_revision.get_mut(event.stream.as_str()) {
-            Some(next) => *next += 1,
-            None => {
-                self.next_revision.insert(event.stream.clone(), 1);
-            }
-        }
-        self.previous = event.position;
-        self.previous_hash = event.hash;
-        self.events += 1;
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hex_round_trips() {
-        let hash: Hash = std::array::from_fn(|i| (i * 7) as u8);
-        assert_eq!(from_hex(&to_hex(&hash)), Some(hash));
-        assert_eq!(from_hex("zz"), None);
-    }
 
     #[test]
     fn every_hashed_field_changes_the_hash() {

@@ -20,8 +20,8 @@
 //!   batch (idempotency, expected revision, positions, hash chain), without I/O.
 //! - [`store`]: the [`EventStore`] trait, expected revisions, the error enums.
 //! - [`hash_chain`]: the hash that chains each event to the one before it in the
-//!   global log, and [`verify`](hash_chain::verify), which walks the log and names
-//!   the first bad position.
+//!   global log.
+//! - [`verify`](mod@verify): walks the log and names the first bad position.
 //! - [`append_queue`]: the hand-over from appenders to a backend's single writer
 //!   (group commit).
 //! - [`paging`]: [`read_all_pages`], the log a page at a time, for every reader
@@ -50,13 +50,14 @@ pub mod stream_id;
 pub mod stream_name;
 pub mod subscription;
 pub mod task_event;
+pub mod verify;
 
 pub use envelope::{Metadata, NewEvent, Position, RecordedEvent};
 pub use event_enum::{DecodeError, DomainEvent};
-pub use hash_chain::{verify, VerifyError, VerifyReport};
 pub use paging::read_all_pages;
 pub use store::{
     AppendError, AppendResult, EventStore, EventStream, ExpectedRevision, ReadError, StorageError,
 };
 pub use stream_name::StreamName;
 pub use task_event::{TaskEvent, TaskId};
+pub use verify::{verify, VerifyError, VerifyReport};

@@ -9,10 +9,11 @@ use clap::Args;
 use futures::StreamExt;
 use serde_json::{json, Value};
 
-use super::{percentile, run_concurrently, BenchStore, Failure, Figure, Output};
+use super::{percentile, run_concurrently, BenchStore, Figure, Output};
 use crate::app::clock::SystemClock;
 use crate::app::server::Server;
 use crate::http::auth::{new_secret, Scope, Token, Tokens};
+use crate::Failure;
 
 #[derive(Debug, Args)]
 pub struct ApiBench {

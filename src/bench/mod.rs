@@ -12,6 +12,7 @@ use clap::{Args, Subcommand};
 use tasklog_events::EventStore;
 
 use crate::app::store_url::StoreUrl;
+use crate::Failure;
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
@@ -127,8 +128,6 @@ pub async fn run(command: BenchCommand) -> Result<(), Failure> {
     print_figures(&figures, json);
     Ok(())
 }
-
-pub type Failure = Box<dyn std::error::Error + Send + Sync>;
 
 /// A measured figure: its name and value.
 pub type Figure = (&'static str, f64);

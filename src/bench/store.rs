@@ -11,7 +11,8 @@ use tasklog_events::{
     read_all_pages, EventStore, ExpectedRevision, Metadata, Position, TaskEvent, TaskId,
 };
 
-use super::{percentile, run_concurrently, BenchStore, Failure, Figure, Output};
+use super::{percentile, run_concurrently, BenchStore, Figure, Output};
+use crate::Failure;
 
 #[derive(Debug, Args)]
 pub struct StoreBench {

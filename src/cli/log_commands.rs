@@ -7,8 +7,9 @@ use futures::{StreamExt, TryStreamExt};
 use tasklog_events::{read_all_pages, Position, RecordedEvent, TaskId};
 
 use crate::app::event_filter::EventFilter;
-use crate::cli::{ExportArgs, Failure, TailArgs};
+use crate::cli::args::{ExportArgs, TailArgs};
 use crate::http::cloud_event::CloudEvent;
+use crate::Failure;
 
 /// Writes the chosen events as JSON Lines, one CloudEvent a line.
 pub async fn export(args: ExportArgs) -> Result<(), Failure> {

@@ -1,25 +1,28 @@
 //! The `tasklog` command line.
 //!
-//! [`log_commands`]: `tasklog export` and `tail`, straight from the store.
+//! # Layout
+//! - [`args`]: the arguments the subcommands share or take.
+//! - [`log_commands`]: `tasklog export` and `tail`, straight from the store.
+//! - this module: the command, `serve`, `verify` and `replay`.
 
+pub mod args;
 pub mod log_commands;
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use futures::TryStreamExt;
 use tasklog_events::{read_all_pages, Position};
 use tasklog_projections::{Projections, TaskState};
 
 use crate::app::clock::SystemClock;
 use crate::app::server::Server;
-use crate::app::store_url::StoreUrl;
 use crate::bench;
 use crate::http::auth::Tokens;
+use crate::Failure;
+use args::{ExportArgs, ServeArgs, StoreArgs, TailArgs};
 
 #[derive(Debug, Parser)]
 #[command(name = "tasklog", version, about = "An event-sourced task backend")]
@@ -45,69 +48,6 @@ pub enum Command {
     #[command(subcommand)]
     Bench(bench::BenchCommand),
 }
-
-/// Where the log lives; every command that reads it takes these.
-#[derive(Debug, Args)]
-pub struct StoreArgs {
-    /// The data directory: the embedded store and the tokens file.
-    #[arg(long, env = "TASKLOG_DATA_DIR", default_value = "./data")]
-    pub data_dir: PathBuf,
-    /// The event store, as a URL; the default is the SQLite file in the data directory.
-    #[arg(long, env = "TASKLOG_STORE")]
-    pub store: Option<StoreUrl>,
-}
-
-impl StoreArgs {
-    pub fn store_url(&self) -> StoreUrl {
-        self.store
-            .clone()
-            .unwrap_or_else(|| StoreUrl::default_in(&self.data_dir))
-    }
-}
-
-#[derive(Debug, Args)]
-pub struct ExportArgs {
-    #[command(flatten)]
-    pub store: StoreArgs,
-    /// Only this task's history.
-    #[arg(long)]
-    pub task: Option<tasklog_events::TaskId>,
-    /// Only events after this position.
-    #[arg(long, default_value_t = 0)]
-    pub after: u64,
-    /// Only events up to and including this position.
-    #[arg(long)]
-    pub until: Option<u64>,
-    /// Write here instead of standard output.
-    #[arg(long)]
-    pub output: Option<PathBuf>,
-}
-
-#[derive(Debug, Args)]
-pub struct TailArgs {
-    #[command(flatten)]
-    pub store: StoreArgs,
-    /// Start after this position; without it, only new events are shown.
-    #[arg(long)]
-    pub after: Option<u64>,
-    /// Only events of tasks of this type.
-    #[arg(long)]
-    pub task_type: Option<String>,
-    /// Only events of this type.
-    #[arg(long)]
-    pub event_type: Option<String>,
-}
-
-#[derive(Debug, Args)]
-pub struct ServeArgs {
-    /// The address to listen on.
-    #[arg(long, env = "TASKLOG_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
-    #[command(flatten)]
-    pub store: StoreArgs,
-}
-
-pub type Failure = Box<dyn std::error::Error + Send + Sync>;
 
 pub fn run(cli: Cli) -> ExitCode {
     tracing_subscriber::fmt()
@@ -178,7 +118,7 @@ async fn verify(args: StoreArgs) -> Result<(), Failure> {
     println!("streams: {}", report.streams);
     println!("head: {}", report.head);
     if report.chained {
-        let head_hash = tasklog_events::hash_chain::to_hex(&report.head_hash);
+        let head_hash = hex::encode(report.head_hash);
         println!("head_hash: {head_hash}");
     } else {
         println!("hash_chain: not kept by this store; positions and revisions checked");

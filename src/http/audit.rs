@@ -167,9 +167,7 @@ pub async fn verify_log(State(state): State<AppState>) -> Result<Response, ApiEr
             ok: true,
             events: Some(report.events),
             head: Some(report.head.0),
-            head_hash: report
-                .chained
-                .then(|| tasklog_events::hash_chain::to_hex(&report.head_hash)),
+            head_hash: report.chained.then(|| hex::encode(report.head_hash)),
             first_bad_position: None,
             message: None,
         },

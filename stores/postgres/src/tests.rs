@@ -8,8 +8,8 @@ use super::{Connect, PostgresStore};
 use crate::testing::{fresh_store, TestSchema};
 use tasklog_events::append_queue::AppendRequest;
 use tasklog_events::envelope::{Metadata, NewEvent, Position, RecordedEvent};
-use tasklog_events::hash_chain::verify;
 use tasklog_events::store::{EventStore, ExpectedRevision};
+use tasklog_events::verify;
 
 tasklog_store_testkit::conformance_tests!(fresh_store());
 

@@ -5,8 +5,9 @@ use tempfile::TempDir;
 
 use super::SqliteStore;
 use tasklog_events::envelope::{Metadata, NewEvent, Position};
-use tasklog_events::hash_chain::{chain_hash, verify, VerifyError};
+use tasklog_events::hash_chain::chain_hash;
 use tasklog_events::store::{EventStore, ExpectedRevision};
+use tasklog_events::{verify, VerifyError};
 
 async fn fresh_store() -> Option<(Arc<dyn EventStore>, TempDir)> {
     let dir = tempfile::tempdir().unwrap();

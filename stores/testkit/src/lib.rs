@@ -19,9 +19,9 @@ use proptest::prelude::*;
 use uuid::Uuid;
 
 use tasklog_events::envelope::{Metadata, NewEvent, Position, RecordedEvent};
-use tasklog_events::hash_chain::verify;
 use tasklog_events::paging::read_all_pages;
 use tasklog_events::store::{AppendError, EventStore, ExpectedRevision};
+use tasklog_events::verify;
 
 /// One test function per case, each on a fresh store.
 #[macro_export]
