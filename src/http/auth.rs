@@ -15,6 +15,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
 
 /// What a token may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,7 +119,7 @@ impl Tokens {
     pub fn find(&self, presented: &str) -> Option<&Token> {
         self.tokens
             .iter()
-            .find(|t| constant_time_eq(t.token.as_bytes(), presented.as_bytes()))
+            .find(|t| bool::from(t.token.as_bytes().ct_eq(presented.as_bytes())))
     }
 
     /// Loads `tokens.json` from `data_dir` and adds `env_token`; with neither,
@@ -168,10 +169,6 @@ pub fn new_secret() -> String {
         uuid::Uuid::new_v4().simple(),
         uuid::Uuid::new_v4().simple()
     )
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
