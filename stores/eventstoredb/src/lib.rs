@@ -23,6 +23,11 @@
 //! `esdb+discover://..` for a cluster; `kurrentdb://` is read as `esdb://`)
 //! with one more optional parameter, `namespace`: a prefix put before every
 //! stream name, so several tasklog deployments (or tests) can share a server.
+//!
+//! # Layout
+//! - this module: [`EventStoreDbStore`], the URL, the mapping of events and
+//!   expected revisions to the server's, the live `$all` subscription.
+//! - [`testing`] (feature `testing`): a namespace per test on a configured server.
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

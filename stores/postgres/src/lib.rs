@@ -10,6 +10,13 @@
 //! The URL is a libpq-style URL (`postgres://user:password@host:port/database`)
 //! with one more optional parameter, `schema` (default `tasklog`): the schema
 //! that holds tasklog's tables, created on first start.
+//!
+//! # Layout
+//! - this module: [`PostgresStore`], the URL, the [`EventStore`] reads.
+//! - `writer`: the per-node writer task (head row lock, group commit).
+//! - `listener`: `LISTEN/NOTIFY` turned into head updates.
+//! - `schema`: the versioned migrations, and reading rows back as events.
+//! - [`testing`] (feature `testing`): a fresh schema per test.
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -4,6 +4,11 @@
 //! thread flushes each batch to disk before its appenders hear back
 //! ([`writer`]); reads use their own connections, which WAL lets run beside
 //! the writer without blocking it. The file layout is in [`schema`].
+//!
+//! # Layout
+//! - this module: [`SqliteStore`], the [`EventStore`] reads.
+//! - `writer`: the writer and syncer threads (group commit, fdatasync on ack).
+//! - `schema`: the tables, their migrations, and reading rows back as events.
 
 mod schema;
 mod writer;

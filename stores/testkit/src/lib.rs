@@ -8,6 +8,11 @@
 //! ```ignore
 //! tasklog_store_testkit::conformance_tests!(fresh_store());
 //! ```
+//!
+//! # Layout
+//! - [`conformance_tests!`](crate::conformance_tests): one test function per case.
+//! - the cases, one `pub async fn` each, and `matches_a_vec_model`: a random
+//!   workload checked against a plain `Vec`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
