@@ -29,6 +29,15 @@ impl StoreUrl {
         StoreUrl::Sqlite(data_dir.join("tasklog.sqlite"))
     }
 
+    /// The URL as given, password and all, for a process of tasklog's own
+    /// (what it displays leaves the password out).
+    pub fn with_secrets(&self) -> String {
+        match self {
+            StoreUrl::Sqlite(path) => format!("sqlite://{}", path.display()),
+            StoreUrl::Postgres(url) | StoreUrl::EventStoreDb(url) => url.clone(),
+        }
+    }
+
     pub async fn open(&self) -> Result<Arc<dyn EventStore>, StorageError> {
         match self {
             StoreUrl::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path)?)),

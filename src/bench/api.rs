@@ -9,7 +9,7 @@ use clap::Args;
 use futures::StreamExt;
 use serde_json::{json, Value};
 
-use super::{percentile, run_concurrently, BenchStore, Figure, Output};
+use super::{percentile, rss_bytes, run_concurrently, BenchStore, Figure, Output};
 use crate::app::clock::SystemClock;
 use crate::app::server::Server;
 use crate::http::auth::{new_secret, Scope, Token, Tokens};
@@ -61,7 +61,7 @@ pub async fn run(bench: ApiBench) -> Result<Vec<Figure>, Failure> {
     // A live SSE subscriber from the head, timing when each create reaches it.
     let acked: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let delivered = tokio::spawn(watch_stream(api.clone(), bench.creates));
-    let rss_before = rss_bytes();
+    let rss_before = rss_bytes("self");
     let started = Instant::now();
     let mut latencies = run_concurrently(bench.connections, bench.creates, {
         let (api, acked) = (api.clone(), acked.clone());
@@ -95,7 +95,7 @@ pub async fn run(bench: ApiBench) -> Result<Vec<Figure>, Failure> {
         )
         .into());
     }
-    let rss_growth = rss_bytes().saturating_sub(rss_before) as f64;
+    let rss_growth = rss_bytes("self").saturating_sub(rss_before) as f64;
 
     let started = Instant::now();
     run_concurrently(bench.workers, bench.lifecycles, {
@@ -263,14 +263,4 @@ async fn watch_stream(api: Client, creates: u64) -> Result<HashMap<String, Insta
         }
     }
     Ok(arrived)
-}
-
-/// This process's resident memory, from /proc (0 where there is none).
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
 }

@@ -2,6 +2,7 @@
 //! `name: value` lines, or one JSON object with `--json`.
 
 mod api;
+mod history;
 mod store;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +21,8 @@ pub enum BenchCommand {
     Store(store::StoreBench),
     /// Start a server on a fresh store and drive it over HTTP.
     Api(api::ApiBench),
+    /// Fill a fresh store with a long history, then restart a server over it.
+    History(history::HistoryBench),
 }
 
 /// Options every benchmark takes.
@@ -39,6 +42,8 @@ pub struct Output {
 /// A new, empty store for one run, and what to remove afterwards.
 pub struct BenchStore {
     pub store: Arc<dyn EventStore>,
+    /// The store's URL, for a server process of its own.
+    pub url: StoreUrl,
     place: Place,
 }
 
@@ -54,9 +59,10 @@ impl BenchStore {
         match url {
             None | Some(StoreUrl::Sqlite(_)) => {
                 let dir = tempfile::tempdir()?;
-                let store = StoreUrl::default_in(dir.path()).open().await?;
+                let url = StoreUrl::default_in(dir.path());
                 Ok(BenchStore {
-                    store,
+                    store: url.open().await?,
+                    url,
                     place: Place::Directory(dir),
                 })
             }
@@ -68,6 +74,7 @@ impl BenchStore {
                 let store = tasklog_store_postgres::PostgresStore::connect(&url).await?;
                 Ok(BenchStore {
                     store: Arc::new(store.clone()),
+                    url: StoreUrl::Postgres(url),
                     place: Place::Schema(store),
                 })
             }
@@ -81,6 +88,7 @@ impl BenchStore {
                 let url = StoreUrl::EventStoreDb(format!("{base}{separator}namespace={namespace}"));
                 Ok(BenchStore {
                     store: url.open().await?,
+                    url,
                     place: Place::Namespace,
                 })
             }
@@ -124,6 +132,10 @@ pub async fn run(command: BenchCommand) -> Result<(), Failure> {
             let json = bench.output.json;
             (api::run(bench).await?, json)
         }
+        BenchCommand::History(bench) => {
+            let json = bench.output.json;
+            (history::run(bench).await?, json)
+        }
     };
     print_figures(&figures, json);
     Ok(())
@@ -149,6 +161,17 @@ fn print_figures(figures: &[Figure], json: bool) {
 /// Figures keep three decimals: enough for milliseconds, no noise beyond.
 fn rounded(value: f64) -> f64 {
     (value * 1000.0).round() / 1000.0
+}
+
+/// The resident memory of process `pid` ("self": this one), from /proc (0
+/// where there is none).
+pub fn rss_bytes(pid: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
 }
 
 /// The `fraction` percentile of `samples` (sorted in place).

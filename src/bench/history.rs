@@ -1,0 +1,328 @@
+//! `tasklog bench history`: what a long history costs a server that restarts
+//! over it: memory, time until it serves, reads of finished tasks, deep list
+//! pages, and a fold of the whole log into fresh views.
+//!
+//! The store is filled through the task rules the API runs (create, claim,
+//! complete), most tasks finished and a fixed number pending, then a
+//! `tasklog serve` process of its own is started over it, once at a quarter of
+//! the history and once at all of it, so memory that grows with the history
+//! shows as a ratio.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use clap::Args;
+use futures::TryStreamExt;
+use serde_json::Value;
+use tasklog_events::envelope::recorded;
+use tasklog_events::task_event::TaskCreated;
+use tasklog_events::{
+    read_all_pages, EventStore, ExpectedRevision, Metadata, NewEvent, Position, TaskEvent, TaskId,
+};
+use tasklog_projections::{Projections, TaskView};
+
+use super::{percentile, rss_bytes, run_concurrently, BenchStore, Figure, Output};
+use crate::app::store_url::StoreUrl;
+use crate::http::auth::new_secret;
+use crate::rules::task::{decide, Command as TaskCommand};
+use crate::Failure;
+
+/// Tasks are spread over this many types, so a list by type walks a share.
+const TYPES: u64 = 10;
+/// Memory that follows the work in flight, not the history, grows at most
+/// this much from a quarter of the history to all of it.
+const FLAT_RSS_RATIO: f64 = 1.25;
+
+#[derive(Debug, Args)]
+pub struct HistoryBench {
+    /// How many tasks the history holds.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub tasks: u64,
+    /// How many of them are pending; the others are completed.
+    #[arg(long, default_value_t = 10_000)]
+    pub pending: u64,
+    /// How many appenders fill the store at once.
+    #[arg(long, default_value_t = 64)]
+    pub appenders: u64,
+    #[command(flatten)]
+    pub output: Output,
+}
+
+pub async fn run(bench: HistoryBench) -> Result<Vec<Figure>, Failure> {
+    let fresh = BenchStore::open(bench.output.store.as_ref()).await?;
+    let store = fresh.store.clone();
+    let server_dir = tempfile::tempdir()?;
+    let token = new_secret();
+    let finished: Arc<Mutex<Vec<TaskId>>> = Arc::default();
+    let now = Utc::now();
+
+    // A quarter of the history, with every pending task.
+    let quarter = (bench.tasks / 4).max(bench.pending);
+    let started = Instant::now();
+    fill(&store, 0, bench.pending, false, now, &bench, &finished).await?;
+    fill(&store, bench.pending, quarter, true, now, &bench, &finished).await?;
+    let server = ServerProcess::start(&fresh.url, server_dir.path(), &token).await?;
+    let rss_quarter = server.rss_bytes();
+    server.stop();
+
+    // The rest of the history, all of it finished.
+    fill(&store, quarter, bench.tasks, true, now, &bench, &finished).await?;
+    let fill_seconds = started.elapsed().as_secs_f64();
+    let server = ServerProcess::start(&fresh.url, server_dir.path(), &token).await?;
+    let restart_seconds = server.started_in.as_secs_f64();
+    let finished = std::mem::take(&mut *finished.lock().expect("finished"));
+    let mut gets = server.get_finished(&finished).await?;
+    let mut pages = server.list_pages().await?;
+    let rss_all = server.rss_bytes();
+    server.stop();
+
+    let started = Instant::now();
+    let folded = fold_the_log(&*store).await?;
+    let fold_seconds = started.elapsed().as_secs_f64();
+    drop(store);
+    fresh.remove().await?;
+
+    let ratio = rss_all as f64 / rss_quarter.max(1) as f64;
+    if ratio > FLAT_RSS_RATIO {
+        eprintln!(
+            "memory grows with the history: {:.0} MB at {} tasks, {:.0} MB at {}",
+            mb(rss_quarter),
+            quarter,
+            mb(rss_all),
+            bench.tasks
+        );
+    }
+    Ok(vec![
+        ("tasks", bench.tasks as f64),
+        ("fill_tasks_per_s", bench.tasks as f64 / fill_seconds),
+        ("rss_mb", mb(rss_all)),
+        ("rss_mb_at_quarter", mb(rss_quarter)),
+        ("rss_ratio_to_quarter", ratio),
+        ("rss_flat", f64::from(u8::from(ratio <= FLAT_RSS_RATIO))),
+        ("restart_to_serving_s", restart_seconds),
+        ("get_finished_p99_ms", percentile(&mut gets, 0.99)),
+        ("list_page_p99_ms", percentile(&mut pages, 0.99)),
+        ("rebuild_events_per_s", folded as f64 / fold_seconds),
+    ])
+}
+
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / 1_048_576.0
+}
+
+/// Appends tasks `from..to`, pending or completed, each in one append.
+async fn fill(
+    store: &Arc<dyn EventStore>,
+    from: u64,
+    to: u64,
+    finish: bool,
+    now: DateTime<Utc>,
+    bench: &HistoryBench,
+    finished: &Arc<Mutex<Vec<TaskId>>>,
+) -> Result<(), Failure> {
+    let count = to.saturating_sub(from);
+    run_concurrently(bench.appenders, count, {
+        let (store, finished) = (store.clone(), finished.clone());
+        move |n| {
+            let (store, finished) = (store.clone(), finished.clone());
+            async move {
+                let id = TaskId::new();
+                let events = task_events(id, from + n, finish, now)?;
+                let stream = id.stream();
+                store
+                    .append(&stream, ExpectedRevision::NoStream, events)
+                    .await?;
+                if finish {
+                    finished.lock().expect("finished").push(id);
+                }
+                Ok(())
+            }
+        }
+    })
+    .await?;
+    Ok(())
+}
+
+/// Task `n`'s events as the API would make them: created, and if `finish`,
+/// claimed and completed.
+fn task_events(
+    id: TaskId,
+    n: u64,
+    finish: bool,
+    now: DateTime<Utc>,
+) -> Result<Vec<NewEvent>, Failure> {
+    let created = TaskCreated {
+        name: format!("history-{n}"),
+        task_type: format!("history-{}", n % TYPES),
+        priority: (n % 10) as i64,
+        data: serde_json::json!({"order": n})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+        available_time: now - chrono::Duration::hours(1),
+        expiration_time: now + chrono::Duration::days(365),
+        ..TaskCreated::default()
+    };
+    let worker = "history".to_owned();
+    let mut commands = vec![TaskCommand::Create(created)];
+    if finish {
+        commands.push(TaskCommand::Claim {
+            worker: worker.clone(),
+            lease: chrono::Duration::minutes(5),
+        });
+        commands.push(TaskCommand::Complete { worker });
+    }
+    let mut events: Vec<NewEvent> = Vec::new();
+    for command in &commands {
+        let task = TaskView::fold(&recorded(&id.stream(), 1, events.clone()));
+        let decided: Vec<TaskEvent> = decide(task.as_ref(), command, now)?;
+        events.extend(
+            decided
+                .iter()
+                .map(|e| e.to_new_event(now, Metadata::default())),
+        );
+    }
+    Ok(events)
+}
+
+/// Folds the whole log into fresh views, as a start or a replay does; returns
+/// how many events it folded.
+async fn fold_the_log(store: &dyn EventStore) -> Result<u64, Failure> {
+    let mut projections = Projections::default();
+    let mut folded = 0;
+    let mut pages = read_all_pages(store, Position::START, 8192);
+    while let Some(page) = pages.try_next().await? {
+        folded += page.len() as u64;
+        for event in &page {
+            projections.apply(event);
+        }
+    }
+    Ok(folded)
+}
+
+/// A `tasklog serve` process of its own over the bench's store; killed when dropped.
+struct ServerProcess {
+    child: Child,
+    base: String,
+    token: String,
+    http: reqwest::Client,
+    /// From the process's start until it answered its first request.
+    started_in: Duration,
+}
+
+impl ServerProcess {
+    async fn start(store: &StoreUrl, data_dir: &Path, token: &str) -> Result<Self, Failure> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let started = Instant::now();
+        let child = Command::new(std::env::current_exe()?)
+            .args([
+                "serve",
+                "--listen",
+                &listen,
+                "--store",
+                &store.with_secrets(),
+            ])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("TASKLOG_TOKEN", token)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let mut server = ServerProcess {
+            child,
+            base: format!("http://{listen}"),
+            token: token.to_owned(),
+            http: reqwest::Client::new(),
+            started_in: Duration::ZERO,
+        };
+        let health = format!("{}/healthz", server.base);
+        loop {
+            if let Ok(response) = server.http.get(&health).send().await {
+                if response.status().is_success() {
+                    break;
+                }
+            }
+            if let Some(status) = server.child.try_wait()? {
+                return Err(format!("the server exited before it served: {status}").into());
+            }
+            if started.elapsed() > Duration::from_secs(3600) {
+                return Err("the server did not serve within an hour".into());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        server.started_in = started.elapsed();
+        Ok(server)
+    }
+
+    fn rss_bytes(&self) -> u64 {
+        rss_bytes(&self.child.id().to_string())
+    }
+
+    async fn get(&self, path: &str) -> Result<Value, Failure> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            return Err(format!("GET {path}: {}", response.status()).into());
+        }
+        Ok(response.json().await?)
+    }
+
+    /// Milliseconds of each GET of 2,000 finished tasks drawn at random.
+    async fn get_finished(&self, finished: &[TaskId]) -> Result<Vec<f64>, Failure> {
+        let mut latencies = Vec::new();
+        for _ in 0..2_000.min(finished.len()) {
+            let pick = uuid::Uuid::new_v4().as_u128() % finished.len() as u128;
+            let started = Instant::now();
+            let task = self
+                .get(&format!("/v1/tasks/{}", finished[pick as usize]))
+                .await?;
+            latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+            if task["state"] != "completed" {
+                return Err(format!("a finished task answered {task}").into());
+            }
+        }
+        Ok(latencies)
+    }
+
+    /// Milliseconds of each page of 100 completed tasks of one type, walking
+    /// the list from its start up to 1,000 pages deep.
+    async fn list_pages(&self) -> Result<Vec<f64>, Failure> {
+        let mut latencies = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..1_000 {
+            let mut path = "/v1/tasks?state=completed&type=history-0&limit=100".to_owned();
+            if let Some(cursor) = &cursor {
+                path.push_str(&format!("&cursor={cursor}"));
+            }
+            let started = Instant::now();
+            let page = self.get(&path).await?;
+            latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+            match page["nextCursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => break,
+            }
+        }
+        Ok(latencies)
+    }
+
+    fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
