@@ -210,7 +210,10 @@ impl TaskService {
             }
         }
         tracing::warn!(%position, "the views lag the log; answering from the log");
-        let task = self.view_from_log(id).await?.ok_or(Rejection::NotFound)?;
+        let task = self
+            .view_from_log(id)
+            .await?
+            .ok_or(Rejection::TaskNotFound)?;
         Ok(Written { task, position })
     }
 
@@ -300,12 +303,12 @@ impl TaskService {
                 .await
             {
                 // Made by the first request, or by a concurrent retry.
-                Err(ServiceError::Rejected(Rejection::Conflict(_))) => {
+                Err(ServiceError::Rejected(Rejection::TaskExists)) => {
                     let position = self.views.position();
                     let task = self
                         .view_from_log(task_id)
                         .await?
-                        .ok_or(Rejection::NotFound)?;
+                        .ok_or(Rejection::TaskNotFound)?;
                     Written { task, position }
                 }
                 outcome => outcome?,

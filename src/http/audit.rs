@@ -16,6 +16,7 @@ use super::AppState;
 use crate::app::event_filter::EventFilter;
 use crate::http::auth::Scope;
 use crate::http::cloud_event::CloudEvent;
+use crate::rules::Rejection;
 
 pub fn routes(state: &AppState) -> Router<AppState> {
     let events = Router::new()
@@ -23,10 +24,6 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/v1/events", get(log));
     let admin = Router::new().route("/v1/admin/verify", get(verify_log));
     super::scoped(events, state, Scope::EventsRead).merge(super::scoped(admin, state, Scope::Admin))
-}
-
-fn unavailable(error: impl std::fmt::Display) -> ApiError {
-    ApiError::unavailable(format!("the event store is unavailable: {error}"))
 }
 
 /// Events, in log order.
@@ -46,15 +43,16 @@ pub async fn history(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let task: TaskId = id.parse().map_err(|_| ApiError::task_not_found(&id))?;
+    let not_found = || ApiError::from(Rejection::TaskNotFound);
+    let task: TaskId = id.parse().map_err(|_| not_found())?;
     let events = state
         .service
         .store
         .read_stream(&task.stream(), 0, usize::MAX)
         .await
-        .map_err(unavailable)?;
+        .map_err(ApiError::unavailable)?;
     if events.is_empty() {
-        return Err(ApiError::task_not_found(&id));
+        return Err(not_found());
     }
     let page = EventPage {
         events: events.iter().map(CloudEvent::of).collect(),
@@ -90,9 +88,7 @@ pub async fn log(
 ) -> Result<Response, ApiError> {
     let limit = query.limit.unwrap_or(1000);
     if !(1..=10_000).contains(&limit) {
-        let details =
-            serde_json::Map::from_iter([("limit".to_owned(), "must be from 1 to 10000".into())]);
-        return Err(ApiError::invalid_fields(details));
+        return Err(ApiError::invalid_field("limit", "must be from 1 to 10000"));
     }
     let mut after = Position(query.after.unwrap_or(0));
     let mut kept = Vec::new();
@@ -105,7 +101,7 @@ pub async fn log(
             .store
             .read_all(after, limit)
             .await
-            .map_err(unavailable)?;
+            .map_err(ApiError::unavailable)?;
         if page.is_empty() {
             exhausted = true;
             break;
@@ -173,7 +169,7 @@ pub async fn verify_log(State(state): State<AppState>) -> Result<Response, ApiEr
             first_bad_position: None,
             message: None,
         },
-        Err(tasklog_events::VerifyError::Read(error)) => return Err(unavailable(error)),
+        Err(tasklog_events::VerifyError::Read(error)) => return Err(ApiError::unavailable(error)),
         Err(error) => Verification {
             ok: false,
             events: None,

@@ -28,9 +28,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use tasklog_events::{Metadata, Position};
@@ -105,13 +105,8 @@ pub fn app(state: AppState) -> Router {
             get(|| async { axum::Json(openapi::document()) }),
         )
         .merge(v1)
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method not allowed on this route",
-            )
-        })
+        .fallback(|| async { ApiError::RouteNotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -149,27 +144,17 @@ async fn authorize(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "));
     let Some(token) = presented.and_then(|p| state.tokens.find(p.trim())) else {
-        let mut response =
-            ApiError::new(StatusCode::UNAUTHORIZED, "a valid bearer token is required")
-                .into_response();
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return Ok(response);
+        return Err(ApiError::Unauthorized);
     };
     if let Err(wait) = state.rate_limits.check(token) {
-        let seconds = wait.as_secs_f64().ceil().max(1.0) as u32;
-        return Err(ApiError::too_many_requests(seconds));
+        let retry_after = wait.as_secs_f64().ceil().max(1.0) as u32;
+        return Err(ApiError::RateLimited { retry_after });
     }
     if !token.allows(scope) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            format!(
-                "the token {:?} lacks the scope {}",
-                token.name,
-                scope.as_str()
-            ),
-        ));
+        return Err(ApiError::Forbidden {
+            token: token.name.clone(),
+            scope,
+        });
     }
     let request_id = request_id(request.headers());
     request.extensions_mut().insert(Actor {
@@ -198,11 +183,9 @@ async fn consistency(
             .to_str()
             .ok()
             .and_then(|v| v.parse::<u64>().ok())
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "Tasklog-Min-Position must be a log position (a whole number)",
-                )
+            .ok_or(ApiError::InvalidHeader {
+                name: "Tasklog-Min-Position",
+                expected: "a log position (a whole number)",
             })?;
         if !state
             .service
@@ -210,9 +193,7 @@ async fn consistency(
             .wait_for(Position(wanted), MIN_POSITION_WAIT)
             .await
         {
-            return Err(ApiError::unavailable(format!(
-                "this node has not reached log position {wanted} yet"
-            )));
+            return Err(ApiError::NotCaughtUp(wanted));
         }
     }
     let position = state.service.views.position();

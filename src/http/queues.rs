@@ -107,7 +107,7 @@ pub async fn set_limit(
         );
     }
     if !problems.is_empty() {
-        return Err(ApiError::invalid_fields(problems));
+        return Err(ApiError::InvalidFields(problems));
     }
     let event = QueueEvent::LimitSet(QueueLimitSet {
         max_running: body.max_running,

@@ -15,10 +15,9 @@ use utoipa::ToSchema;
 use super::error::{ApiError, ErrorBody, Json};
 use super::wire::*;
 use super::{Actor, AppState, PositionHeader};
-use crate::app::task_service::ServiceError;
 use crate::http::auth::Scope;
 use crate::rules::schedules::{self, ScheduleCommand};
-use crate::rules::task::Rejection;
+use crate::rules::Rejection;
 
 pub fn routes(state: &AppState) -> Router<AppState> {
     let write = Router::new()
@@ -153,10 +152,7 @@ const MAX_EXPIRES_AFTER_SECONDS: u64 = 365 * 86_400;
 /// Reads a schedule body field by field, so every wrong field is named.
 pub fn parse_schedule(body: Value) -> Result<ScheduleCreated, ApiError> {
     let Value::Object(mut fields) = body else {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "the body must be a JSON object",
-        ));
+        return Err(ApiError::NotAnObject);
     };
     let mut problems = Map::new();
     let name = text(fields.remove("name"), "name", &mut problems);
@@ -205,7 +201,7 @@ pub fn parse_schedule(body: Value) -> Result<ScheduleCreated, ApiError> {
                 start_mode,
             })
         }
-        _ => Err(ApiError::invalid_fields(problems)),
+        _ => Err(ApiError::InvalidFields(problems)),
     }
 }
 
@@ -287,11 +283,8 @@ fn parse_recurrence(value: Value, problems: &mut Map<String, Value>) -> Option<R
 }
 
 fn schedule_id(id: &str) -> Result<ScheduleId, ApiError> {
-    id.parse().map_err(|_| schedule_not_found(id))
-}
-
-fn schedule_not_found(id: &str) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, format!("no schedule {id}"))
+    id.parse()
+        .map_err(|_| ApiError::from(Rejection::ScheduleNotFound))
 }
 
 async fn run(
@@ -308,7 +301,6 @@ async fn run(
         Ok((None, position)) => {
             Ok((PositionHeader(position), StatusCode::NO_CONTENT).into_response())
         }
-        Err(ServiceError::Rejected(Rejection::NotFound)) => Err(schedule_not_found(id)),
         Err(error) => Err(error.into()),
     }
 }
@@ -348,8 +340,8 @@ pub async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let view = schedules::view(&state.service, schedule_id(&id)?)
-        .ok_or_else(|| schedule_not_found(&id))?;
+    let view =
+        schedules::view(&state.service, schedule_id(&id)?).ok_or(Rejection::ScheduleNotFound)?;
     Ok(axum::Json(Schedule::from(&view)).into_response())
 }
 

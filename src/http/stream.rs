@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -68,11 +68,9 @@ pub async fn stream(
                 .to_str()
                 .ok()
                 .and_then(|v| v.trim().parse::<u64>().ok())
-                .ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "Last-Event-ID must be a log position",
-                    )
+                .ok_or(ApiError::InvalidHeader {
+                    name: "Last-Event-ID",
+                    expected: "a log position",
                 })?,
         ),
     };
@@ -189,8 +187,7 @@ pub async fn show_consumer(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    let found = consumer(&state.service, &name)
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no consumer {name:?}")))?;
+    let found = consumer(&state.service, &name).ok_or(ApiError::ConsumerNotFound)?;
     Ok(axum::Json(found).into_response())
 }
 
@@ -213,7 +210,7 @@ pub async fn acknowledge(
         .store
         .head()
         .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+        .map_err(ApiError::unavailable)?;
     if body.position > head.0 {
         problems.insert(
             "position".into(),
@@ -221,7 +218,7 @@ pub async fn acknowledge(
         );
     }
     if !problems.is_empty() {
-        return Err(ApiError::invalid_fields(problems));
+        return Err(ApiError::InvalidFields(problems));
     }
     let event = ConsumerAcknowledged {
         position: body.position,
@@ -232,7 +229,7 @@ pub async fn acknowledge(
         .store
         .append(&consumer_stream(&name), ExpectedRevision::Any, vec![event])
         .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+        .map_err(ApiError::unavailable)?;
     state
         .service
         .views

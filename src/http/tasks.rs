@@ -19,6 +19,7 @@ use crate::app::task_service::Written;
 use crate::http::auth::Scope;
 use crate::rules::labels::{Selector, TaskFilter};
 use crate::rules::task::Command;
+use crate::rules::Rejection;
 
 /// The routes, each behind the scope it needs.
 pub fn routes(state: &AppState) -> Router<AppState> {
@@ -48,14 +49,15 @@ fn answer(written: Written) -> Response {
 }
 
 fn task_id(id: &str) -> Result<TaskId, ApiError> {
-    id.parse().map_err(|_| ApiError::task_not_found(id))
+    id.parse()
+        .map_err(|_| ApiError::from(Rejection::TaskNotFound))
 }
 
 fn checked(problems: Map<String, Value>) -> Result<(), ApiError> {
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(ApiError::invalid_fields(problems))
+        Err(ApiError::InvalidFields(problems))
     }
 }
 
@@ -86,11 +88,9 @@ pub async fn create(
                 .filter(|key| {
                     (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic())
                 })
-                .ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "Idempotency-Key must be 1 to 255 visible ASCII characters",
-                    )
+                .ok_or(ApiError::InvalidHeader {
+                    name: "Idempotency-Key",
+                    expected: "1 to 255 visible ASCII characters",
                 })?,
         ),
     };
@@ -125,14 +125,15 @@ pub async fn show(
     let task = match (when.as_of, when.revision) {
         (None, None) => state.service.view(task_id),
         (Some(_), Some(_)) => {
-            let details =
-                Map::from_iter([("asOf".to_owned(), "give asOf or revision, not both".into())]);
-            return Err(ApiError::invalid_fields(details));
+            return Err(ApiError::invalid_field(
+                "asOf",
+                "give asOf or revision, not both",
+            ));
         }
         (Some(as_of), None) => {
             let as_of = chrono::DateTime::parse_from_rfc3339(&as_of).map_err(|_| {
                 let why = "must be an RFC 3339 time with a zone offset, like 2017-02-06T02:37:46Z";
-                ApiError::invalid_fields(Map::from_iter([("asOf".to_owned(), why.into())]))
+                ApiError::invalid_field("asOf", why)
             })?;
             state
                 .service
@@ -146,7 +147,7 @@ pub async fn show(
                 .await?
         }
     };
-    let task = task.ok_or_else(|| ApiError::task_not_found(&id))?;
+    let task = task.ok_or(Rejection::TaskNotFound)?;
     Ok(axum::Json(Task::from(&task)).into_response())
 }
 

@@ -185,10 +185,7 @@ fn check_retry(body: &RetryBody) -> Result<(), String> {
 /// Reads a create body field by field, so every wrong field is named.
 pub fn parse_create(body: Value) -> Result<TaskCreated, ApiError> {
     let Value::Object(mut fields) = body else {
-        return Err(ApiError::new(
-            axum::http::StatusCode::BAD_REQUEST,
-            "the body must be a JSON object",
-        ));
+        return Err(ApiError::NotAnObject);
     };
     let mut problems = Map::new();
     let mut take = |name: &str| fields.remove(name);
@@ -245,7 +242,7 @@ pub fn parse_create(body: Value) -> Result<TaskCreated, ApiError> {
             retry: extras.retry,
             schedule: None,
         }),
-        _ => Err(ApiError::invalid_fields(problems)),
+        _ => Err(ApiError::InvalidFields(problems)),
     }
 }
 

@@ -37,16 +37,12 @@ pub fn decide(
 ) -> Result<Vec<ScheduleEvent>, Rejection> {
     let event = match (schedule, command) {
         (None, ScheduleCommand::Create(created)) => ScheduleEvent::Created((**created).clone()),
-        (None, _) => return Err(Rejection::NotFound),
-        (Some(_), ScheduleCommand::Create(_)) => {
-            return Err(Rejection::Conflict("the schedule exists already".into()))
-        }
-        (Some(s), ScheduleCommand::Pause) if s.paused => {
-            return Err(Rejection::Conflict("the schedule is paused already".into()))
-        }
+        (None, _) => return Err(Rejection::ScheduleNotFound),
+        (Some(_), ScheduleCommand::Create(_)) => return Err(Rejection::ScheduleExists),
+        (Some(s), ScheduleCommand::Pause) if s.paused => return Err(Rejection::SchedulePaused),
         (Some(_), ScheduleCommand::Pause) => ScheduleEvent::Paused(SchedulePaused {}),
         (Some(s), ScheduleCommand::Resume) if !s.paused => {
-            return Err(Rejection::Conflict("the schedule is not paused".into()))
+            return Err(Rejection::ScheduleNotPaused)
         }
         (Some(_), ScheduleCommand::Resume) => ScheduleEvent::Resumed(ScheduleResumed {}),
         (Some(_), ScheduleCommand::Delete) => ScheduleEvent::Deleted(ScheduleDeleted {}),
@@ -160,7 +156,7 @@ pub async fn run_due(service: &TaskService, now: DateTime<Utc>) -> Result<(), Se
                 .await
             {
                 // Made already: by another node, or before a crash.
-                Ok(_) | Err(ServiceError::Rejected(Rejection::Conflict(_))) => {}
+                Ok(_) | Err(ServiceError::Rejected(Rejection::TaskExists)) => {}
                 Err(error) => return Err(error),
             }
             let fired = ScheduleEvent::Fired(ScheduleFired {

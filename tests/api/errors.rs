@@ -21,8 +21,8 @@ pub async fn rejected(
         "{name}: the body names the status"
     );
     assert!(
-        answer.body["message"].is_string(),
-        "{name}: the body has a message"
+        answer.body["message"].is_string() && answer.body["reason"].is_string(),
+        "{name}: the body has a reason and a message"
     );
     insta::assert_json_snapshot!(name, answer.snapshot());
     assert_eq!(
