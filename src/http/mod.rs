@@ -9,11 +9,13 @@
 //!   module per resource, each with its `routes()`.
 //! - [`wire`]: the JSON shapes on the wire; [`cloud_event`]: events as auditors
 //!   and consumers see them.
+//! - [`body`]: the `Json` extractor and the field types that check themselves.
 //! - [`error`]: the one `ApiError` and its body; [`auth`]: bearer tokens, scopes
 //!   and rate limits; [`openapi`]: the API document.
 
 mod audit;
 pub mod auth;
+mod body;
 pub mod cloud_event;
 mod error;
 pub mod openapi;

@@ -7,15 +7,16 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Extension, Router};
-use serde::{Deserialize, Serialize};
-use serde_json::Map;
+use deserr::Deserr;
+use serde::Serialize;
 use tasklog_events::queue_event::{queue_stream, QueueEvent, QueueLimitSet};
 use tasklog_events::ExpectedRevision;
 use tasklog_projections::{Projections, TaskState};
 use utoipa::ToSchema;
 
-use super::error::{ApiError, ErrorBody, Json};
-use super::wire::check_text;
+use super::body::{text_problem, unknown_field, BodyError, Json, Noun, Ranged};
+use super::error::{ApiError, ErrorBody};
+use super::wire::request_body;
 use super::{Actor, AppState, PositionHeader};
 use crate::http::auth::Scope;
 
@@ -45,13 +46,15 @@ pub struct QueueList {
     pub queues: Vec<Queue>,
 }
 
-/// `PUT /v1/queues/{type}`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct QueueSettings {
-    /// At most this many tasks of the type run at once (1 to 100000); null lifts the limit.
-    pub max_running: Option<u32>,
-}
+request_body!(
+    /// `PUT /v1/queues/{type}`.
+    QueueSettings, "queue settings", {
+        /// At most this many tasks of the type run at once; null or absent lifts the limit.
+        #[deserr(default)]
+        #[schema(inline)]
+        pub max_running: Option<Ranged<1, 100_000>>,
+    }
+);
 
 fn queue(views: &Projections, task_type: &str) -> Queue {
     let count = |state| {
@@ -95,22 +98,11 @@ pub async fn set_limit(
     Path(task_type): Path<String>,
     Json(body): Json<QueueSettings>,
 ) -> Result<Response, ApiError> {
-    let mut problems = Map::new();
-    check_text("type", &task_type, &mut problems);
-    if body
-        .max_running
-        .is_some_and(|n| !(1..=100_000).contains(&n))
-    {
-        problems.insert(
-            "maxRunning".into(),
-            "must be from 1 to 100000, or null".into(),
-        );
-    }
-    if !problems.is_empty() {
-        return Err(ApiError::InvalidFields(problems));
+    if let Some(why) = text_problem(&task_type) {
+        return Err(ApiError::invalid_field("type", why));
     }
     let event = QueueEvent::LimitSet(QueueLimitSet {
-        max_running: body.max_running,
+        max_running: body.max_running.map(Ranged::get),
     });
     let service = &state.service;
     let new_event = event.to_new_event(service.clock.now(), actor.metadata());

@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -18,13 +18,16 @@ use tasklog_events::consumer_event::{
 use tasklog_events::{EventStream, ExpectedRevision, Position};
 use utoipa::{IntoParams, ToSchema};
 
-use super::error::{ApiError, ErrorBody, Json};
+use super::body::{unknown_field, BodyError, Json, Noun, Query};
+use super::error::{ApiError, ErrorBody};
+use super::wire::request_body;
 use super::{Actor, AppState};
 use crate::app::event_filter::EventFilter;
 use crate::app::task_service::TaskService;
 use crate::http::auth::Scope;
 use crate::http::cloud_event::CloudEvent;
 use crate::http::wire::wire_time;
+use deserr::Deserr;
 
 /// Idle connections get a comment this often, so proxies keep them open.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -146,13 +149,13 @@ pub struct ConsumerList {
     pub consumers: Vec<Consumer>,
 }
 
-/// `PUT /v1/consumers/{name}`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Acknowledge {
-    /// The last position the consumer has processed (no further than the head).
-    pub position: u64,
-}
+request_body!(
+    /// `PUT /v1/consumers/{name}`.
+    Acknowledge, "an acknowledgement", {
+        /// The last position the consumer has processed (no further than the head).
+        pub position: u64,
+    }
+);
 
 fn consumer(service: &TaskService, name: &str) -> Option<Consumer> {
     let views = service.views.read();

@@ -3,16 +3,17 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
-use serde_json::{Map, Value};
+use serde_json::Map;
 use tasklog_events::{Position, TaskId};
 use tasklog_projections::TaskState;
 
-use super::error::{ApiError, ErrorBody, Json};
+use super::body::{Json, Query};
+use super::error::{ApiError, ErrorBody};
 use super::wire::*;
 use super::{Actor, AppState, PositionHeader};
 use crate::app::task_service::Written;
@@ -53,14 +54,6 @@ fn task_id(id: &str) -> Result<TaskId, ApiError> {
         .map_err(|_| ApiError::from(Rejection::TaskNotFound))
 }
 
-fn checked(problems: Map<String, Value>) -> Result<(), ApiError> {
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::InvalidFields(problems))
-    }
-}
-
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
@@ -68,7 +61,7 @@ pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-
 /// header, a create sent again with the same key and body within 24 hours
 /// answers the first task (with `Idempotent-Replayed: true`) instead of making
 /// another; the same key with another body is a 422.
-#[utoipa::path(post, path = "/v1/tasks", tag = "tasks", request_body = CreateTaskSchema,
+#[utoipa::path(post, path = "/v1/tasks", tag = "tasks", request_body = CreateTask,
     params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters; kept 24 hours")),
     responses((status = 200, body = Task), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody),
@@ -77,7 +70,7 @@ pub async fn create(
     State(state): State<AppState>,
     actor: Extension<Actor>,
     headers: HeaderMap,
-    Json(body): Json<Value>,
+    Json(body): Json<CreateTask>,
 ) -> Result<Response, ApiError> {
     let key = match headers.get(IDEMPOTENCY_KEY) {
         None => None,
@@ -94,7 +87,7 @@ pub async fn create(
                 })?,
         ),
     };
-    let created = parse_create(body)?;
+    let created = body.into_event();
     let metadata = actor.metadata();
     let Some(key) = key else {
         let written = state
@@ -186,12 +179,20 @@ pub async fn list(
             Position::START
         }),
     };
-    let filter = task_filter(
-        query.label_selector.as_deref(),
-        query.tags.as_deref(),
-        &mut problems,
-    );
-    checked(problems)?;
+    let selector = query.label_selector.as_deref().and_then(|text| {
+        text.parse::<Selector>()
+            .map_err(|why| problems.insert("labelSelector".into(), why.into()))
+            .ok()
+    });
+    let tags = query
+        .tags
+        .as_deref()
+        .map(|tags| tags.split(',').map(|t| t.trim().to_owned()).collect())
+        .unwrap_or_default();
+    let filter = TaskFilter { selector, tags };
+    if !problems.is_empty() {
+        return Err(ApiError::InvalidFields(problems));
+    }
     let views = state.service.views.read();
     let mut matching = views
         .by_creation
@@ -217,25 +218,6 @@ pub async fn list(
     Ok(axum::Json(body).into_response())
 }
 
-/// The label selector and tags of a list or a claim, noting what is wrong.
-fn task_filter(
-    selector: Option<&str>,
-    tags: Option<&str>,
-    problems: &mut Map<String, Value>,
-) -> TaskFilter {
-    let selector = selector.and_then(|text| match text.parse::<Selector>() {
-        Ok(selector) => Some(selector),
-        Err(why) => {
-            problems.insert("labelSelector".into(), why.into());
-            None
-        }
-    });
-    let tags = tags
-        .map(|tags| tags.split(',').map(|t| t.trim().to_owned()).collect())
-        .unwrap_or_default();
-    TaskFilter { selector, tags }
-}
-
 /// Cursors are opaque to clients; inside, the creation position of the last task shown.
 fn encode_cursor(position: Position) -> String {
     format!("c{:x}", position.0)
@@ -256,31 +238,17 @@ pub async fn claim(
     actor: Extension<Actor>,
     Json(body): Json<ClaimRequest>,
 ) -> Result<Response, ApiError> {
-    let mut problems = Map::new();
-    check_text("worker", &body.worker, &mut problems);
-    check_lease(body.lease_seconds, &mut problems);
-    if body.types.is_empty() {
-        problems.insert("types".into(), "must name at least one task type".into());
-    }
-    if body.wait_seconds > MAX_WAIT_SECONDS {
-        problems.insert(
-            "waitSeconds".into(),
-            format!("must be from 0 to {MAX_WAIT_SECONDS}").into(),
-        );
-    }
-    let tags = (!body.tags.is_empty()).then(|| body.tags.join(","));
-    let filter = task_filter(
-        body.label_selector.as_deref(),
-        tags.as_deref(),
-        &mut problems,
-    );
-    checked(problems)?;
-    let lease = chrono::Duration::seconds(body.lease_seconds.into());
-    let wait = Duration::from_secs(body.wait_seconds.into());
+    let filter = TaskFilter {
+        selector: body.label_selector.map(|s| s.0),
+        tags: body.tags.iter().map(|t| t.trim().to_owned()).collect(),
+    };
+    let lease = chrono::Duration::seconds(body.lease_seconds.0 as i64);
+    let wait = Duration::from_secs(body.wait_seconds.0);
     let metadata = actor.metadata();
+    let (types, worker) = (body.types.0, body.worker.0);
     match state
         .service
-        .claim(&body.types, &filter, &body.worker, lease, wait, &metadata)
+        .claim(&types, &filter, &worker, lease, wait, &metadata)
         .await?
     {
         Some(written) => Ok(answer(written)),
@@ -302,14 +270,9 @@ pub async fn heartbeat(
     Path(id): Path<String>,
     Json(body): Json<HeartbeatRequest>,
 ) -> Result<Response, ApiError> {
-    let mut problems = Map::new();
-    check_text("worker", &body.worker, &mut problems);
-    check_lease(body.lease_seconds, &mut problems);
-    checked(problems)?;
-    let lease = chrono::Duration::seconds(body.lease_seconds.into());
     let command = Command::Heartbeat {
-        worker: body.worker,
-        lease,
+        worker: body.worker.0,
+        lease: chrono::Duration::seconds(body.lease_seconds.0 as i64),
     };
     Ok(answer(
         state
@@ -329,11 +292,8 @@ pub async fn complete(
     Path(id): Path<String>,
     Json(body): Json<CompleteRequest>,
 ) -> Result<Response, ApiError> {
-    let mut problems = Map::new();
-    check_text("worker", &body.worker, &mut problems);
-    checked(problems)?;
     let command = Command::Complete {
-        worker: body.worker,
+        worker: body.worker.0,
     };
     Ok(answer(
         state
@@ -353,13 +313,9 @@ pub async fn fail(
     Path(id): Path<String>,
     Json(body): Json<FailRequest>,
 ) -> Result<Response, ApiError> {
-    let mut problems = Map::new();
-    check_text("worker", &body.worker, &mut problems);
-    check_text("error", &body.error, &mut problems);
-    checked(problems)?;
     let command = Command::Fail {
-        worker: body.worker,
-        error: body.error,
+        worker: body.worker.0,
+        error: body.error.0,
     };
     Ok(answer(
         state
@@ -379,13 +335,8 @@ pub async fn cancel(
     Path(id): Path<String>,
     Json(body): Json<CancelRequest>,
 ) -> Result<Response, ApiError> {
-    let mut problems = Map::new();
-    if let Some(reason) = &body.reason {
-        check_text("reason", reason, &mut problems);
-    }
-    checked(problems)?;
     let command = Command::Cancel {
-        reason: body.reason,
+        reason: body.reason.map(|r| r.0),
     };
     Ok(answer(
         state
@@ -406,12 +357,9 @@ pub async fn retry(
     Path(id): Path<String>,
     Json(body): Json<RetryRequest>,
 ) -> Result<Response, ApiError> {
-    let mut problems = Map::new();
-    let expiration_time = body
-        .expiration_time
-        .and_then(|t| time(Some(Value::String(t)), "expirationTime", &mut problems));
-    checked(problems)?;
-    let command = Command::Retry { expiration_time };
+    let command = Command::Retry {
+        expiration_time: body.expiration_time.map(|t| t.0),
+    };
     Ok(answer(
         state
             .service
