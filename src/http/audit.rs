@@ -38,8 +38,10 @@ pub struct EventPage<'a> {
 }
 
 /// A task's whole history, oldest first.
-#[utoipa::path(get, path = "/v1/tasks/{id}/events", tag = "audit", params(("id" = String, Path, description = "the task id")),
-    responses((status = 200, body = EventPage), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/tasks/{id}/events", tag = "audit", operation_id = "getTaskHistory",
+    params(("id" = String, Path, description = "the task id")),
+    responses((status = 200, description = "the task's events, oldest first", body = EventPage),
+        (status = 404, description = "`task_not_found`", body = ErrorBody)))]
 pub async fn history(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -81,8 +83,8 @@ const SCAN_LIMIT: usize = 100_000;
 
 /// The task events of the global log from a position, a page at a time,
 /// filtered by task type and event type.
-#[utoipa::path(get, path = "/v1/events", tag = "audit", params(LogQuery),
-    responses((status = 200, body = EventPage), (status = 400, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/events", tag = "audit", operation_id = "listEvents", params(LogQuery),
+    responses((status = 200, description = "a page of the log", body = EventPage)))]
 pub async fn log(
     State(state): State<AppState>,
     Query(query): Query<LogQuery>,
@@ -156,8 +158,8 @@ pub struct Verification {
 }
 
 /// Walks the whole log: positions, revisions and the hash chain.
-#[utoipa::path(get, path = "/v1/admin/verify", tag = "audit",
-    responses((status = 200, body = Verification), (status = 403, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/admin/verify", tag = "audit", operation_id = "verifyLog",
+    responses((status = 200, description = "what the walk found; `ok` false names the first bad position", body = Verification)))]
 pub async fn verify_log(State(state): State<AppState>) -> Result<Response, ApiError> {
     let body = match verify(&*state.service.store).await {
         Ok(report) => Verification {

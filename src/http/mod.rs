@@ -110,6 +110,7 @@ pub fn app(state: AppState) -> Router {
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(state.clone(), position))
         .with_state(state)
 }
 
@@ -174,7 +175,20 @@ fn request_id(headers: &HeaderMap) -> String {
         .map_or_else(|| uuid::Uuid::now_v7().simple().to_string(), str::to_owned)
 }
 
-/// Honours `Tasklog-Min-Position` and sets `Tasklog-Position` where a handler did not.
+/// Sets `Tasklog-Position` on every response that has none yet: errors of
+/// the token check, unknown routes, `/healthz`.
+async fn position(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let position = state.service.views.position();
+    let mut response = next.run(request).await;
+    response
+        .headers_mut()
+        .entry(POSITION_HEADER)
+        .or_insert(HeaderValue::from(position.0));
+    response
+}
+
+/// Honours `Tasklog-Min-Position` and sets `Tasklog-Position` where a handler
+/// did not, to the position the views had once they were new enough.
 async fn consistency(
     State(state): State<AppState>,
     request: Request,

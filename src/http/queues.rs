@@ -15,7 +15,7 @@ use tasklog_projections::{Projections, TaskState};
 use utoipa::ToSchema;
 
 use super::body::{text_problem, unknown_field, BodyError, Json, Noun, Ranged};
-use super::error::{ApiError, ErrorBody};
+use super::error::ApiError;
 use super::wire::request_body;
 use super::{Actor, AppState, PositionHeader};
 use crate::http::auth::Scope;
@@ -72,7 +72,8 @@ fn queue(views: &Projections, task_type: &str) -> Queue {
 }
 
 /// Every task type with tasks or a limit, by name.
-#[utoipa::path(get, path = "/v1/queues", tag = "queues", responses((status = 200, body = QueueList)))]
+#[utoipa::path(get, path = "/v1/queues", tag = "queues", operation_id = "listQueues",
+    responses((status = 200, description = "every queue", body = QueueList)))]
 pub async fn list(State(state): State<AppState>) -> axum::Json<QueueList> {
     let views = state.service.views.read();
     let mut types: BTreeMap<&str, ()> = views
@@ -89,9 +90,9 @@ pub async fn list(State(state): State<AppState>) -> axum::Json<QueueList> {
 
 /// Set or lift a task type's running limit (admin). Claims hand out no task of
 /// the type while that many run.
-#[utoipa::path(put, path = "/v1/queues/{type}", tag = "queues", request_body = QueueSettings,
+#[utoipa::path(put, path = "/v1/queues/{type}", tag = "queues", operation_id = "setQueueLimit", request_body = QueueSettings,
     params(("type" = String, Path, description = "the task type")),
-    responses((status = 200, body = Queue), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, description = "the queue with its new limit", body = Queue)))]
 pub async fn set_limit(
     State(state): State<AppState>,
     actor: Extension<Actor>,

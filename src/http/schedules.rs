@@ -251,8 +251,9 @@ async fn run(
 }
 
 /// Create a schedule: from `startTime` on, each due run creates a task, once.
-#[utoipa::path(post, path = "/v1/schedules", tag = "schedules", request_body = CreateSchedule,
-    responses((status = 200, body = Schedule), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/schedules", tag = "schedules", operation_id = "createSchedule", request_body = CreateSchedule,
+    responses((status = 200, description = "the schedule", body = Schedule),
+        (status = 409, description = "`schedule_exists` or `contended`", body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     actor: Extension<Actor>,
@@ -270,7 +271,8 @@ pub async fn create(
 }
 
 /// Every schedule, oldest first.
-#[utoipa::path(get, path = "/v1/schedules", tag = "schedules", responses((status = 200, body = ScheduleList)))]
+#[utoipa::path(get, path = "/v1/schedules", tag = "schedules", operation_id = "listSchedules",
+    responses((status = 200, description = "every schedule", body = ScheduleList)))]
 pub async fn list(State(state): State<AppState>) -> axum::Json<ScheduleList> {
     let views = state.service.views.read();
     axum::Json(ScheduleList {
@@ -279,8 +281,10 @@ pub async fn list(State(state): State<AppState>) -> axum::Json<ScheduleList> {
 }
 
 /// One schedule.
-#[utoipa::path(get, path = "/v1/schedules/{id}", tag = "schedules", params(("id" = String, Path, description = "the schedule id")),
-    responses((status = 200, body = Schedule), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/schedules/{id}", tag = "schedules", operation_id = "getSchedule",
+    params(("id" = String, Path, description = "the schedule id")),
+    responses((status = 200, description = "the schedule", body = Schedule),
+        (status = 404, description = "`schedule_not_found`", body = ErrorBody)))]
 pub async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -291,8 +295,11 @@ pub async fn show(
 }
 
 /// Stop creating runs; runs due while paused are skipped.
-#[utoipa::path(post, path = "/v1/schedules/{id}/pause", tag = "schedules", params(("id" = String, Path, description = "the schedule id")),
-    responses((status = 200, body = Schedule), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/schedules/{id}/pause", tag = "schedules", operation_id = "pauseSchedule",
+    params(("id" = String, Path, description = "the schedule id")),
+    responses((status = 200, description = "the schedule, paused", body = Schedule),
+        (status = 404, description = "`schedule_not_found`", body = ErrorBody),
+        (status = 409, description = "`schedule_paused` or `contended`", body = ErrorBody)))]
 pub async fn pause(
     State(state): State<AppState>,
     actor: Extension<Actor>,
@@ -302,8 +309,11 @@ pub async fn pause(
 }
 
 /// Create runs again, from the first one due from now on.
-#[utoipa::path(post, path = "/v1/schedules/{id}/resume", tag = "schedules", params(("id" = String, Path, description = "the schedule id")),
-    responses((status = 200, body = Schedule), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/schedules/{id}/resume", tag = "schedules", operation_id = "resumeSchedule",
+    params(("id" = String, Path, description = "the schedule id")),
+    responses((status = 200, description = "the schedule, active again", body = Schedule),
+        (status = 404, description = "`schedule_not_found`", body = ErrorBody),
+        (status = 409, description = "`schedule_not_paused` or `contended`", body = ErrorBody)))]
 pub async fn resume(
     State(state): State<AppState>,
     actor: Extension<Actor>,
@@ -313,8 +323,11 @@ pub async fn resume(
 }
 
 /// Delete the schedule; the tasks it created stay.
-#[utoipa::path(delete, path = "/v1/schedules/{id}", tag = "schedules", params(("id" = String, Path, description = "the schedule id")),
-    responses((status = 204, description = "deleted"), (status = 404, body = ErrorBody)))]
+#[utoipa::path(delete, path = "/v1/schedules/{id}", tag = "schedules", operation_id = "deleteSchedule",
+    params(("id" = String, Path, description = "the schedule id")),
+    responses((status = 204, description = "deleted"),
+        (status = 404, description = "`schedule_not_found`", body = ErrorBody),
+        (status = 409, description = "`contended`", body = ErrorBody)))]
 pub async fn delete(
     State(state): State<AppState>,
     actor: Extension<Actor>,

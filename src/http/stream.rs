@@ -57,8 +57,10 @@ pub struct StreamQuery {
 /// Task events as Server-Sent Events, each a CloudEvents JSON object whose SSE
 /// `id` is its log position: the log from the start point, then live. Resume
 /// with `Last-Event-ID`. A slow reader is served from the log at its own pace.
-#[utoipa::path(get, path = "/v1/events/stream", tag = "analytics", params(StreamQuery),
-    responses((status = 200, description = "text/event-stream of CloudEvents"), (status = 400, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/events/stream", tag = "analytics", operation_id = "streamEvents",
+    params(StreamQuery, ("Last-Event-ID" = Option<u64>, Header, description = "resume after this log position: the `id` of the last event received")),
+    responses((status = 200, description = "Server-Sent Events: each `data` a CloudEvents JSON object (`CloudEvent`), each `id` its log position",
+        content_type = "text/event-stream", body = String)))]
 pub async fn stream(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -170,7 +172,8 @@ fn consumer(service: &TaskService, name: &str) -> Option<Consumer> {
 }
 
 /// Every durable consumer, with its lag.
-#[utoipa::path(get, path = "/v1/consumers", tag = "analytics", responses((status = 200, body = ConsumerList)))]
+#[utoipa::path(get, path = "/v1/consumers", tag = "analytics", operation_id = "listConsumers",
+    responses((status = 200, description = "every durable consumer", body = ConsumerList)))]
 pub async fn list_consumers(State(state): State<AppState>) -> Response {
     let names: Vec<String> = {
         let views = state.service.views.read();
@@ -184,8 +187,10 @@ pub async fn list_consumers(State(state): State<AppState>) -> Response {
 }
 
 /// One durable consumer.
-#[utoipa::path(get, path = "/v1/consumers/{name}", tag = "analytics", params(("name" = String, Path, description = "the consumer")),
-    responses((status = 200, body = Consumer), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/consumers/{name}", tag = "analytics", operation_id = "getConsumer",
+    params(("name" = String, Path, description = "the consumer")),
+    responses((status = 200, description = "the consumer", body = Consumer),
+        (status = 404, description = "`consumer_not_found`", body = ErrorBody)))]
 pub async fn show_consumer(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -195,9 +200,9 @@ pub async fn show_consumer(
 }
 
 /// Records how far a consumer has processed the log: an event of its own stream.
-#[utoipa::path(put, path = "/v1/consumers/{name}", tag = "analytics", request_body = Acknowledge,
+#[utoipa::path(put, path = "/v1/consumers/{name}", tag = "analytics", operation_id = "acknowledgeConsumer", request_body = Acknowledge,
     params(("name" = String, Path, description = "the consumer: 1 to 64 of a-z, 0-9, - and _")),
-    responses((status = 200, body = Consumer), (status = 400, body = ErrorBody)))]
+    responses((status = 200, description = "the consumer at its new position", body = Consumer)))]
 pub async fn acknowledge(
     State(state): State<AppState>,
     actor: axum::Extension<Actor>,

@@ -61,11 +61,13 @@ pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-
 /// header, a create sent again with the same key and body within 24 hours
 /// answers the first task (with `Idempotent-Replayed: true`) instead of making
 /// another; the same key with another body is a 422.
-#[utoipa::path(post, path = "/v1/tasks", tag = "tasks", request_body = CreateTask,
+#[utoipa::path(post, path = "/v1/tasks", tag = "tasks", operation_id = "createTask", request_body = CreateTask,
     params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters; kept 24 hours")),
-    responses((status = 200, body = Task), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-              (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody),
-              (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses(
+        (status = 200, description = "the task, pending", body = Task,
+            headers(("Idempotent-Replayed" = String, description = "`true` when an earlier create with this `Idempotency-Key` made the task"))),
+        (status = 409, description = "`contended`", body = ErrorBody),
+        (status = 422, description = "`idempotency_key_reused`: the key came with another body", body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     actor: Extension<Actor>,
@@ -107,8 +109,10 @@ pub async fn create(
 }
 
 /// One task; with `asOf` or `revision`, as it stood then, folded from the log.
-#[utoipa::path(get, path = "/v1/tasks/{id}", tag = "tasks", params(("id" = String, Path, description = "the task id"), TimeTravel),
-    responses((status = 200, body = Task), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/tasks/{id}", tag = "tasks", operation_id = "getTask",
+    params(("id" = String, Path, description = "the task id"), TimeTravel),
+    responses((status = 200, description = "the task", body = Task),
+        (status = 404, description = "`task_not_found`", body = ErrorBody)))]
 pub async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -145,8 +149,8 @@ pub async fn show(
 }
 
 /// Tasks in the order they were created, filtered by state and type, a page at a time.
-#[utoipa::path(get, path = "/v1/tasks", tag = "tasks", params(ListQuery),
-    responses((status = 200, body = TaskList), (status = 400, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/tasks", tag = "tasks", operation_id = "listTasks", params(ListQuery),
+    responses((status = 200, description = "a page of tasks", body = TaskList)))]
 pub async fn list(
     State(state): State<AppState>,
     Query(query): Query<ListQuery>,
@@ -231,8 +235,9 @@ fn decode_cursor(cursor: &str) -> Option<Position> {
 
 /// Claim the best available task of the given types: highest priority, then
 /// earliest available time, then oldest. 204 when none is available within `waitSeconds`.
-#[utoipa::path(post, path = "/v1/tasks/claim", tag = "workers", request_body = ClaimRequest,
-    responses((status = 200, body = Task), (status = 204, description = "no task available"), (status = 400, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/tasks/claim", tag = "workers", operation_id = "claimTask", request_body = ClaimRequest,
+    responses((status = 200, description = "the task, now running for this worker", body = Task),
+        (status = 204, description = "no task available within `waitSeconds`")))]
 pub async fn claim(
     State(state): State<AppState>,
     actor: Extension<Actor>,
@@ -261,9 +266,11 @@ pub async fn claim(
 }
 
 /// Extend the lease of a running task; only its worker may.
-#[utoipa::path(post, path = "/v1/tasks/{id}/heartbeat", tag = "workers", request_body = HeartbeatRequest,
+#[utoipa::path(post, path = "/v1/tasks/{id}/heartbeat", tag = "workers", operation_id = "heartbeatTask", request_body = HeartbeatRequest,
     params(("id" = String, Path, description = "the task id")),
-    responses((status = 200, body = Task), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, description = "the task, its lease extended", body = Task),
+        (status = 404, description = "`task_not_found`", body = ErrorBody),
+        (status = 409, description = "`wrong_state`, `not_lease_holder`, `lease_expired` or `contended`", body = ErrorBody)))]
 pub async fn heartbeat(
     State(state): State<AppState>,
     actor: Extension<Actor>,
@@ -283,9 +290,11 @@ pub async fn heartbeat(
 }
 
 /// Finish a running task; only its worker may.
-#[utoipa::path(post, path = "/v1/tasks/{id}/complete", tag = "workers", request_body = CompleteRequest,
+#[utoipa::path(post, path = "/v1/tasks/{id}/complete", tag = "workers", operation_id = "completeTask", request_body = CompleteRequest,
     params(("id" = String, Path, description = "the task id")),
-    responses((status = 200, body = Task), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, description = "the task, completed", body = Task),
+        (status = 404, description = "`task_not_found`", body = ErrorBody),
+        (status = 409, description = "`wrong_state`, `not_lease_holder`, `lease_expired` or `contended`", body = ErrorBody)))]
 pub async fn complete(
     State(state): State<AppState>,
     actor: Extension<Actor>,
@@ -304,9 +313,11 @@ pub async fn complete(
 }
 
 /// Give up on a running task, saying why; only its worker may.
-#[utoipa::path(post, path = "/v1/tasks/{id}/fail", tag = "workers", request_body = FailRequest,
+#[utoipa::path(post, path = "/v1/tasks/{id}/fail", tag = "workers", operation_id = "failTask", request_body = FailRequest,
     params(("id" = String, Path, description = "the task id")),
-    responses((status = 200, body = Task), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, description = "the task, failed or waiting for its retry", body = Task),
+        (status = 404, description = "`task_not_found`", body = ErrorBody),
+        (status = 409, description = "`wrong_state`, `not_lease_holder`, `lease_expired` or `contended`", body = ErrorBody)))]
 pub async fn fail(
     State(state): State<AppState>,
     actor: Extension<Actor>,
@@ -326,9 +337,11 @@ pub async fn fail(
 }
 
 /// Cancel a pending or running task: it fails with the reason as its error.
-#[utoipa::path(post, path = "/v1/tasks/{id}/cancel", tag = "tasks", request_body = CancelRequest,
+#[utoipa::path(post, path = "/v1/tasks/{id}/cancel", tag = "tasks", operation_id = "cancelTask", request_body = CancelRequest,
     params(("id" = String, Path, description = "the task id")),
-    responses((status = 200, body = Task), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, description = "the task, failed with the reason", body = Task),
+        (status = 404, description = "`task_not_found`", body = ErrorBody),
+        (status = 409, description = "`wrong_state` or `contended`", body = ErrorBody)))]
 pub async fn cancel(
     State(state): State<AppState>,
     actor: Extension<Actor>,
@@ -348,9 +361,11 @@ pub async fn cancel(
 
 /// Run a failed task again, now: the dead letter's way back. It gets one more
 /// run; a run that fails again with no attempts left stays failed.
-#[utoipa::path(post, path = "/v1/tasks/{id}/retry", tag = "tasks", request_body = RetryRequest,
+#[utoipa::path(post, path = "/v1/tasks/{id}/retry", tag = "tasks", operation_id = "retryTask", request_body = RetryRequest,
     params(("id" = String, Path, description = "the task id")),
-    responses((status = 200, body = Task), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, description = "the task, pending again", body = Task),
+        (status = 404, description = "`task_not_found`", body = ErrorBody),
+        (status = 409, description = "`wrong_state`, `expiration_passed` or `contended`", body = ErrorBody)))]
 pub async fn retry(
     State(state): State<AppState>,
     actor: Extension<Actor>,

@@ -24,6 +24,7 @@ pub async fn rejected(
         answer.body["message"].is_string() && answer.body["reason"].is_string(),
         "{name}: the body has a reason and a message"
     );
+    assert!(answer.position.is_some(), "{name}: no Tasklog-Position");
     insta::assert_json_snapshot!(name, answer.snapshot());
     assert_eq!(
         api.position().await,
