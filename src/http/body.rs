@@ -34,7 +34,9 @@ pub const MAX_TEXT: usize = 1024;
 /// (by path) are wrong, each for this reason.
 #[derive(Debug)]
 pub enum BodyError {
+    /// HTTP 400 `not_an_object`.
     NotAnObject,
+    /// HTTP 400 `invalid_fields`: why each field (by path) is wrong.
     Fields(Map<String, Value>),
 }
 
@@ -215,7 +217,11 @@ where
         let axum::extract::Query(value) =
             axum::extract::Query::<T>::from_request_parts(parts, state)
                 .await
-                .map_err(|rejection| ApiError::MalformedQuery(rejection.body_text()))?;
+                .map_err(|rejection| {
+                    let text = rejection.body_text();
+                    let why = text.strip_prefix("Failed to deserialize query string: ");
+                    ApiError::MalformedQuery(why.unwrap_or(&text).to_owned())
+                })?;
         Ok(Query(value))
     }
 }

@@ -204,6 +204,13 @@ async fn unknown_tasks_are_404_and_bad_transitions_409_naming_the_state() {
     .await;
     rejected(
         &api,
+        "malformed_query",
+        api.get("/v1/tasks?limit=many"),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    rejected(
+        &api,
         "list_bad_state",
         api.get("/v1/tasks?state=done&limit=0"),
         StatusCode::BAD_REQUEST,
