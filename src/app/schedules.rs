@@ -77,7 +77,7 @@ pub async fn run_due(service: &TaskService, now: DateTime<Utc>) -> Result<(), Se
                 .await
             {
                 // Made already: by another node, or before a crash.
-                Ok(_) | Err(ServiceError::Rejected(Rejection::Conflict(_))) => {}
+                Ok(_) | Err(ServiceError::Rejected(Rejection::TaskExists)) => {}
                 Err(error) => return Err(error),
             }
             let fire = ScheduleCommand::Fire { run_time, task_id };

@@ -71,7 +71,7 @@ pub struct Written {
 impl Written {
     /// A task is never deleted, so a write leaves one (unless it was not found).
     fn task(written: write::Written<TaskView>) -> Result<Self, ServiceError> {
-        let task = written.state.ok_or(Rejection::NotFound)?;
+        let task = written.state.ok_or(Rejection::TaskNotFound)?;
         Ok(Written {
             task,
             position: written.position,
@@ -223,10 +223,10 @@ impl TaskService {
                 .await
             {
                 // Made by the first request, or by a concurrent retry.
-                Err(ServiceError::Rejected(Rejection::Conflict(_))) => {
+                Err(ServiceError::Rejected(Rejection::TaskExists)) => {
                     let position = self.views.position();
                     let loaded = write::Loaded::<TaskView>::from_log(self, task_id).await?;
-                    let task = loaded.state.ok_or(Rejection::NotFound)?;
+                    let task = loaded.state.ok_or(Rejection::TaskNotFound)?;
                     Written { task, position }
                 }
                 outcome => outcome?,

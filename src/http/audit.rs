@@ -2,7 +2,7 @@
 //! read the log through the store, which is the point: the views could be wrong,
 //! the log is the record.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -11,11 +11,13 @@ use serde::{Deserialize, Serialize};
 use tasklog_events::{verify, Position, TaskId};
 use utoipa::{IntoParams, ToSchema};
 
+use super::body::Query;
 use super::error::{ApiError, ErrorBody};
 use super::AppState;
 use crate::app::event_filter::EventFilter;
 use crate::http::auth::Scope;
 use crate::http::cloud_event::CloudEvent;
+use crate::rules::Rejection;
 
 pub fn routes(state: &AppState) -> Router<AppState> {
     let events = Router::new()
@@ -23,10 +25,6 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/v1/events", get(log));
     let admin = Router::new().route("/v1/admin/verify", get(verify_log));
     super::scoped(events, state, Scope::EventsRead).merge(super::scoped(admin, state, Scope::Admin))
-}
-
-fn unavailable(error: impl std::fmt::Display) -> ApiError {
-    ApiError::unavailable(format!("the event store is unavailable: {error}"))
 }
 
 /// Events, in log order.
@@ -40,21 +38,24 @@ pub struct EventPage<'a> {
 }
 
 /// A task's whole history, oldest first.
-#[utoipa::path(get, path = "/v1/tasks/{id}/events", tag = "audit", params(("id" = String, Path, description = "the task id")),
-    responses((status = 200, body = EventPage), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/tasks/{id}/events", tag = "audit", operation_id = "getTaskHistory",
+    params(("id" = String, Path, description = "the task id")),
+    responses((status = 200, description = "the task's events, oldest first", body = EventPage),
+        (status = 404, description = "`task_not_found`", body = ErrorBody)))]
 pub async fn history(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let task: TaskId = id.parse().map_err(|_| ApiError::task_not_found(&id))?;
+    let not_found = || ApiError::from(Rejection::TaskNotFound);
+    let task: TaskId = id.parse().map_err(|_| not_found())?;
     let events = state
         .service
         .store
         .read_stream(&task.stream(), 0, usize::MAX)
         .await
-        .map_err(unavailable)?;
+        .map_err(ApiError::unavailable)?;
     if events.is_empty() {
-        return Err(ApiError::task_not_found(&id));
+        return Err(not_found());
     }
     let page = EventPage {
         events: events.iter().map(CloudEvent::of).collect(),
@@ -82,17 +83,15 @@ const SCAN_LIMIT: usize = 100_000;
 
 /// The task events of the global log from a position, a page at a time,
 /// filtered by task type and event type.
-#[utoipa::path(get, path = "/v1/events", tag = "audit", params(LogQuery),
-    responses((status = 200, body = EventPage), (status = 400, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/events", tag = "audit", operation_id = "listEvents", params(LogQuery),
+    responses((status = 200, description = "a page of the log", body = EventPage)))]
 pub async fn log(
     State(state): State<AppState>,
     Query(query): Query<LogQuery>,
 ) -> Result<Response, ApiError> {
     let limit = query.limit.unwrap_or(1000);
     if !(1..=10_000).contains(&limit) {
-        let details =
-            serde_json::Map::from_iter([("limit".to_owned(), "must be from 1 to 10000".into())]);
-        return Err(ApiError::invalid_fields(details));
+        return Err(ApiError::invalid_field("limit", "must be from 1 to 10000"));
     }
     let mut after = Position(query.after.unwrap_or(0));
     let mut kept = Vec::new();
@@ -105,7 +104,7 @@ pub async fn log(
             .store
             .read_all(after, limit)
             .await
-            .map_err(unavailable)?;
+            .map_err(ApiError::unavailable)?;
         if page.is_empty() {
             exhausted = true;
             break;
@@ -159,8 +158,8 @@ pub struct Verification {
 }
 
 /// Walks the whole log: positions, revisions and the hash chain.
-#[utoipa::path(get, path = "/v1/admin/verify", tag = "audit",
-    responses((status = 200, body = Verification), (status = 403, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/admin/verify", tag = "audit", operation_id = "verifyLog",
+    responses((status = 200, description = "what the walk found; `ok` false names the first bad position", body = Verification)))]
 pub async fn verify_log(State(state): State<AppState>) -> Result<Response, ApiError> {
     let body = match verify(&*state.service.store).await {
         Ok(report) => Verification {
@@ -171,7 +170,7 @@ pub async fn verify_log(State(state): State<AppState>) -> Result<Response, ApiEr
             first_bad_position: None,
             message: None,
         },
-        Err(tasklog_events::VerifyError::Read(error)) => return Err(unavailable(error)),
+        Err(tasklog_events::VerifyError::Read(error)) => return Err(ApiError::unavailable(error)),
         Err(error) => Verification {
             ok: false,
             events: None,

@@ -1,97 +1,197 @@
-//! The one error type of the HTTP layer, rendered as the contract's body
-//! `{"code": <status>, "message": "...", "details": {...}?}`.
+//! The one error type of the HTTP layer and its table. Every error answers
+//! `{"code": <status>, "reason": "...", "message": "...", "details": {...}?}`:
+//! [`ApiError::status_and_reason`] gives each variant its status and a stable
+//! `reason` that clients can match on; the message is the variant's `Display`.
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use crate::app::task_service::ServiceError;
-use crate::rules::task::Rejection;
+use super::auth::Scope;
+use super::MAX_BODY_BYTES;
+use crate::app::task_service::{ServiceError, IDEMPOTENCY_KEY_LIFETIME};
+use crate::rules::Rejection;
 
 /// The error body of every 4xx and 5xx.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     /// The HTTP status.
     pub code: u16,
+    /// What went wrong, for programs: stable, like `task_not_found`,
+    /// `wrong_state` or `invalid_fields`.
+    #[schema(example = "task_not_found")]
+    pub reason: &'static str,
+    /// What went wrong, for people.
     pub message: String,
-    /// For validation errors: what is wrong with each field.
+    /// For `invalid_fields`: what is wrong with each field, by its path
+    /// (`task.tags` for a field of a nested object).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub details: Option<serde_json::Map<String, serde_json::Value>>,
+    pub details: Option<Map<String, Value>>,
 }
 
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    message: String,
-    details: Option<serde_json::Map<String, serde_json::Value>>,
-    retry_after: Option<u32>,
+/// Everything the API can answer instead of what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// HTTP 400: the body or the query has invalid fields, each named in `details`.
+    #[error("the request has invalid fields")]
+    InvalidFields(Map<String, Value>),
+    /// HTTP 400: the body is not JSON.
+    #[error("the body is not valid JSON: {0}")]
+    MalformedJson(String),
+    /// HTTP 400: the body is JSON, but not an object.
+    #[error("the body must be a JSON object")]
+    NotAnObject,
+    /// HTTP 400: the query string cannot be read.
+    #[error("the query is not valid: {0}")]
+    MalformedQuery(String),
+    /// HTTP 400: a request header the API reads is malformed.
+    #[error("{name} must be {expected}")]
+    InvalidHeader {
+        name: &'static str,
+        expected: &'static str,
+    },
+    /// HTTP 401, with `WWW-Authenticate`: no bearer token, or not one of ours.
+    #[error("a valid bearer token is required")]
+    Unauthorized,
+    /// HTTP 403: the token lacks the route's scope.
+    #[error("the token {token:?} lacks the scope {}", scope.as_str())]
+    Forbidden { token: String, scope: Scope },
+    /// HTTP 404 or 409, by the rejection (see [`ApiError::status_and_reason`]).
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    /// HTTP 404: no durable consumer has this name.
+    #[error("no such consumer")]
+    ConsumerNotFound,
+    /// HTTP 404: no route has this path.
+    #[error("no such route")]
+    RouteNotFound,
+    /// HTTP 405: the route exists, not with this method.
+    #[error("method not allowed on this route")]
+    MethodNotAllowed,
+    /// HTTP 409: the task or schedule changed under the write too often.
+    #[error("the task or schedule is changing too fast; try again")]
+    Contended,
+    /// HTTP 413: the body is over the limit.
+    #[error("the body is larger than {MAX_BODY_BYTES} bytes")]
+    BodyTooLarge,
+    /// HTTP 415: a body that is not sent as JSON.
+    #[error("the body must be sent as Content-Type: application/json")]
+    UnsupportedMediaType,
+    /// HTTP 422: an `Idempotency-Key` came back with another body.
+    #[error("the Idempotency-Key was used with a different request body within the last {} hours", IDEMPOTENCY_KEY_LIFETIME.num_hours())]
+    KeyReused,
+    /// HTTP 429, with `Retry-After`: the token spent its request budget.
+    #[error("too many requests for this token; try again in {retry_after} s")]
+    RateLimited { retry_after: u32 },
+    /// HTTP 503, with `Retry-After`: the store failed; nothing was acknowledged.
+    /// The cause is logged, not shown.
+    #[error("the event store is unavailable; try again")]
+    Unavailable { cause: String },
+    /// HTTP 503, with `Retry-After`: the views here lag `Tasklog-Min-Position`.
+    #[error("this node has not reached log position {0} yet")]
+    NotCaughtUp(u64),
+    /// HTTP 500: a bug. The cause is logged, not shown.
+    #[error("the server failed to answer; the cause is in its log")]
+    Internal { cause: String },
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            message: message.into(),
-            details: None,
-            retry_after: None,
-        }
-    }
-
-    /// 400 with a reason per field.
-    pub fn invalid_fields(details: serde_json::Map<String, serde_json::Value>) -> Self {
-        ApiError {
-            details: Some(details),
-            ..ApiError::new(StatusCode::BAD_REQUEST, "the request has invalid fields")
-        }
-    }
-
-    /// 404 for a task that does not exist (or an id that cannot be one).
-    pub fn task_not_found(id: &str) -> Self {
-        ApiError::new(StatusCode::NOT_FOUND, format!("no task {id}"))
-    }
-
-    /// 503 with `Retry-After`: the store is down; nothing was acknowledged.
-    pub fn unavailable(message: impl Into<String>) -> Self {
-        ApiError {
-            retry_after: Some(1),
-            ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message)
-        }
-    }
-
-    /// 429 with `Retry-After`: the token made too many requests.
-    pub fn too_many_requests(retry_after_seconds: u32) -> Self {
-        ApiError {
-            retry_after: Some(retry_after_seconds),
-            ..ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!("too many requests for this token; try again in {retry_after_seconds} s"),
-            )
+    /// The table: each error's HTTP status and its `reason`.
+    pub fn status_and_reason(&self) -> (StatusCode, &'static str) {
+        use StatusCode as S;
+        match self {
+            ApiError::InvalidFields(_) => (S::BAD_REQUEST, "invalid_fields"),
+            ApiError::MalformedJson(_) => (S::BAD_REQUEST, "malformed_json"),
+            ApiError::NotAnObject => (S::BAD_REQUEST, "not_an_object"),
+            ApiError::MalformedQuery(_) => (S::BAD_REQUEST, "malformed_query"),
+            ApiError::InvalidHeader { .. } => (S::BAD_REQUEST, "invalid_header"),
+            ApiError::Unauthorized => (S::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden { .. } => (S::FORBIDDEN, "forbidden"),
+            ApiError::Rejected(rejection) => match rejection {
+                Rejection::TaskNotFound => (S::NOT_FOUND, "task_not_found"),
+                Rejection::TaskExists => (S::CONFLICT, "task_exists"),
+                Rejection::WrongState { .. } => (S::CONFLICT, "wrong_state"),
+                Rejection::NotLeaseHolder { .. } => (S::CONFLICT, "not_lease_holder"),
+                Rejection::LeaseExpired { .. } => (S::CONFLICT, "lease_expired"),
+                Rejection::NotAvailableYet { .. } => (S::CONFLICT, "not_available_yet"),
+                Rejection::Expired => (S::CONFLICT, "task_expired"),
+                Rejection::ExpirationPassed { .. } => (S::CONFLICT, "expiration_passed"),
+                Rejection::NotExpiredYet => (S::CONFLICT, "not_expired_yet"),
+                Rejection::LeaseNotLapsed => (S::CONFLICT, "lease_not_lapsed"),
+                Rejection::NoLease => (S::CONFLICT, "no_lease"),
+                Rejection::ScheduleNotFound => (S::NOT_FOUND, "schedule_not_found"),
+                Rejection::ScheduleExists => (S::CONFLICT, "schedule_exists"),
+                Rejection::SchedulePaused => (S::CONFLICT, "schedule_paused"),
+                Rejection::ScheduleNotPaused => (S::CONFLICT, "schedule_not_paused"),
+                Rejection::NotNextRun { .. } => (S::CONFLICT, "not_next_run"),
+            },
+            ApiError::ConsumerNotFound => (S::NOT_FOUND, "consumer_not_found"),
+            ApiError::RouteNotFound => (S::NOT_FOUND, "route_not_found"),
+            ApiError::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::Contended => (S::CONFLICT, "contended"),
+            ApiError::BodyTooLarge => (S::PAYLOAD_TOO_LARGE, "body_too_large"),
+            ApiError::UnsupportedMediaType => (S::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            ApiError::KeyReused => (S::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
+            ApiError::RateLimited { .. } => (S::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::Unavailable { .. } => (S::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::NotCaughtUp(_) => (S::SERVICE_UNAVAILABLE, "not_caught_up"),
+            ApiError::Internal { .. } => (S::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
 
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.status_and_reason().0
+    }
+
+    /// 400 naming one field.
+    pub fn invalid_field(field: &str, why: impl Into<String>) -> Self {
+        ApiError::InvalidFields(Map::from_iter([(field.to_owned(), why.into().into())]))
+    }
+
+    /// 503: the store failed with `cause`.
+    pub fn unavailable(cause: impl std::fmt::Display) -> Self {
+        ApiError::Unavailable {
+            cause: cause.to_string(),
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.status.is_server_error() {
-            tracing::error!(status = %self.status, message = %self.message, "request failed");
-        }
-        let body = ErrorBody {
-            code: self.status.as_u16(),
-            message: self.message,
-            details: self.details,
+        let (status, reason) = self.status_and_reason();
+        let retry_after = match &self {
+            ApiError::Unavailable { cause } => {
+                tracing::warn!(%cause, "the event store is unavailable");
+                Some(1)
+            }
+            ApiError::Internal { cause } => {
+                tracing::error!(%cause, "request failed");
+                None
+            }
+            ApiError::NotCaughtUp(_) => Some(1),
+            ApiError::RateLimited { retry_after } => Some(*retry_after),
+            _ => None,
         };
-        let mut response = (self.status, axum::Json(body)).into_response();
-        if let Some(seconds) = self.retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, seconds.into());
+        let message = self.to_string();
+        let details = match self {
+            ApiError::InvalidFields(details) => Some(details),
+            _ => None,
+        };
+        let body = ErrorBody {
+            code: status.as_u16(),
+            reason,
+            message,
+            details,
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        let headers = response.headers_mut();
+        if let Some(seconds) = retry_after {
+            headers.insert(header::RETRY_AFTER, seconds.into());
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }
@@ -100,44 +200,25 @@ impl IntoResponse for ApiError {
 impl From<ServiceError> for ApiError {
     fn from(error: ServiceError) -> Self {
         match error {
-            ServiceError::Rejected(Rejection::NotFound) => {
-                ApiError::new(StatusCode::NOT_FOUND, "no such task")
-            }
-            ServiceError::Rejected(Rejection::Conflict(message)) => {
-                ApiError::new(StatusCode::CONFLICT, message)
-            }
-            ServiceError::Contended => ApiError::new(StatusCode::CONFLICT, error.to_string()),
-            ServiceError::Unavailable(cause) => ApiError::unavailable(cause.to_string()),
-            ServiceError::KeyReused => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, error.to_string())
-            }
+            ServiceError::Rejected(rejection) => ApiError::Rejected(rejection),
+            ServiceError::Contended => ApiError::Contended,
+            ServiceError::KeyReused => ApiError::KeyReused,
+            ServiceError::Unavailable(cause) => ApiError::unavailable(cause),
         }
     }
 }
 
-impl From<JsonRejection> for ApiError {
-    fn from(rejection: JsonRejection) -> Self {
-        let status = match rejection.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            _ => StatusCode::BAD_REQUEST,
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_errors_show_no_cause() {
+        let error = ApiError::Internal {
+            cause: "secret detail".into(),
         };
-        ApiError::new(status, rejection.body_text())
-    }
-}
-
-/// `axum::Json`, with rejections in the contract's error body.
-pub struct Json<T>(pub T);
-
-impl<T, S> FromRequest<S> for Json<T>
-where
-    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::Json(value) = axum::Json::<T>::from_request(request, state).await?;
-        Ok(Json(value))
+        assert!(!error.to_string().contains("secret"));
+        let error = ApiError::unavailable("disk full at /var/x");
+        assert!(!error.to_string().contains("disk"));
     }
 }

@@ -9,11 +9,13 @@
 //!   module per resource, each with its `routes()`.
 //! - [`wire`]: the JSON shapes on the wire; [`cloud_event`]: events as auditors
 //!   and consumers see them.
+//! - [`body`]: the `Json` extractor and the field types that check themselves.
 //! - [`error`]: the one `ApiError` and its body; [`auth`]: bearer tokens, scopes
 //!   and rate limits; [`openapi`]: the API document.
 
 mod audit;
 pub mod auth;
+mod body;
 pub mod cloud_event;
 mod error;
 pub mod openapi;
@@ -28,9 +30,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use tasklog_events::{Metadata, Position};
@@ -105,14 +107,10 @@ pub fn app(state: AppState) -> Router {
             get(|| async { axum::Json(openapi::document()) }),
         )
         .merge(v1)
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method not allowed on this route",
-            )
-        })
+        .fallback(|| async { ApiError::RouteNotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(state.clone(), position))
         .with_state(state)
 }
 
@@ -149,27 +147,17 @@ async fn authorize(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "));
     let Some(token) = presented.and_then(|p| state.tokens.find(p.trim())) else {
-        let mut response =
-            ApiError::new(StatusCode::UNAUTHORIZED, "a valid bearer token is required")
-                .into_response();
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return Ok(response);
+        return Err(ApiError::Unauthorized);
     };
     if let Err(wait) = state.rate_limits.check(token) {
-        let seconds = wait.as_secs_f64().ceil().max(1.0) as u32;
-        return Err(ApiError::too_many_requests(seconds));
+        let retry_after = wait.as_secs_f64().ceil().max(1.0) as u32;
+        return Err(ApiError::RateLimited { retry_after });
     }
     if !token.allows(scope) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            format!(
-                "the token {:?} lacks the scope {}",
-                token.name,
-                scope.as_str()
-            ),
-        ));
+        return Err(ApiError::Forbidden {
+            token: token.name.clone(),
+            scope,
+        });
     }
     let request_id = request_id(request.headers());
     request.extensions_mut().insert(Actor {
@@ -187,7 +175,20 @@ fn request_id(headers: &HeaderMap) -> String {
         .map_or_else(|| uuid::Uuid::now_v7().simple().to_string(), str::to_owned)
 }
 
-/// Honours `Tasklog-Min-Position` and sets `Tasklog-Position` where a handler did not.
+/// Sets `Tasklog-Position` on every response that has none yet: errors of
+/// the token check, unknown routes, `/healthz`.
+async fn position(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let position = state.service.views.position();
+    let mut response = next.run(request).await;
+    response
+        .headers_mut()
+        .entry(POSITION_HEADER)
+        .or_insert(HeaderValue::from(position.0));
+    response
+}
+
+/// Honours `Tasklog-Min-Position` and sets `Tasklog-Position` where a handler
+/// did not, to the position the views had once they were new enough.
 async fn consistency(
     State(state): State<AppState>,
     request: Request,
@@ -198,11 +199,9 @@ async fn consistency(
             .to_str()
             .ok()
             .and_then(|v| v.parse::<u64>().ok())
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "Tasklog-Min-Position must be a log position (a whole number)",
-                )
+            .ok_or(ApiError::InvalidHeader {
+                name: "Tasklog-Min-Position",
+                expected: "a log position (a whole number)",
             })?;
         if !state
             .service
@@ -210,9 +209,7 @@ async fn consistency(
             .wait_for(Position(wanted), MIN_POSITION_WAIT)
             .await
         {
-            return Err(ApiError::unavailable(format!(
-                "this node has not reached log position {wanted} yet"
-            )));
+            return Err(ApiError::NotCaughtUp(wanted));
         }
     }
     let position = state.service.views.position();

@@ -2,7 +2,12 @@
 //! at `/openapi.json`. A test fails when the checked-in file drifts;
 //! `TASKLOG_UPDATE_SCHEMAS=1 cargo test` rewrites it.
 
+use utoipa::openapi::header::{Header, HeaderBuilder};
+use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::response::{Response, ResponseBuilder};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required};
 use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorBody;
@@ -14,22 +19,129 @@ use crate::http::cloud_event::CloudEvent;
 #[openapi(
     info(title = "tasklog", description = "An event-sourced task backend."),
     paths(tasks::create, tasks::show, tasks::list, tasks::claim, tasks::heartbeat, tasks::complete, tasks::fail, tasks::cancel, tasks::retry, schedules::create, schedules::list, schedules::show, schedules::pause, schedules::resume, schedules::delete, queues::list, queues::set_limit, audit::history, audit::log, audit::verify_log, stream::stream, stream::list_consumers, stream::show_consumer, stream::acknowledge),
-    components(schemas(Task, TaskList, CreateTaskSchema, ClaimRequest, HeartbeatRequest, CompleteRequest, FailRequest, CancelRequest, RetryRequest, RetryBody, ErrorBody, schedules::Schedule, schedules::ScheduleList, schedules::CreateScheduleSchema, schedules::TaskTemplateSchema, queues::Queue, queues::QueueList, queues::QueueSettings, CloudEvent, audit::EventPage, audit::Verification, stream::Consumer, stream::ConsumerList, stream::Acknowledge)),
-    modifiers(&BearerToken),
+    components(schemas(Task, TaskList, CreateTask, ClaimRequest, HeartbeatRequest, CompleteRequest, FailRequest, CancelRequest, RetryRequest, RetryBody, ErrorBody, schedules::Schedule, schedules::ScheduleList, schedules::CreateSchedule, TaskTemplateBody, queues::Queue, queues::QueueList, queues::QueueSettings, CloudEvent, audit::EventPage, audit::Verification, stream::Consumer, stream::ConsumerList, stream::Acknowledge)),
+    modifiers(&Conventions),
     security(("bearer" = []))
 )]
 struct ApiDoc;
 
-struct BearerToken;
+/// What every route has in common, said once here rather than on each
+/// handler: the bearer token, the position headers, and the errors that the
+/// middleware (token, scope, rate limit, `Tasklog-Min-Position`) and the body
+/// extractor answer on every route they guard.
+struct Conventions;
 
-impl Modify for BearerToken {
+impl Modify for Conventions {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+        for (name, response) in shared_responses() {
+            components.responses.insert(name.into(), response.into());
+        }
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                add_conventions(operation);
+            }
+        }
     }
+}
+
+fn add_conventions(operation: &mut Operation) {
+    operation
+        .parameters
+        .get_or_insert_with(Vec::new)
+        .push(min_position());
+    for response in operation.responses.responses.values_mut() {
+        if let RefOr::T(response) = response {
+            response
+                .headers
+                .insert("Tasklog-Position".into(), position_header());
+        }
+    }
+    let mut shared = vec![
+        ("400", "BadRequest"),
+        ("401", "Unauthorized"),
+        ("403", "Forbidden"),
+        ("429", "TooManyRequests"),
+        ("503", "Unavailable"),
+    ];
+    if operation.request_body.is_some() {
+        shared.extend([("413", "BodyTooLarge"), ("415", "NotJson")]);
+    }
+    for (status, name) in shared {
+        operation
+            .responses
+            .responses
+            .entry(status.into())
+            .or_insert_with(|| Ref::from_response_name(name).into());
+    }
+}
+
+fn integer() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(0.0))
+}
+
+fn position_header() -> Header {
+    HeaderBuilder::new()
+        .schema(integer())
+        .description(Some(
+            "The log position this answer reflects; send it back as `Tasklog-Min-Position`.",
+        ))
+        .build()
+}
+
+fn min_position() -> Parameter {
+    ParameterBuilder::new()
+        .name("Tasklog-Min-Position")
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .schema(Some(integer()))
+        .description(Some(
+            "Wait (up to 5 s, else 503 `not_caught_up`) until this node's views include this log position.",
+        ))
+        .build()
+}
+
+/// The error responses every route shares, by component name.
+fn shared_responses() -> Vec<(&'static str, Response)> {
+    let error = |description: &str| {
+        let body = ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("ErrorBody")))
+            .build();
+        ResponseBuilder::new()
+            .description(description)
+            .content("application/json", body)
+            .header("Tasklog-Position", position_header())
+    };
+    let retry_after = HeaderBuilder::new()
+        .schema(integer())
+        .description(Some("Seconds to wait before trying again."))
+        .build();
+    let challenge = HeaderBuilder::new()
+        .schema(ObjectBuilder::new().schema_type(Type::String))
+        .description(Some("`Bearer`"))
+        .build();
+    vec![
+        ("BadRequest", error("`invalid_fields` (each named in `details`), `malformed_json`, `not_an_object`, `malformed_query` or `invalid_header`").build()),
+        ("Unauthorized", error("`unauthorized`: no bearer token, or not a valid one").header("WWW-Authenticate", challenge).build()),
+        ("Forbidden", error("`forbidden`: the token lacks the route's scope").build()),
+        ("BodyTooLarge", error("`body_too_large`: the body is over 1 MiB").build()),
+        ("NotJson", error("`unsupported_media_type`: the body is not sent as `application/json`").build()),
+        ("TooManyRequests", error("`rate_limited`: the token spent its request budget").header("Retry-After", retry_after.clone()).build()),
+        ("Unavailable", error("`unavailable`: the event store is down, nothing was written; or `not_caught_up`: this node lags `Tasklog-Min-Position`").header("Retry-After", retry_after).build()),
+    ]
 }
 
 pub fn document() -> utoipa::openapi::OpenApi {

@@ -7,13 +7,14 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Extension, Router};
-use serde::{Deserialize, Serialize};
-use serde_json::Map;
+use deserr::Deserr;
+use serde::Serialize;
 use tasklog_projections::{Projections, QueueSettings as QueueSettingsView, TaskState};
 use utoipa::ToSchema;
 
-use super::error::{ApiError, ErrorBody, Json};
-use super::wire::check_text;
+use super::body::{text_problem, unknown_field, BodyError, Json, Noun, Ranged};
+use super::error::ApiError;
+use super::wire::request_body;
 use super::{Actor, AppState, PositionHeader};
 use crate::app::write::QueueCommand;
 use crate::http::auth::Scope;
@@ -44,13 +45,15 @@ pub struct QueueList {
     pub queues: Vec<Queue>,
 }
 
-/// `PUT /v1/queues/{type}`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct QueueSettings {
-    /// At most this many tasks of the type run at once (1 to 100000); null lifts the limit.
-    pub max_running: Option<u32>,
-}
+request_body!(
+    /// `PUT /v1/queues/{type}`.
+    QueueSettings, "queue settings", {
+        /// At most this many tasks of the type run at once; null or absent lifts the limit.
+        #[deserr(default)]
+        #[schema(inline)]
+        pub max_running: Option<Ranged<1, 100_000>>,
+    }
+);
 
 fn queue(views: &Projections, task_type: &str) -> Queue {
     let count = |state| {
@@ -68,7 +71,8 @@ fn queue(views: &Projections, task_type: &str) -> Queue {
 }
 
 /// Every task type with tasks or a limit, by name.
-#[utoipa::path(get, path = "/v1/queues", tag = "queues", responses((status = 200, body = QueueList)))]
+#[utoipa::path(get, path = "/v1/queues", tag = "queues", operation_id = "listQueues",
+    responses((status = 200, description = "every queue", body = QueueList)))]
 pub async fn list(State(state): State<AppState>) -> axum::Json<QueueList> {
     let views = state.service.views.read();
     let mut types: BTreeMap<&str, ()> = views
@@ -86,31 +90,20 @@ pub async fn list(State(state): State<AppState>) -> axum::Json<QueueList> {
 
 /// Set or lift a task type's running limit (admin). Claims hand out no task of
 /// the type while that many run.
-#[utoipa::path(put, path = "/v1/queues/{type}", tag = "queues", request_body = QueueSettings,
+#[utoipa::path(put, path = "/v1/queues/{type}", tag = "queues", operation_id = "setQueueLimit", request_body = QueueSettings,
     params(("type" = String, Path, description = "the task type")),
-    responses((status = 200, body = Queue), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, description = "the queue with its new limit", body = Queue)))]
 pub async fn set_limit(
     State(state): State<AppState>,
     actor: Extension<Actor>,
     Path(task_type): Path<String>,
     Json(body): Json<QueueSettings>,
 ) -> Result<Response, ApiError> {
-    let mut problems = Map::new();
-    check_text("type", &task_type, &mut problems);
-    if body
-        .max_running
-        .is_some_and(|n| !(1..=100_000).contains(&n))
-    {
-        problems.insert(
-            "maxRunning".into(),
-            "must be from 1 to 100000, or null".into(),
-        );
-    }
-    if !problems.is_empty() {
-        return Err(ApiError::invalid_fields(problems));
+    if let Some(why) = text_problem(&task_type) {
+        return Err(ApiError::invalid_field("type", why));
     }
     let service = &state.service;
-    let command = QueueCommand::SetLimit(body.max_running);
+    let command = QueueCommand::SetLimit(body.max_running.map(Ranged::get));
     let written = service
         .write::<QueueSettingsView>(task_type.clone(), &command, &actor.metadata())
         .await?;

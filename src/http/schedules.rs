@@ -6,20 +6,21 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
+use deserr::{Deserr, ValuePointerRef};
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tasklog_events::schedule_event::*;
 use tasklog_projections::ScheduleView;
 use utoipa::ToSchema;
 
-use super::error::{ApiError, ErrorBody, Json};
+use super::body::*;
+use super::error::{ApiError, ErrorBody};
 use super::wire::*;
 use super::{Actor, AppState, PositionHeader};
 use crate::app::schedules;
-use crate::app::task_service::ServiceError;
 use crate::http::auth::Scope;
 use crate::rules::schedules::ScheduleCommand;
-use crate::rules::task::Rejection;
+use crate::rules::Rejection;
 
 pub fn routes(state: &AppState) -> Router<AppState> {
     let write = Router::new()
@@ -37,49 +38,128 @@ pub fn routes(state: &AppState) -> Router<AppState> {
     ))
 }
 
-/// `POST /v1/schedules`.
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)] // Documents the body; `parse_schedule` reads it field by field.
-#[schema(as = CreateSchedule)]
-pub struct CreateScheduleSchema {
-    name: String,
-    /// The task each run creates: a create body with `expiresAfterSeconds`
-    /// instead of the two times (the run's time is its `availableTime`).
-    task: TaskTemplateSchema,
-    /// `{"every": 15, "unit": "minutes"}` (minutes, hours, days, weeks, months,
-    /// counted from `startTime`) or `{"cron": "30 3 * * 1"}` (UTC).
-    recurrence: Value,
-    /// RFC 3339 with a zone offset: the first run, or the earliest for cron.
-    #[schema(rename = "startTime")]
-    start_time: String,
-    /// Optional: no run after this time.
-    #[schema(rename = "endTime", required = false)]
-    end_time: String,
-    /// `normal` (default): runs due before the schedule was created are
-    /// skipped. `startInThePast`: they are created too.
-    #[schema(rename = "startMode", required = false)]
-    start_mode: String,
+request_body!(
+    /// `POST /v1/schedules`.
+    #[deserr(validate = end_after_start -> BodyError)]
+    CreateSchedule, "a schedule", {
+        #[schema(inline)]
+        pub name: Text,
+        pub task: TaskTemplateBody,
+        /// `{"every": 15, "unit": "minutes"}` (minutes, hours, days, weeks, months,
+        /// counted from `startTime`) or `{"cron": "30 3 * * 1"}` (UTC).
+        #[schema(inline)]
+        pub recurrence: RecurrenceBody,
+        /// RFC 3339 with a zone offset: the first run, or the earliest for cron.
+        #[schema(inline)]
+        pub start_time: Time,
+        /// Optional: no run after this time.
+        #[deserr(default)]
+        #[schema(inline)]
+        pub end_time: Option<Time>,
+        /// Optional. `normal` (default): runs due before the schedule was
+        /// created are skipped. `startInThePast`: they are created too.
+        #[deserr(default)]
+        #[schema(inline)]
+        pub start_mode: Option<StartModeBody>,
+    }
+);
+
+fn end_after_start(
+    body: CreateSchedule,
+    location: ValuePointerRef,
+) -> Result<CreateSchedule, BodyError> {
+    match body.end_time {
+        Some(end) if end.0 <= body.start_time.0 => Err(BodyError::at(
+            location.push_key("endTime"),
+            "must be after startTime",
+        )),
+        _ => Ok(body),
+    }
 }
 
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)]
-#[schema(as = TaskTemplate)]
-pub struct TaskTemplateSchema {
-    name: String,
-    #[schema(rename = "type")]
-    task_type: String,
-    priority: i64,
-    data: Map<String, Value>,
-    /// Each run's task expires this long after its run time (1 to 31536000).
-    #[schema(rename = "expiresAfterSeconds")]
-    expires_after_seconds: u32,
-    #[schema(required = false)]
-    labels: std::collections::BTreeMap<String, String>,
-    #[schema(required = false)]
-    tags: Vec<String>,
-    #[schema(required = false)]
-    retry: RetryBody,
+impl CreateSchedule {
+    fn into_event(self) -> ScheduleCreated {
+        ScheduleCreated {
+            name: self.name.0,
+            task: self.task.into_template(),
+            recurrence: self.recurrence.0,
+            start_time: self.start_time.0,
+            end_time: self.end_time.map(|t| t.0),
+            start_mode: self.start_mode.map_or(StartMode::Normal, |m| m.0),
+        }
+    }
 }
+
+/// When a schedule's runs are due.
+#[derive(Debug)]
+pub struct RecurrenceBody(Recurrence);
+
+impl RecurrenceBody {
+    fn parse(value: Value) -> Result<Self, String> {
+        let why = "must be {\"every\": <1 to 1000>, \"unit\": \"minutes|hours|days|weeks|months\"} or {\"cron\": \"<minute> <hour> <day> <month> <weekday>\"}";
+        let recurrence: Recurrence = serde_json::from_value(value).map_err(|_| why.to_owned())?;
+        match &recurrence {
+            Recurrence::Every(interval) if !(1..=1000).contains(&interval.every) => {
+                Err("every must be from 1 to 1000".into())
+            }
+            Recurrence::Cron(cron) => match cron.cron.parse::<croner::Cron>() {
+                Ok(_) => Ok(RecurrenceBody(recurrence)),
+                Err(error) => Err(format!("bad cron expression: {error}")),
+            },
+            _ => Ok(RecurrenceBody(recurrence)),
+        }
+    }
+}
+
+inline_schema!(RecurrenceBody, {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    let every = ObjectBuilder::new()
+        .property(
+            "every",
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(1.0))
+                .maximum(Some(1000.0)),
+        )
+        .property(
+            "unit",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(["minutes", "hours", "days", "weeks", "months"])),
+        )
+        .required("every")
+        .required("unit");
+    let cron = ObjectBuilder::new()
+        .property(
+            "cron",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some("five fields: minute hour day month weekday (UTC)")),
+        )
+        .required("cron");
+    OneOfBuilder::new().item(every).item(cron)
+});
+
+/// Whether runs due before the schedule was created are created too.
+#[derive(Debug)]
+pub struct StartModeBody(StartMode);
+
+impl StartModeBody {
+    fn parse(value: Value) -> Result<Self, String> {
+        serde_json::from_value(value)
+            .map(StartModeBody)
+            .map_err(|_| "must be normal or startInThePast".into())
+    }
+}
+
+inline_schema!(
+    StartModeBody,
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(["normal", "startInThePast"]))
+);
+
+parsed_from_json!(RecurrenceBody, StartModeBody);
 
 /// A schedule, as every schedule endpoint answers it.
 #[derive(Debug, Serialize, ToSchema)]
@@ -148,151 +228,9 @@ pub struct ScheduleList {
     pub schedules: Vec<Schedule>,
 }
 
-/// Longest a run's task may wait before it expires.
-const MAX_EXPIRES_AFTER_SECONDS: u64 = 365 * 86_400;
-
-/// Reads a schedule body field by field, so every wrong field is named.
-pub fn parse_schedule(body: Value) -> Result<ScheduleCreated, ApiError> {
-    let Value::Object(mut fields) = body else {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "the body must be a JSON object",
-        ));
-    };
-    let mut problems = Map::new();
-    let name = text(fields.remove("name"), "name", &mut problems);
-    let task = match fields.remove("task") {
-        None => missing("task", &mut problems),
-        Some(Value::Object(task)) => parse_template(task, &mut problems),
-        Some(_) => wrong("task", "must be a JSON object", &mut problems),
-    };
-    let recurrence = match fields.remove("recurrence") {
-        None => missing("recurrence", &mut problems),
-        Some(value) => parse_recurrence(value, &mut problems),
-    };
-    let start_time = time(fields.remove("startTime"), "startTime", &mut problems);
-    let end_time = match fields.remove("endTime") {
-        None | Some(Value::Null) => None,
-        value => time(value, "endTime", &mut problems),
-    };
-    let start_mode = match fields.remove("startMode") {
-        None | Some(Value::Null) => Some(StartMode::Normal),
-        Some(value) => serde_json::from_value(value).ok().or_else(|| {
-            wrong(
-                "startMode",
-                "must be normal or startInThePast",
-                &mut problems,
-            )
-        }),
-    };
-    for unknown in fields.keys() {
-        problems.insert(unknown.clone(), "is not a field of a schedule".into());
-    }
-    if let (Some(start), Some(end)) = (start_time, end_time) {
-        if end <= start {
-            problems.insert("endTime".into(), "must be after startTime".into());
-        }
-    }
-    match (name, task, recurrence, start_time, start_mode) {
-        (Some(name), Some(task), Some(recurrence), Some(start_time), Some(start_mode))
-            if problems.is_empty() =>
-        {
-            Ok(ScheduleCreated {
-                name,
-                task,
-                recurrence,
-                start_time,
-                end_time,
-                start_mode,
-            })
-        }
-        _ => Err(ApiError::invalid_fields(problems)),
-    }
-}
-
-/// Reads the task template; its problems are named `task.<field>`.
-fn parse_template(
-    mut fields: Map<String, Value>,
-    problems: &mut Map<String, Value>,
-) -> Option<TaskTemplate> {
-    let mut own = Map::new();
-    let name = text(fields.remove("name"), "name", &mut own);
-    let task_type = text(fields.remove("type"), "type", &mut own);
-    let priority = match fields.remove("priority") {
-        None => missing("priority", &mut own),
-        Some(Value::Number(n)) if n.is_i64() => n.as_i64(),
-        Some(_) => wrong("priority", "must be an integer", &mut own),
-    };
-    let data = match fields.remove("data") {
-        None => missing("data", &mut own),
-        Some(Value::Object(data)) => Some(data),
-        Some(_) => wrong("data", "must be a JSON object", &mut own),
-    };
-    let expires_after_seconds = match fields.remove("expiresAfterSeconds") {
-        None => missing("expiresAfterSeconds", &mut own),
-        Some(Value::Number(n))
-            if n.as_u64()
-                .is_some_and(|s| (1..=MAX_EXPIRES_AFTER_SECONDS).contains(&s)) =>
-        {
-            n.as_u64().map(|s| s as u32)
-        }
-        Some(_) => wrong(
-            "expiresAfterSeconds",
-            &format!("must be a whole number from 1 to {MAX_EXPIRES_AFTER_SECONDS}"),
-            &mut own,
-        ),
-    };
-    let extras = parse_extras(&mut fields, &mut own);
-    for unknown in fields.keys() {
-        own.insert(unknown.clone(), "is not a field of a task template".into());
-    }
-    let complete = own.is_empty();
-    problems.extend(
-        own.into_iter()
-            .map(|(field, why)| (format!("task.{field}"), why)),
-    );
-    if !complete {
-        return None;
-    }
-    Some(TaskTemplate {
-        name: name?,
-        task_type: task_type?,
-        priority: priority?,
-        data: data?,
-        expires_after_seconds: expires_after_seconds?,
-        labels: extras.labels,
-        tags: extras.tags,
-        retry: extras.retry,
-    })
-}
-
-fn parse_recurrence(value: Value, problems: &mut Map<String, Value>) -> Option<Recurrence> {
-    let why = "must be {\"every\": <1 to 1000>, \"unit\": \"minutes|hours|days|weeks|months\"} or {\"cron\": \"<minute> <hour> <day> <month> <weekday>\"}";
-    let Ok(recurrence) = serde_json::from_value::<Recurrence>(value) else {
-        return wrong("recurrence", why, problems);
-    };
-    match &recurrence {
-        Recurrence::Every(interval) if !(1..=1000).contains(&interval.every) => {
-            wrong("recurrence", "every must be from 1 to 1000", problems)
-        }
-        Recurrence::Cron(cron) => match cron.cron.parse::<croner::Cron>() {
-            Ok(_) => Some(recurrence),
-            Err(error) => wrong(
-                "recurrence",
-                &format!("bad cron expression: {error}"),
-                problems,
-            ),
-        },
-        _ => Some(recurrence),
-    }
-}
-
 fn schedule_id(id: &str) -> Result<ScheduleId, ApiError> {
-    id.parse().map_err(|_| schedule_not_found(id))
-}
-
-fn schedule_not_found(id: &str) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, format!("no schedule {id}"))
+    id.parse()
+        .map_err(|_| ApiError::from(Rejection::ScheduleNotFound))
 }
 
 async fn run(
@@ -309,20 +247,20 @@ async fn run(
         Ok((None, position)) => {
             Ok((PositionHeader(position), StatusCode::NO_CONTENT).into_response())
         }
-        Err(ServiceError::Rejected(Rejection::NotFound)) => Err(schedule_not_found(id)),
         Err(error) => Err(error.into()),
     }
 }
 
 /// Create a schedule: from `startTime` on, each due run creates a task, once.
-#[utoipa::path(post, path = "/v1/schedules", tag = "schedules", request_body = CreateScheduleSchema,
-    responses((status = 200, body = Schedule), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/schedules", tag = "schedules", operation_id = "createSchedule", request_body = CreateSchedule,
+    responses((status = 200, description = "the schedule", body = Schedule),
+        (status = 409, description = "`schedule_exists` or `contended`", body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     actor: Extension<Actor>,
-    Json(body): Json<Value>,
+    Json(body): Json<CreateSchedule>,
 ) -> Result<Response, ApiError> {
-    let created = parse_schedule(body)?;
+    let created = body.into_event();
     let id = ScheduleId::new().to_string();
     run(
         &state,
@@ -334,7 +272,8 @@ pub async fn create(
 }
 
 /// Every schedule, oldest first.
-#[utoipa::path(get, path = "/v1/schedules", tag = "schedules", responses((status = 200, body = ScheduleList)))]
+#[utoipa::path(get, path = "/v1/schedules", tag = "schedules", operation_id = "listSchedules",
+    responses((status = 200, description = "every schedule", body = ScheduleList)))]
 pub async fn list(State(state): State<AppState>) -> axum::Json<ScheduleList> {
     let views = state.service.views.read();
     axum::Json(ScheduleList {
@@ -343,20 +282,25 @@ pub async fn list(State(state): State<AppState>) -> axum::Json<ScheduleList> {
 }
 
 /// One schedule.
-#[utoipa::path(get, path = "/v1/schedules/{id}", tag = "schedules", params(("id" = String, Path, description = "the schedule id")),
-    responses((status = 200, body = Schedule), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/schedules/{id}", tag = "schedules", operation_id = "getSchedule",
+    params(("id" = String, Path, description = "the schedule id")),
+    responses((status = 200, description = "the schedule", body = Schedule),
+        (status = 404, description = "`schedule_not_found`", body = ErrorBody)))]
 pub async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let view = schedules::view(&state.service, schedule_id(&id)?)
-        .ok_or_else(|| schedule_not_found(&id))?;
+    let view =
+        schedules::view(&state.service, schedule_id(&id)?).ok_or(Rejection::ScheduleNotFound)?;
     Ok(axum::Json(Schedule::from(&view)).into_response())
 }
 
 /// Stop creating runs; runs due while paused are skipped.
-#[utoipa::path(post, path = "/v1/schedules/{id}/pause", tag = "schedules", params(("id" = String, Path, description = "the schedule id")),
-    responses((status = 200, body = Schedule), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/schedules/{id}/pause", tag = "schedules", operation_id = "pauseSchedule",
+    params(("id" = String, Path, description = "the schedule id")),
+    responses((status = 200, description = "the schedule, paused", body = Schedule),
+        (status = 404, description = "`schedule_not_found`", body = ErrorBody),
+        (status = 409, description = "`schedule_paused` or `contended`", body = ErrorBody)))]
 pub async fn pause(
     State(state): State<AppState>,
     actor: Extension<Actor>,
@@ -366,8 +310,11 @@ pub async fn pause(
 }
 
 /// Create runs again, from the first one due from now on.
-#[utoipa::path(post, path = "/v1/schedules/{id}/resume", tag = "schedules", params(("id" = String, Path, description = "the schedule id")),
-    responses((status = 200, body = Schedule), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/schedules/{id}/resume", tag = "schedules", operation_id = "resumeSchedule",
+    params(("id" = String, Path, description = "the schedule id")),
+    responses((status = 200, description = "the schedule, active again", body = Schedule),
+        (status = 404, description = "`schedule_not_found`", body = ErrorBody),
+        (status = 409, description = "`schedule_not_paused` or `contended`", body = ErrorBody)))]
 pub async fn resume(
     State(state): State<AppState>,
     actor: Extension<Actor>,
@@ -377,8 +324,11 @@ pub async fn resume(
 }
 
 /// Delete the schedule; the tasks it created stay.
-#[utoipa::path(delete, path = "/v1/schedules/{id}", tag = "schedules", params(("id" = String, Path, description = "the schedule id")),
-    responses((status = 204, description = "deleted"), (status = 404, body = ErrorBody)))]
+#[utoipa::path(delete, path = "/v1/schedules/{id}", tag = "schedules", operation_id = "deleteSchedule",
+    params(("id" = String, Path, description = "the schedule id")),
+    responses((status = 204, description = "deleted"),
+        (status = 404, description = "`schedule_not_found`", body = ErrorBody),
+        (status = 409, description = "`contended`", body = ErrorBody)))]
 pub async fn delete(
     State(state): State<AppState>,
     actor: Extension<Actor>,

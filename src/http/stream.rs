@@ -4,8 +4,8 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -17,7 +17,9 @@ use tasklog_events::{EventStream, Position};
 use tasklog_projections::ConsumerView;
 use utoipa::{IntoParams, ToSchema};
 
-use super::error::{ApiError, ErrorBody, Json};
+use super::body::{unknown_field, BodyError, Json, Noun, Query};
+use super::error::{ApiError, ErrorBody};
+use super::wire::request_body;
 use super::{Actor, AppState};
 use crate::app::event_filter::EventFilter;
 use crate::app::task_service::TaskService;
@@ -25,6 +27,7 @@ use crate::app::write::ConsumerCommand;
 use crate::http::auth::Scope;
 use crate::http::cloud_event::CloudEvent;
 use crate::http::wire::wire_time;
+use deserr::Deserr;
 
 /// Idle connections get a comment this often, so proxies keep them open.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -54,8 +57,10 @@ pub struct StreamQuery {
 /// Task events as Server-Sent Events, each a CloudEvents JSON object whose SSE
 /// `id` is its log position: the log from the start point, then live. Resume
 /// with `Last-Event-ID`. A slow reader is served from the log at its own pace.
-#[utoipa::path(get, path = "/v1/events/stream", tag = "analytics", params(StreamQuery),
-    responses((status = 200, description = "text/event-stream of CloudEvents"), (status = 400, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/events/stream", tag = "analytics", operation_id = "streamEvents",
+    params(StreamQuery, ("Last-Event-ID" = Option<u64>, Header, description = "resume after this log position: the `id` of the last event received")),
+    responses((status = 200, description = "Server-Sent Events: each `data` a CloudEvents JSON object (`CloudEvent`), each `id` its log position",
+        content_type = "text/event-stream", body = String)))]
 pub async fn stream(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -68,11 +73,9 @@ pub async fn stream(
                 .to_str()
                 .ok()
                 .and_then(|v| v.trim().parse::<u64>().ok())
-                .ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "Last-Event-ID must be a log position",
-                    )
+                .ok_or(ApiError::InvalidHeader {
+                    name: "Last-Event-ID",
+                    expected: "a log position",
                 })?,
         ),
     };
@@ -148,13 +151,13 @@ pub struct ConsumerList {
     pub consumers: Vec<Consumer>,
 }
 
-/// `PUT /v1/consumers/{name}`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Acknowledge {
-    /// The last position the consumer has processed (no further than the head).
-    pub position: u64,
-}
+request_body!(
+    /// `PUT /v1/consumers/{name}`.
+    Acknowledge, "an acknowledgement", {
+        /// The last position the consumer has processed (no further than the head).
+        pub position: u64,
+    }
+);
 
 fn consumer(service: &TaskService, name: &str) -> Option<Consumer> {
     let views = service.views.read();
@@ -169,7 +172,8 @@ fn consumer(service: &TaskService, name: &str) -> Option<Consumer> {
 }
 
 /// Every durable consumer, with its lag.
-#[utoipa::path(get, path = "/v1/consumers", tag = "analytics", responses((status = 200, body = ConsumerList)))]
+#[utoipa::path(get, path = "/v1/consumers", tag = "analytics", operation_id = "listConsumers",
+    responses((status = 200, description = "every durable consumer", body = ConsumerList)))]
 pub async fn list_consumers(State(state): State<AppState>) -> Response {
     let names: Vec<String> = {
         let views = state.service.views.read();
@@ -183,21 +187,22 @@ pub async fn list_consumers(State(state): State<AppState>) -> Response {
 }
 
 /// One durable consumer.
-#[utoipa::path(get, path = "/v1/consumers/{name}", tag = "analytics", params(("name" = String, Path, description = "the consumer")),
-    responses((status = 200, body = Consumer), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/consumers/{name}", tag = "analytics", operation_id = "getConsumer",
+    params(("name" = String, Path, description = "the consumer")),
+    responses((status = 200, description = "the consumer", body = Consumer),
+        (status = 404, description = "`consumer_not_found`", body = ErrorBody)))]
 pub async fn show_consumer(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    let found = consumer(&state.service, &name)
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no consumer {name:?}")))?;
+    let found = consumer(&state.service, &name).ok_or(ApiError::ConsumerNotFound)?;
     Ok(axum::Json(found).into_response())
 }
 
 /// Records how far a consumer has processed the log: an event of its own stream.
-#[utoipa::path(put, path = "/v1/consumers/{name}", tag = "analytics", request_body = Acknowledge,
+#[utoipa::path(put, path = "/v1/consumers/{name}", tag = "analytics", operation_id = "acknowledgeConsumer", request_body = Acknowledge,
     params(("name" = String, Path, description = "the consumer: 1 to 64 of a-z, 0-9, - and _")),
-    responses((status = 200, body = Consumer), (status = 400, body = ErrorBody)))]
+    responses((status = 200, description = "the consumer at its new position", body = Consumer)))]
 pub async fn acknowledge(
     State(state): State<AppState>,
     actor: axum::Extension<Actor>,
@@ -213,7 +218,7 @@ pub async fn acknowledge(
         .store
         .head()
         .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+        .map_err(ApiError::unavailable)?;
     if body.position > head.0 {
         problems.insert(
             "position".into(),
@@ -221,7 +226,7 @@ pub async fn acknowledge(
         );
     }
     if !problems.is_empty() {
-        return Err(ApiError::invalid_fields(problems));
+        return Err(ApiError::InvalidFields(problems));
     }
     let command = ConsumerCommand::Acknowledge(Position(body.position));
     let written = state

@@ -3,22 +3,24 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
-use serde_json::{Map, Value};
+use serde_json::Map;
 use tasklog_events::{Position, TaskId};
 use tasklog_projections::TaskState;
 
-use super::error::{ApiError, ErrorBody, Json};
+use super::body::{Json, Query};
+use super::error::{ApiError, ErrorBody};
 use super::wire::*;
 use super::{Actor, AppState, PositionHeader};
 use crate::app::task_service::Written;
 use crate::http::auth::Scope;
 use crate::rules::labels::{Selector, TaskFilter};
 use crate::rules::task::Command;
+use crate::rules::Rejection;
 
 /// The routes, each behind the scope it needs.
 pub fn routes(state: &AppState) -> Router<AppState> {
@@ -48,15 +50,8 @@ fn answer(written: Written) -> Response {
 }
 
 fn task_id(id: &str) -> Result<TaskId, ApiError> {
-    id.parse().map_err(|_| ApiError::task_not_found(id))
-}
-
-fn checked(problems: Map<String, Value>) -> Result<(), ApiError> {
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::invalid_fields(problems))
-    }
+    id.parse()
+        .map_err(|_| ApiError::from(Rejection::TaskNotFound))
 }
 
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -66,16 +61,18 @@ pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-
 /// header, a create sent again with the same key and body within 24 hours
 /// answers the first task (with `Idempotent-Replayed: true`) instead of making
 /// another; the same key with another body is a 422.
-#[utoipa::path(post, path = "/v1/tasks", tag = "tasks", request_body = CreateTaskSchema,
+#[utoipa::path(post, path = "/v1/tasks", tag = "tasks", operation_id = "createTask", request_body = CreateTask,
     params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters; kept 24 hours")),
-    responses((status = 200, body = Task), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-              (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody),
-              (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses(
+        (status = 200, description = "the task, pending", body = Task,
+            headers(("Idempotent-Replayed" = String, description = "`true` when an earlier create with this `Idempotency-Key` made the task"))),
+        (status = 409, description = "`contended`", body = ErrorBody),
+        (status = 422, description = "`idempotency_key_reused`: the key came with another body", body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     actor: Extension<Actor>,
     headers: HeaderMap,
-    Json(body): Json<Value>,
+    Json(body): Json<CreateTask>,
 ) -> Result<Response, ApiError> {
     let key = match headers.get(IDEMPOTENCY_KEY) {
         None => None,
@@ -86,15 +83,13 @@ pub async fn create(
                 .filter(|key| {
                     (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic())
                 })
-                .ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "Idempotency-Key must be 1 to 255 visible ASCII characters",
-                    )
+                .ok_or(ApiError::InvalidHeader {
+                    name: "Idempotency-Key",
+                    expected: "1 to 255 visible ASCII characters",
                 })?,
         ),
     };
-    let created = parse_create(body)?;
+    let created = body.into_event();
     let metadata = actor.metadata();
     let Some(key) = key else {
         let written = state
@@ -114,8 +109,10 @@ pub async fn create(
 }
 
 /// One task; with `asOf` or `revision`, as it stood then, folded from the log.
-#[utoipa::path(get, path = "/v1/tasks/{id}", tag = "tasks", params(("id" = String, Path, description = "the task id"), TimeTravel),
-    responses((status = 200, body = Task), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/tasks/{id}", tag = "tasks", operation_id = "getTask",
+    params(("id" = String, Path, description = "the task id"), TimeTravel),
+    responses((status = 200, description = "the task", body = Task),
+        (status = 404, description = "`task_not_found`", body = ErrorBody)))]
 pub async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -125,14 +122,15 @@ pub async fn show(
     let task = match (when.as_of, when.revision) {
         (None, None) => state.service.view(task_id),
         (Some(_), Some(_)) => {
-            let details =
-                Map::from_iter([("asOf".to_owned(), "give asOf or revision, not both".into())]);
-            return Err(ApiError::invalid_fields(details));
+            return Err(ApiError::invalid_field(
+                "asOf",
+                "give asOf or revision, not both",
+            ));
         }
         (Some(as_of), None) => {
             let as_of = chrono::DateTime::parse_from_rfc3339(&as_of).map_err(|_| {
                 let why = "must be an RFC 3339 time with a zone offset, like 2017-02-06T02:37:46Z";
-                ApiError::invalid_fields(Map::from_iter([("asOf".to_owned(), why.into())]))
+                ApiError::invalid_field("asOf", why)
             })?;
             state
                 .service
@@ -146,13 +144,13 @@ pub async fn show(
                 .await?
         }
     };
-    let task = task.ok_or_else(|| ApiError::task_not_found(&id))?;
+    let task = task.ok_or(Rejection::TaskNotFound)?;
     Ok(axum::Json(Task::from(&task)).into_response())
 }
 
 /// Tasks in the order they were created, filtered by state and type, a page at a time.
-#[utoipa::path(get, path = "/v1/tasks", tag = "tasks", params(ListQuery),
-    responses((status = 200, body = TaskList), (status = 400, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/tasks", tag = "tasks", operation_id = "listTasks", params(ListQuery),
+    responses((status = 200, description = "a page of tasks", body = TaskList)))]
 pub async fn list(
     State(state): State<AppState>,
     Query(query): Query<ListQuery>,
@@ -185,12 +183,20 @@ pub async fn list(
             Position::START
         }),
     };
-    let filter = task_filter(
-        query.label_selector.as_deref(),
-        query.tags.as_deref(),
-        &mut problems,
-    );
-    checked(problems)?;
+    let selector = query.label_selector.as_deref().and_then(|text| {
+        text.parse::<Selector>()
+            .map_err(|why| problems.insert("labelSelector".into(), why.into()))
+            .ok()
+    });
+    let tags = query
+        .tags
+        .as_deref()
+        .map(|tags| tags.split(',').map(|t| t.trim().to_owned()).collect())
+        .unwrap_or_default();
+    let filter = TaskFilter { selector, tags };
+    if !problems.is_empty() {
+        return Err(ApiError::InvalidFields(problems));
+    }
     let views = state.service.views.read();
     let mut matching = views
         .by_creation
@@ -216,25 +222,6 @@ pub async fn list(
     Ok(axum::Json(body).into_response())
 }
 
-/// The label selector and tags of a list or a claim, noting what is wrong.
-fn task_filter(
-    selector: Option<&str>,
-    tags: Option<&str>,
-    problems: &mut Map<String, Value>,
-) -> TaskFilter {
-    let selector = selector.and_then(|text| match text.parse::<Selector>() {
-        Ok(selector) => Some(selector),
-        Err(why) => {
-            problems.insert("labelSelector".into(), why.into());
-            None
-        }
-    });
-    let tags = tags
-        .map(|tags| tags.split(',').map(|t| t.trim().to_owned()).collect())
-        .unwrap_or_default();
-    TaskFilter { selector, tags }
-}
-
 /// Cursors are opaque to clients; inside, the creation position of the last task shown.
 fn encode_cursor(position: Position) -> String {
     format!("c{:x}", position.0)
@@ -248,38 +235,25 @@ fn decode_cursor(cursor: &str) -> Option<Position> {
 
 /// Claim the best available task of the given types: highest priority, then
 /// earliest available time, then oldest. 204 when none is available within `waitSeconds`.
-#[utoipa::path(post, path = "/v1/tasks/claim", tag = "workers", request_body = ClaimRequest,
-    responses((status = 200, body = Task), (status = 204, description = "no task available"), (status = 400, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/tasks/claim", tag = "workers", operation_id = "claimTask", request_body = ClaimRequest,
+    responses((status = 200, description = "the task, now running for this worker", body = Task),
+        (status = 204, description = "no task available within `waitSeconds`")))]
 pub async fn claim(
     State(state): State<AppState>,
     actor: Extension<Actor>,
     Json(body): Json<ClaimRequest>,
 ) -> Result<Response, ApiError> {
-    let mut problems = Map::new();
-    check_text("worker", &body.worker, &mut problems);
-    check_lease(body.lease_seconds, &mut problems);
-    if body.types.is_empty() {
-        problems.insert("types".into(), "must name at least one task type".into());
-    }
-    if body.wait_seconds > MAX_WAIT_SECONDS {
-        problems.insert(
-            "waitSeconds".into(),
-            format!("must be from 0 to {MAX_WAIT_SECONDS}").into(),
-        );
-    }
-    let tags = (!body.tags.is_empty()).then(|| body.tags.join(","));
-    let filter = task_filter(
-        body.label_selector.as_deref(),
-        tags.as_deref(),
-        &mut problems,
-    );
-    checked(problems)?;
-    let lease = chrono::Duration::seconds(body.lease_seconds.into());
-    let wait = Duration::from_secs(body.wait_seconds.into());
+    let filter = TaskFilter {
+        selector: body.label_selector.map(|s| s.0),
+        tags: body.tags.iter().map(|t| t.trim().to_owned()).collect(),
+    };
+    let lease = chrono::Duration::seconds(body.lease_seconds.0 as i64);
+    let wait = Duration::from_secs(body.wait_seconds.0);
     let metadata = actor.metadata();
+    let (types, worker) = (body.types.0, body.worker.0);
     match state
         .service
-        .claim(&body.types, &filter, &body.worker, lease, wait, &metadata)
+        .claim(&types, &filter, &worker, lease, wait, &metadata)
         .await?
     {
         Some(written) => Ok(answer(written)),
@@ -292,23 +266,20 @@ pub async fn claim(
 }
 
 /// Extend the lease of a running task; only its worker may.
-#[utoipa::path(post, path = "/v1/tasks/{id}/heartbeat", tag = "workers", request_body = HeartbeatRequest,
+#[utoipa::path(post, path = "/v1/tasks/{id}/heartbeat", tag = "workers", operation_id = "heartbeatTask", request_body = HeartbeatRequest,
     params(("id" = String, Path, description = "the task id")),
-    responses((status = 200, body = Task), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, description = "the task, its lease extended", body = Task),
+        (status = 404, description = "`task_not_found`", body = ErrorBody),
+        (status = 409, description = "`wrong_state`, `not_lease_holder`, `lease_expired` or `contended`", body = ErrorBody)))]
 pub async fn heartbeat(
     State(state): State<AppState>,
     actor: Extension<Actor>,
     Path(id): Path<String>,
     Json(body): Json<HeartbeatRequest>,
 ) -> Result<Response, ApiError> {
-    let mut problems = Map::new();
-    check_text("worker", &body.worker, &mut problems);
-    check_lease(body.lease_seconds, &mut problems);
-    checked(problems)?;
-    let lease = chrono::Duration::seconds(body.lease_seconds.into());
     let command = Command::Heartbeat {
-        worker: body.worker,
-        lease,
+        worker: body.worker.0,
+        lease: chrono::Duration::seconds(body.lease_seconds.0 as i64),
     };
     Ok(answer(
         state
@@ -319,20 +290,19 @@ pub async fn heartbeat(
 }
 
 /// Finish a running task; only its worker may.
-#[utoipa::path(post, path = "/v1/tasks/{id}/complete", tag = "workers", request_body = CompleteRequest,
+#[utoipa::path(post, path = "/v1/tasks/{id}/complete", tag = "workers", operation_id = "completeTask", request_body = CompleteRequest,
     params(("id" = String, Path, description = "the task id")),
-    responses((status = 200, body = Task), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, description = "the task, completed", body = Task),
+        (status = 404, description = "`task_not_found`", body = ErrorBody),
+        (status = 409, description = "`wrong_state`, `not_lease_holder`, `lease_expired` or `contended`", body = ErrorBody)))]
 pub async fn complete(
     State(state): State<AppState>,
     actor: Extension<Actor>,
     Path(id): Path<String>,
     Json(body): Json<CompleteRequest>,
 ) -> Result<Response, ApiError> {
-    let mut problems = Map::new();
-    check_text("worker", &body.worker, &mut problems);
-    checked(problems)?;
     let command = Command::Complete {
-        worker: body.worker,
+        worker: body.worker.0,
     };
     Ok(answer(
         state
@@ -343,22 +313,20 @@ pub async fn complete(
 }
 
 /// Give up on a running task, saying why; only its worker may.
-#[utoipa::path(post, path = "/v1/tasks/{id}/fail", tag = "workers", request_body = FailRequest,
+#[utoipa::path(post, path = "/v1/tasks/{id}/fail", tag = "workers", operation_id = "failTask", request_body = FailRequest,
     params(("id" = String, Path, description = "the task id")),
-    responses((status = 200, body = Task), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, description = "the task, failed or waiting for its retry", body = Task),
+        (status = 404, description = "`task_not_found`", body = ErrorBody),
+        (status = 409, description = "`wrong_state`, `not_lease_holder`, `lease_expired` or `contended`", body = ErrorBody)))]
 pub async fn fail(
     State(state): State<AppState>,
     actor: Extension<Actor>,
     Path(id): Path<String>,
     Json(body): Json<FailRequest>,
 ) -> Result<Response, ApiError> {
-    let mut problems = Map::new();
-    check_text("worker", &body.worker, &mut problems);
-    check_text("error", &body.error, &mut problems);
-    checked(problems)?;
     let command = Command::Fail {
-        worker: body.worker,
-        error: body.error,
+        worker: body.worker.0,
+        error: body.error.0,
     };
     Ok(answer(
         state
@@ -369,22 +337,19 @@ pub async fn fail(
 }
 
 /// Cancel a pending or running task: it fails with the reason as its error.
-#[utoipa::path(post, path = "/v1/tasks/{id}/cancel", tag = "tasks", request_body = CancelRequest,
+#[utoipa::path(post, path = "/v1/tasks/{id}/cancel", tag = "tasks", operation_id = "cancelTask", request_body = CancelRequest,
     params(("id" = String, Path, description = "the task id")),
-    responses((status = 200, body = Task), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, description = "the task, failed with the reason", body = Task),
+        (status = 404, description = "`task_not_found`", body = ErrorBody),
+        (status = 409, description = "`wrong_state` or `contended`", body = ErrorBody)))]
 pub async fn cancel(
     State(state): State<AppState>,
     actor: Extension<Actor>,
     Path(id): Path<String>,
     Json(body): Json<CancelRequest>,
 ) -> Result<Response, ApiError> {
-    let mut problems = Map::new();
-    if let Some(reason) = &body.reason {
-        check_text("reason", reason, &mut problems);
-    }
-    checked(problems)?;
     let command = Command::Cancel {
-        reason: body.reason,
+        reason: body.reason.map(|r| r.0),
     };
     Ok(answer(
         state
@@ -396,21 +361,20 @@ pub async fn cancel(
 
 /// Run a failed task again, now: the dead letter's way back. It gets one more
 /// run; a run that fails again with no attempts left stays failed.
-#[utoipa::path(post, path = "/v1/tasks/{id}/retry", tag = "tasks", request_body = RetryRequest,
+#[utoipa::path(post, path = "/v1/tasks/{id}/retry", tag = "tasks", operation_id = "retryTask", request_body = RetryRequest,
     params(("id" = String, Path, description = "the task id")),
-    responses((status = 200, body = Task), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, description = "the task, pending again", body = Task),
+        (status = 404, description = "`task_not_found`", body = ErrorBody),
+        (status = 409, description = "`wrong_state`, `expiration_passed` or `contended`", body = ErrorBody)))]
 pub async fn retry(
     State(state): State<AppState>,
     actor: Extension<Actor>,
     Path(id): Path<String>,
     Json(body): Json<RetryRequest>,
 ) -> Result<Response, ApiError> {
-    let mut problems = Map::new();
-    let expiration_time = body
-        .expiration_time
-        .and_then(|t| time(Some(Value::String(t)), "expirationTime", &mut problems));
-    checked(problems)?;
-    let command = Command::Retry { expiration_time };
+    let command = Command::Retry {
+        expiration_time: body.expiration_time.map(|t| t.0),
+    };
     Ok(answer(
         state
             .service

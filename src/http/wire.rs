@@ -1,87 +1,170 @@
 //! What goes over the wire: request and response bodies, in the contract's
-//! camelCase, with their validation.
+//! camelCase. Each request body is one type that reads and checks itself
+//! (see [`super::body`]) and documents itself in the API document.
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, SecondsFormat, Utc};
+use deserr::{Deserr, ValuePointerRef};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tasklog_events::schedule_event::TaskTemplate;
 use tasklog_events::task_event::{RetryPolicy, TaskCreated};
 use tasklog_projections::TaskView;
 use utoipa::{IntoParams, ToSchema};
 
-use super::error::ApiError;
-use crate::rules::labels::{check_labels, check_tags};
-
-/// Longest `name`, `type`, `worker`, `error` and `reason` accepted, in characters.
-pub const MAX_TEXT: usize = 1024;
+use super::body::*;
 
 /// Every time on the wire: UTC, RFC 3339, microseconds.
 pub fn wire_time(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-/// `POST /v1/tasks`: every field is required.
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)] // Documents the body; `parse_create` reads it field by field.
-#[schema(as = CreateTask)]
-pub struct CreateTaskSchema {
-    name: String,
-    #[schema(rename = "type")]
-    task_type: String,
-    /// Higher runs first.
-    priority: i64,
-    data: Map<String, Value>,
-    /// RFC 3339 with a zone offset; the task cannot be claimed before it.
-    #[schema(rename = "availableTime")]
-    available_time: DateTime<Utc>,
-    /// RFC 3339 with a zone offset, after `availableTime`; a task still pending then fails.
-    #[schema(rename = "expirationTime")]
-    expiration_time: DateTime<Utc>,
-    /// Optional: key-value pairs that list and claim select on.
-    #[schema(required = false)]
-    labels: BTreeMap<String, String>,
-    /// Optional: at most 10 tags of at most 50 characters.
-    #[schema(required = false)]
-    tags: Vec<String>,
-    /// Optional: how a failed run is retried; without it a failure is final.
-    #[schema(required = false)]
-    retry: RetryBody,
+/// Declares a task body: the fields a create and a schedule's task template
+/// share, written once, then `$when`: the fields that say when it runs.
+macro_rules! task_body {
+    ($(#[$attr:meta])* $name:ident, $noun:literal, { $($when:tt)* }) => {
+        #[derive(Debug, Deserr, ToSchema)]
+        $(#[$attr])*
+        #[deserr(error = BodyError, rename_all = camelCase, deny_unknown_fields = unknown_field::<$name>)]
+        #[schema(rename_all = "camelCase")]
+        #[serde(deny_unknown_fields)] // Read by utoipa: `additionalProperties: false`.
+        pub struct $name {
+            #[schema(inline)]
+            pub name: Text,
+            #[deserr(rename = "type")]
+            #[schema(rename = "type", inline)]
+            pub task_type: Text,
+            /// Higher runs first.
+            pub priority: i64,
+            #[schema(inline)]
+            pub data: JsonObject,
+            $($when)*
+            /// Optional: key-value pairs that list and claim select on.
+            #[deserr(default)]
+            #[schema(inline)]
+            pub labels: Option<Labels>,
+            /// Optional: at most 10 tags of at most 50 characters.
+            #[deserr(default)]
+            #[schema(inline)]
+            pub tags: Option<Tags>,
+            /// Optional: how a failed run is retried; without it a failure is final.
+            #[deserr(default)]
+            pub retry: Option<RetryBody>,
+        }
+
+        impl Noun for $name {
+            const NOUN: &'static str = $noun;
+        }
+    };
+}
+
+task_body!(
+    /// `POST /v1/tasks`.
+    #[deserr(validate = expiration_after_available -> BodyError)]
+    CreateTask, "a task", {
+        /// RFC 3339 with a zone offset; the task cannot be claimed before it.
+        #[schema(inline)]
+        pub available_time: Time,
+        /// RFC 3339 with a zone offset, after `availableTime`; a task still pending then fails.
+        #[schema(inline)]
+        pub expiration_time: Time,
+    }
+);
+
+task_body!(
+    /// The task each run of a schedule creates: a create body with
+    /// `expiresAfterSeconds` instead of the two times (the run's time is its
+    /// `availableTime`).
+    #[schema(as = TaskTemplate)]
+    TaskTemplateBody, "a task template", {
+        /// Each run's task expires this long after its run time.
+        #[schema(inline)]
+        pub expires_after_seconds: Ranged<1, 31_536_000>,
+    }
+);
+
+fn expiration_after_available(
+    body: CreateTask,
+    location: ValuePointerRef,
+) -> Result<CreateTask, BodyError> {
+    if body.expiration_time.0 <= body.available_time.0 {
+        let field = location.push_key("expirationTime");
+        return Err(BodyError::at(field, "must be after availableTime"));
+    }
+    Ok(body)
+}
+
+impl CreateTask {
+    pub fn into_event(self) -> TaskCreated {
+        TaskCreated {
+            name: self.name.0,
+            task_type: self.task_type.0,
+            priority: self.priority,
+            data: self.data.0,
+            available_time: self.available_time.0,
+            expiration_time: self.expiration_time.0,
+            labels: self.labels.unwrap_or_default().0,
+            tags: self.tags.unwrap_or_default().0,
+            retry: self.retry.map(RetryBody::into_policy),
+            schedule: None,
+        }
+    }
+}
+
+impl TaskTemplateBody {
+    pub fn into_template(self) -> TaskTemplate {
+        TaskTemplate {
+            name: self.name.0,
+            task_type: self.task_type.0,
+            priority: self.priority,
+            data: self.data.0,
+            expires_after_seconds: self.expires_after_seconds.get(),
+            labels: self.labels.unwrap_or_default().0,
+            tags: self.tags.unwrap_or_default().0,
+            retry: self.retry.map(RetryBody::into_policy),
+        }
+    }
 }
 
 /// How a failed run is retried: after `initialBackoffSeconds`, multiplied by
 /// `backoffFactor` for each further run, at most `maxBackoffSeconds`; with
 /// `jitter` each wait is drawn between half of that and all of it.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserr, ToSchema)]
+#[deserr(error = BodyError, rename_all = camelCase, deny_unknown_fields = unknown_field::<RetryBody>)]
+#[deserr(validate = check_retry -> BodyError)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RetryBody {
     /// Runs in all, the first included (1 to 100).
     pub max_attempts: u32,
     /// Default 10.
-    #[serde(default = "default_initial_backoff")]
+    #[deserr(default = 10)]
     pub initial_backoff_seconds: u32,
-    /// Default 3600.
-    #[serde(default = "default_max_backoff")]
+    /// Default 3600, at most 2592000 (30 days).
+    #[deserr(default = 3600)]
     pub max_backoff_seconds: u32,
     /// 1 to 10, default 2.
-    #[serde(default = "default_backoff_factor")]
+    #[deserr(default = 2.0)]
     pub backoff_factor: f64,
     /// Default true.
-    #[serde(default = "default_jitter")]
+    #[deserr(default = true)]
     pub jitter: bool,
 }
 
-fn default_initial_backoff() -> u32 {
-    10
+impl Noun for RetryBody {
+    const NOUN: &'static str = "a retry policy";
 }
-fn default_max_backoff() -> u32 {
-    3600
-}
-fn default_backoff_factor() -> f64 {
-    2.0
-}
-fn default_jitter() -> bool {
-    true
+
+impl RetryBody {
+    fn into_policy(self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.max_attempts,
+            initial_backoff_seconds: self.initial_backoff_seconds,
+            max_backoff_seconds: self.max_backoff_seconds,
+            backoff_factor: self.backoff_factor,
+            jitter: self.jitter,
+        }
+    }
 }
 
 impl From<&RetryPolicy> for RetryBody {
@@ -96,220 +179,20 @@ impl From<&RetryPolicy> for RetryBody {
     }
 }
 
-/// The optional fields a task and a schedule's task template share.
-#[derive(Debug, Default)]
-pub struct TaskExtras {
-    pub labels: BTreeMap<String, String>,
-    pub tags: Vec<String>,
-    pub retry: Option<RetryPolicy>,
-}
-
-/// Takes `labels`, `tags` and `retry` out of `fields`, noting what is wrong.
-pub fn parse_extras(
-    fields: &mut Map<String, Value>,
-    problems: &mut Map<String, Value>,
-) -> TaskExtras {
-    let labels = optional(
-        fields,
-        "labels",
-        "must be an object of string values",
-        check_labels,
-        problems,
-    );
-    let tags = optional(
-        fields,
-        "tags",
-        "must be an array of strings",
-        |tags: &Vec<String>| check_tags(tags),
-        problems,
-    );
-    let retry = optional(
-        fields,
-        "retry",
-        "must be a retry policy object",
-        check_retry,
-        problems,
-    );
-    TaskExtras {
-        labels: labels.unwrap_or_default(),
-        tags: tags.unwrap_or_default(),
-        retry: retry.map(|body| RetryPolicy {
-            max_attempts: body.max_attempts,
-            initial_backoff_seconds: body.initial_backoff_seconds,
-            max_backoff_seconds: body.max_backoff_seconds,
-            backoff_factor: body.backoff_factor,
-            jitter: body.jitter,
-        }),
-    }
-}
-
-/// Takes the optional field `name` out of `fields` as a `T` that `check`
-/// accepts, or notes why not (`shape` when it is not a `T` at all).
-fn optional<T: serde::de::DeserializeOwned>(
-    fields: &mut Map<String, Value>,
-    name: &str,
-    shape: &str,
-    check: impl Fn(&T) -> Result<(), String>,
-    problems: &mut Map<String, Value>,
-) -> Option<T> {
-    let value = fields.remove(name).filter(|v| !v.is_null())?;
-    let why = match serde_json::from_value::<T>(value) {
-        Ok(parsed) => match check(&parsed) {
-            Ok(()) => return Some(parsed),
-            Err(why) => why,
-        },
-        Err(error) if error.is_data() && !error.to_string().starts_with("invalid type") => {
-            format!("{shape}: {error}")
-        }
-        Err(_) => shape.to_owned(),
-    };
-    problems.insert(name.into(), why.into());
-    None
-}
-
-fn check_retry(body: &RetryBody) -> Result<(), String> {
-    if !(1..=100).contains(&body.max_attempts) {
-        return Err("maxAttempts must be from 1 to 100".into());
-    }
-    if body.max_backoff_seconds > 30 * 86_400
+/// The policy's rules, named on the `retry` field as a whole.
+fn check_retry(body: RetryBody, location: ValuePointerRef) -> Result<RetryBody, BodyError> {
+    let why = if !(1..=100).contains(&body.max_attempts) {
+        "maxAttempts must be from 1 to 100"
+    } else if body.max_backoff_seconds > 30 * 86_400
         || body.initial_backoff_seconds > body.max_backoff_seconds
     {
-        return Err("initialBackoffSeconds must not exceed maxBackoffSeconds, which is at most 2592000 (30 days)".into());
-    }
-    if !(1.0..=10.0).contains(&body.backoff_factor) {
-        return Err("backoffFactor must be from 1 to 10".into());
-    }
-    Ok(())
-}
-
-/// Reads a create body field by field, so every wrong field is named.
-pub fn parse_create(body: Value) -> Result<TaskCreated, ApiError> {
-    let Value::Object(mut fields) = body else {
-        return Err(ApiError::new(
-            axum::http::StatusCode::BAD_REQUEST,
-            "the body must be a JSON object",
-        ));
+        "initialBackoffSeconds must not exceed maxBackoffSeconds, which is at most 2592000 (30 days)"
+    } else if !(1.0..=10.0).contains(&body.backoff_factor) {
+        "backoffFactor must be from 1 to 10"
+    } else {
+        return Ok(body);
     };
-    let mut problems = Map::new();
-    let mut take = |name: &str| fields.remove(name);
-    let name = text(take("name"), "name", &mut problems);
-    let task_type = text(take("type"), "type", &mut problems);
-    let priority = match take("priority") {
-        None => missing("priority", &mut problems),
-        Some(Value::Number(n)) if n.is_i64() => n.as_i64(),
-        Some(_) => wrong("priority", "must be an integer", &mut problems),
-    };
-    let data = match take("data") {
-        None => missing("data", &mut problems),
-        Some(Value::Object(data)) => Some(data),
-        Some(_) => wrong("data", "must be a JSON object", &mut problems),
-    };
-    let available_time = time(take("availableTime"), "availableTime", &mut problems);
-    let expiration_time = time(take("expirationTime"), "expirationTime", &mut problems);
-    let extras = parse_extras(&mut fields, &mut problems);
-    for unknown in fields.keys() {
-        problems.insert(unknown.clone(), "is not a field of a task".into());
-    }
-    if let (Some(available), Some(expiration)) = (available_time, expiration_time) {
-        if expiration <= available {
-            problems.insert(
-                "expirationTime".into(),
-                "must be after availableTime".into(),
-            );
-        }
-    }
-    match (
-        name,
-        task_type,
-        priority,
-        data,
-        available_time,
-        expiration_time,
-    ) {
-        (
-            Some(name),
-            Some(task_type),
-            Some(priority),
-            Some(data),
-            Some(available_time),
-            Some(expiration_time),
-        ) if problems.is_empty() => Ok(TaskCreated {
-            name,
-            task_type,
-            priority,
-            data,
-            available_time,
-            expiration_time,
-            labels: extras.labels,
-            tags: extras.tags,
-            retry: extras.retry,
-            schedule: None,
-        }),
-        _ => Err(ApiError::invalid_fields(problems)),
-    }
-}
-
-pub fn missing<T>(field: &str, problems: &mut Map<String, Value>) -> Option<T> {
-    problems.insert(field.into(), "is required".into());
-    None
-}
-
-pub fn wrong<T>(field: &str, why: &str, problems: &mut Map<String, Value>) -> Option<T> {
-    problems.insert(field.into(), why.into());
-    None
-}
-
-pub fn text(
-    value: Option<Value>,
-    field: &str,
-    problems: &mut Map<String, Value>,
-) -> Option<String> {
-    match value {
-        None => missing(field, problems),
-        Some(Value::String(s)) if s.trim().is_empty() => {
-            wrong(field, "must not be empty", problems)
-        }
-        Some(Value::String(s)) if s.chars().count() > MAX_TEXT => wrong(
-            field,
-            &format!("must be at most {MAX_TEXT} characters"),
-            problems,
-        ),
-        Some(Value::String(s)) => Some(s),
-        Some(_) => wrong(field, "must be a string", problems),
-    }
-}
-
-pub fn time(
-    value: Option<Value>,
-    field: &str,
-    problems: &mut Map<String, Value>,
-) -> Option<DateTime<Utc>> {
-    match value {
-        None => missing(field, problems),
-        Some(Value::String(s)) => match DateTime::parse_from_rfc3339(&s) {
-            Ok(t) => Some(tasklog_events::envelope::truncate_to_micros(
-                t.with_timezone(&Utc),
-            )),
-            Err(_) => wrong(
-                field,
-                "must be an RFC 3339 time with a zone offset, like 2017-02-06T02:37:46Z",
-                problems,
-            ),
-        },
-        Some(_) => wrong(field, "must be an RFC 3339 time string", problems),
-    }
-}
-
-/// Checks a free-text field of a worker request.
-pub fn check_text(field: &str, value: &str, problems: &mut Map<String, Value>) {
-    if value.trim().is_empty() {
-        problems.insert(field.into(), "must not be empty".into());
-    } else if value.chars().count() > MAX_TEXT {
-        problems.insert(
-            field.into(),
-            format!("must be at most {MAX_TEXT} characters").into(),
-        );
-    }
+    Err(BodyError::at(location, why))
 }
 
 /// A task, as every endpoint answers it.
@@ -422,77 +305,99 @@ pub struct TimeTravel {
     pub revision: Option<u64>,
 }
 
-/// `POST /v1/tasks/claim`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ClaimRequest {
-    /// The task types this worker can run.
-    pub types: Vec<String>,
-    pub worker: String,
-    /// How long the worker holds the task without a heartbeat (1 to 86400).
-    pub lease_seconds: u32,
-    /// How long to wait for a task when none is available (0 to 60, default 0).
-    #[serde(default)]
-    pub wait_seconds: u32,
-    /// Only tasks whose labels match, like `env=prod,tier!=batch`.
-    #[serde(default)]
-    pub label_selector: Option<String>,
-    /// Only tasks with every one of these tags.
-    #[serde(default)]
-    pub tags: Vec<String>,
+/// Declares a worker or client request body: camelCase, no unknown field.
+macro_rules! request_body {
+    ($(#[$attr:meta])* $name:ident, $noun:literal, { $($fields:tt)* }) => {
+        #[derive(Debug, Deserr, ToSchema)]
+        $(#[$attr])*
+        #[deserr(error = BodyError, rename_all = camelCase, deny_unknown_fields = unknown_field::<$name>)]
+        #[schema(rename_all = "camelCase")]
+        #[serde(deny_unknown_fields)] // Read by utoipa: `additionalProperties: false`.
+        pub struct $name { $($fields)* }
+
+        impl Noun for $name {
+            const NOUN: &'static str = $noun;
+        }
+    };
 }
+pub(crate) use request_body;
 
-/// `POST /v1/tasks/{id}/retry`: run a failed task again, now.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RetryRequest {
-    /// A new expiration time (RFC 3339); needed when the old one has passed.
-    #[serde(default)]
-    pub expiration_time: Option<String>,
-}
+/// Longest lease a worker may ask for, in seconds.
+pub const MAX_LEASE_SECONDS: u64 = 86_400;
+/// Longest a claim may wait for a task, in seconds.
+pub const MAX_WAIT_SECONDS: u64 = 60;
 
-/// `POST /v1/tasks/{id}/heartbeat`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct HeartbeatRequest {
-    pub worker: String,
-    /// The new lease, from now (1 to 86400).
-    pub lease_seconds: u32,
-}
-
-/// `POST /v1/tasks/{id}/complete`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CompleteRequest {
-    pub worker: String,
-}
-
-/// `POST /v1/tasks/{id}/fail`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct FailRequest {
-    pub worker: String,
-    pub error: String,
-}
-
-/// `POST /v1/tasks/{id}/cancel`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CancelRequest {
-    #[serde(default)]
-    pub reason: Option<String>,
-}
-
-/// Longest lease a worker may ask for.
-pub const MAX_LEASE_SECONDS: u32 = 86_400;
-/// Longest a claim may wait for a task.
-pub const MAX_WAIT_SECONDS: u32 = 60;
-
-pub fn check_lease(seconds: u32, problems: &mut Map<String, Value>) {
-    if !(1..=MAX_LEASE_SECONDS).contains(&seconds) {
-        problems.insert(
-            "leaseSeconds".into(),
-            format!("must be from 1 to {MAX_LEASE_SECONDS}").into(),
-        );
+request_body!(
+    /// `POST /v1/tasks/claim`.
+    ClaimRequest, "a claim", {
+        /// The task types this worker can run.
+        #[schema(inline)]
+        pub types: TaskTypes,
+        #[schema(inline)]
+        pub worker: Text,
+        /// How long the worker holds the task without a heartbeat.
+        #[schema(inline)]
+        pub lease_seconds: Ranged<1, { MAX_LEASE_SECONDS }>,
+        /// How long to wait for a task when none is available (default 0).
+        #[deserr(default = Ranged(0))]
+        #[schema(inline, required = false)]
+        pub wait_seconds: Ranged<0, { MAX_WAIT_SECONDS }>,
+        /// Only tasks whose labels match, like `env=prod,tier!=batch`.
+        #[deserr(default)]
+        #[schema(inline)]
+        pub label_selector: Option<LabelSelector>,
+        /// Only tasks with every one of these tags.
+        #[deserr(default)]
+        #[schema(required = false)]
+        pub tags: Vec<String>,
     }
-}
+);
+
+request_body!(
+    /// `POST /v1/tasks/{id}/retry`: run a failed task again, now.
+    RetryRequest, "a retry", {
+        /// A new expiration time (RFC 3339 with a zone offset); needed when the old one has passed.
+        #[deserr(default)]
+        #[schema(inline)]
+        pub expiration_time: Option<Time>,
+    }
+);
+
+request_body!(
+    /// `POST /v1/tasks/{id}/heartbeat`.
+    HeartbeatRequest, "a heartbeat", {
+        #[schema(inline)]
+        pub worker: Text,
+        /// The new lease, from now.
+        #[schema(inline)]
+        pub lease_seconds: Ranged<1, { MAX_LEASE_SECONDS }>,
+    }
+);
+
+request_body!(
+    /// `POST /v1/tasks/{id}/complete`.
+    CompleteRequest, "a completion", {
+        #[schema(inline)]
+        pub worker: Text,
+    }
+);
+
+request_body!(
+    /// `POST /v1/tasks/{id}/fail`.
+    FailRequest, "a failure", {
+        #[schema(inline)]
+        pub worker: Text,
+        #[schema(inline)]
+        pub error: Text,
+    }
+);
+
+request_body!(
+    /// `POST /v1/tasks/{id}/cancel`.
+    CancelRequest, "a cancel", {
+        /// Becomes the cancelled task's error.
+        #[deserr(default)]
+        #[schema(inline)]
+        pub reason: Option<Text>,
+    }
+);

@@ -7,7 +7,7 @@ use tasklog_events::task_event::{ScheduledRun, TaskCreated};
 use tasklog_events::TaskId;
 use tasklog_projections::ScheduleView;
 
-use crate::rules::task::Rejection;
+use crate::rules::Rejection;
 
 /// What a client asks of a schedule.
 #[derive(Clone, Debug, PartialEq)]
@@ -30,24 +30,20 @@ pub fn decide(
 ) -> Result<Vec<ScheduleEvent>, Rejection> {
     let event = match (schedule, command) {
         (None, ScheduleCommand::Create(created)) => ScheduleEvent::Created((**created).clone()),
-        (None, _) => return Err(Rejection::NotFound),
-        (Some(_), ScheduleCommand::Create(_)) => {
-            return Err(Rejection::Conflict("the schedule exists already".into()))
-        }
-        (Some(s), ScheduleCommand::Pause) if s.paused => {
-            return Err(Rejection::Conflict("the schedule is paused already".into()))
-        }
+        (None, _) => return Err(Rejection::ScheduleNotFound),
+        (Some(_), ScheduleCommand::Create(_)) => return Err(Rejection::ScheduleExists),
+        (Some(s), ScheduleCommand::Pause) if s.paused => return Err(Rejection::SchedulePaused),
         (Some(_), ScheduleCommand::Pause) => ScheduleEvent::Paused(SchedulePaused {}),
         (Some(s), ScheduleCommand::Resume) if !s.paused => {
-            return Err(Rejection::Conflict("the schedule is not paused".into()))
+            return Err(Rejection::ScheduleNotPaused)
         }
         (Some(_), ScheduleCommand::Resume) => ScheduleEvent::Resumed(ScheduleResumed {}),
         (Some(_), ScheduleCommand::Delete) => ScheduleEvent::Deleted(ScheduleDeleted {}),
         (Some(s), ScheduleCommand::Fire { run_time, task_id }) => {
             if s.next_run_time != Some(*run_time) {
-                return Err(Rejection::Conflict(
-                    "the run is not the schedule's next one".into(),
-                ));
+                return Err(Rejection::NotNextRun {
+                    run_time: *run_time,
+                });
             }
             ScheduleEvent::Fired(ScheduleFired {
                 run_time: *run_time,

@@ -1,10 +1,13 @@
 //! The write side's rules: given a task as it stands and a command, the events
 //! that happen, or why not. Pure: no store, no clock of its own.
 
-use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use chrono::{DateTime, Duration, Utc};
 use tasklog_events::task_event::*;
 use tasklog_events::TaskEvent;
 use tasklog_projections::{TaskState, TaskView};
+
+use super::rfc3339;
+pub use super::Rejection;
 
 /// What a client or a background job asks of a task.
 #[derive(Clone, Debug, PartialEq)]
@@ -38,21 +41,6 @@ pub enum Command {
     RequeueLapsed,
 }
 
-/// Why a command does not apply.
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
-pub enum Rejection {
-    /// HTTP 404.
-    #[error("no such task")]
-    NotFound,
-    /// HTTP 409: the task exists but is not in a state the command applies to.
-    #[error("{0}")]
-    Conflict(String),
-}
-
-fn rfc3339(time: DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(SecondsFormat::Micros, true)
-}
-
 /// The events `command` leads to for `task` (None: the task does not exist) at `now`.
 pub fn decide(
     task: Option<&TaskView>,
@@ -62,50 +50,45 @@ pub fn decide(
     let Some(task) = task else {
         return match command {
             Command::Create(created) => Ok(vec![TaskEvent::Created(created.clone())]),
-            _ => Err(Rejection::NotFound),
+            _ => Err(Rejection::TaskNotFound),
         };
     };
     let state = task.state;
-    let in_state = |wanted: &[TaskState], action: &str| {
+    let in_state = |wanted: &'static [TaskState], action: &'static str| {
         if wanted.contains(&state) {
             Ok(())
         } else {
-            let wanted: Vec<_> = wanted.iter().map(|s| s.as_str()).collect();
-            Err(Rejection::Conflict(format!(
-                "the task is {}; only a {} task can be {action}",
-                state.as_str(),
-                wanted.join(" or ")
-            )))
+            Err(Rejection::WrongState {
+                state,
+                wanted,
+                action,
+            })
         }
     };
     // Only the worker holding a live lease may act on a running task.
     let holder = |worker: &str| {
         in_state(&[TaskState::Running], "worked on")?;
         match &task.lease {
-            Some(lease) if lease.worker != worker => Err(Rejection::Conflict(format!(
-                "the task is running and held by another worker, not by {worker:?}"
-            ))),
-            Some(lease) if lease.expires_at <= now => Err(Rejection::Conflict(format!(
-                "the task is running but its lease expired at {}",
-                rfc3339(lease.expires_at)
-            ))),
+            Some(lease) if lease.worker != worker => Err(Rejection::NotLeaseHolder {
+                worker: worker.to_owned(),
+            }),
+            Some(lease) if lease.expires_at <= now => Err(Rejection::LeaseExpired {
+                at: lease.expires_at,
+            }),
             _ => Ok(()),
         }
     };
     let event = match command {
-        Command::Create(_) => return Err(Rejection::Conflict("the task exists already".into())),
+        Command::Create(_) => return Err(Rejection::TaskExists),
         Command::Claim { worker, lease } => {
             in_state(&[TaskState::Pending], "claimed")?;
             if now < task.available_time {
-                return Err(Rejection::Conflict(format!(
-                    "the task is pending until {}",
-                    rfc3339(task.available_time)
-                )));
+                return Err(Rejection::NotAvailableYet {
+                    until: task.available_time,
+                });
             }
             if now >= task.expiration_time {
-                return Err(Rejection::Conflict(
-                    "the task is pending but has expired".into(),
-                ));
+                return Err(Rejection::Expired);
             }
             TaskEvent::Started(TaskStarted {
                 worker: worker.clone(),
@@ -146,10 +129,9 @@ pub fn decide(
             in_state(&[TaskState::Failed], "retried")?;
             let expiration_time = expiration_time.unwrap_or(task.expiration_time);
             if expiration_time <= now {
-                return Err(Rejection::Conflict(format!(
-                    "the task's expiration time {} has passed; give a later expirationTime to retry it",
-                    rfc3339(expiration_time)
-                )));
+                return Err(Rejection::ExpirationPassed {
+                    at: expiration_time,
+                });
             }
             TaskEvent::Retried(TaskRetried {
                 available_time: now,
@@ -166,7 +148,7 @@ pub fn decide(
         Command::Expire => {
             in_state(&[TaskState::Pending], "expired")?;
             if now < task.expiration_time {
-                return Err(Rejection::Conflict("the task has not expired yet".into()));
+                return Err(Rejection::NotExpiredYet);
             }
             TaskEvent::Expired(TaskExpired {
                 error: format!(
@@ -177,12 +159,9 @@ pub fn decide(
         }
         Command::RequeueLapsed => {
             in_state(&[TaskState::Running], "requeued")?;
-            let lease = task
-                .lease
-                .as_ref()
-                .ok_or_else(|| Rejection::Conflict("the task has no lease".into()))?;
+            let lease = task.lease.as_ref().ok_or(Rejection::NoLease)?;
             if now < lease.expires_at {
-                return Err(Rejection::Conflict("the lease has not lapsed yet".into()));
+                return Err(Rejection::LeaseNotLapsed);
             }
             TaskEvent::Requeued(TaskRequeued {
                 worker: lease.worker.clone(),

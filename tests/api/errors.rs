@@ -21,9 +21,10 @@ pub async fn rejected(
         "{name}: the body names the status"
     );
     assert!(
-        answer.body["message"].is_string(),
-        "{name}: the body has a message"
+        answer.body["message"].is_string() && answer.body["reason"].is_string(),
+        "{name}: the body has a reason and a message"
     );
+    assert!(answer.position.is_some(), "{name}: no Tasklog-Position");
     insta::assert_json_snapshot!(name, answer.snapshot());
     assert_eq!(
         api.position().await,
@@ -95,6 +96,19 @@ async fn bad_create_bodies_are_400_with_the_fields_named() {
     .await;
     let mut huge = task_body("x", "email", 1);
     huge["data"] = json!({"blob": "x".repeat(2 * 1024 * 1024)});
+    let (client, base) = api.client();
+    let as_text = client
+        .post(format!("{base}/v1/tasks"))
+        .bearer_auth(ADMIN)
+        .header("content-type", "text/plain")
+        .body(task_body("x", "email", 1).to_string());
+    rejected(
+        &api,
+        "not_sent_as_json",
+        api.send(as_text),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    )
+    .await;
     rejected(
         &api,
         "oversized_body",
@@ -176,6 +190,22 @@ async fn unknown_tasks_are_404_and_bad_transitions_409_naming_the_state() {
             "/v1/tasks/claim",
             json!({"types": ["email"], "leaseSeconds": 5}),
         ),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    let every_bad_field =
+        json!({"types": "email", "worker": 5, "leaseSeconds": "x", "waitSeconds": 61, "colour": 1});
+    rejected(
+        &api,
+        "claim_every_bad_field",
+        api.post("/v1/tasks/claim", every_bad_field),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    rejected(
+        &api,
+        "malformed_query",
+        api.get("/v1/tasks?limit=many"),
         StatusCode::BAD_REQUEST,
     )
     .await;

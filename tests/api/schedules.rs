@@ -162,7 +162,8 @@ async fn a_paused_schedule_skips_its_runs_until_resumed_and_a_deleted_one_is_gon
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
     let gone = api.get(&format!("/v1/schedules/{id}")).await;
     assert_eq!(gone.status, StatusCode::NOT_FOUND);
-    assert_eq!(gone.body["message"], format!("no schedule {id}"));
+    assert_eq!(gone.body["reason"], "schedule_not_found");
+    assert_eq!(gone.body["message"], "no such schedule");
     api.clock.advance(Duration::hours(3));
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(

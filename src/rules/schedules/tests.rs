@@ -10,7 +10,7 @@ use tasklog_events::Metadata;
 use tasklog_projections::ScheduleView;
 
 use super::{decide, task_for_run, ScheduleCommand};
-use crate::rules::task::Rejection;
+use crate::rules::Rejection;
 
 fn t(seconds: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(1_800_000_000 + seconds, 0).unwrap()
@@ -83,10 +83,6 @@ fn create() -> ScheduleCommand {
     ScheduleCommand::Create(Box::new(definition()))
 }
 
-fn conflict(message: &str) -> Result<Vec<ScheduleEvent>, Rejection> {
-    Err(Rejection::Conflict(message.into()))
-}
-
 #[test]
 fn without_a_schedule_only_a_create_applies() {
     assert_eq!(when(None, create()), Ok(vec![created()]));
@@ -95,21 +91,18 @@ fn without_a_schedule_only_a_create_applies() {
         ScheduleCommand::Resume,
         ScheduleCommand::Delete,
     ] {
-        assert_eq!(when(None, command), Err(Rejection::NotFound));
+        assert_eq!(when(None, command), Err(Rejection::ScheduleNotFound));
     }
 }
 
 #[test]
 fn an_active_schedule_pauses_and_deletes_but_is_not_resumed_or_made_again() {
     let active = || given(ScheduleId::new(), &[created()]);
-    assert_eq!(
-        when(active(), create()),
-        conflict("the schedule exists already")
-    );
+    assert_eq!(when(active(), create()), Err(Rejection::ScheduleExists));
     assert_eq!(when(active(), ScheduleCommand::Pause), Ok(vec![paused()]));
     assert_eq!(
         when(active(), ScheduleCommand::Resume),
-        conflict("the schedule is not paused")
+        Err(Rejection::ScheduleNotPaused)
     );
     assert_eq!(when(active(), ScheduleCommand::Delete), Ok(vec![deleted()]));
 }
@@ -119,11 +112,11 @@ fn a_paused_schedule_resumes_and_deletes_but_is_not_paused_or_made_again() {
     let paused_schedule = || given(ScheduleId::new(), &[created(), paused()]);
     assert_eq!(
         when(paused_schedule(), create()),
-        conflict("the schedule exists already")
+        Err(Rejection::ScheduleExists)
     );
     assert_eq!(
         when(paused_schedule(), ScheduleCommand::Pause),
-        conflict("the schedule is paused already")
+        Err(Rejection::SchedulePaused)
     );
     assert_eq!(
         when(paused_schedule(), ScheduleCommand::Resume),
@@ -145,7 +138,7 @@ fn a_resumed_schedule_is_active_again_and_a_deleted_one_is_not_found() {
     let gone = given(ScheduleId::new(), &[created(), deleted()]);
     assert_eq!(
         when(gone, ScheduleCommand::Delete),
-        Err(Rejection::NotFound)
+        Err(Rejection::ScheduleNotFound)
     );
 }
 
@@ -197,12 +190,14 @@ fn only_the_schedules_next_run_fires_and_not_while_paused() {
         task_id: id.task_for_run(next),
     });
     assert_eq!(when(schedule.clone(), fire(next)), Ok(vec![fired]));
-    let not_next = conflict("the run is not the schedule's next one");
     let later = next + chrono::Duration::days(1);
-    assert_eq!(when(schedule, fire(later)), not_next);
+    assert_eq!(
+        when(schedule, fire(later)),
+        Err(Rejection::NotNextRun { run_time: later })
+    );
     assert_eq!(
         when(given(id, &[created(), paused()]), fire(next)),
-        not_next
+        Err(Rejection::NotNextRun { run_time: next })
     );
-    assert_eq!(when(None, fire(next)), Err(Rejection::NotFound));
+    assert_eq!(when(None, fire(next)), Err(Rejection::ScheduleNotFound));
 }

@@ -4,7 +4,7 @@ use chrono::{DateTime, Duration, Utc};
 use tasklog_events::envelope::recorded;
 use tasklog_events::task_event::*;
 use tasklog_events::{Metadata, TaskEvent, TaskId};
-use tasklog_projections::TaskView;
+use tasklog_projections::{TaskState, TaskView};
 
 use super::{decide, Command, Rejection};
 
@@ -45,9 +45,10 @@ fn when(task: Option<TaskView>, command: Command, now: i64) -> Result<Vec<TaskEv
     decide(task.as_ref(), &command, t(now))
 }
 
+/// The message of a rejection other than not-found.
 fn conflict(result: Result<Vec<TaskEvent>, Rejection>) -> String {
     match result {
-        Err(Rejection::Conflict(message)) => message,
+        Err(rejection) if rejection != Rejection::TaskNotFound => rejection.to_string(),
         other => panic!("expected a conflict, got {other:?}"),
     }
 }
@@ -71,7 +72,7 @@ fn a_new_task_is_created() {
 fn commands_on_a_missing_task_are_not_found() {
     assert_eq!(
         when(None, Command::Complete { worker: "w".into() }, 0),
-        Err(Rejection::NotFound)
+        Err(Rejection::TaskNotFound)
     );
 }
 
@@ -117,6 +118,26 @@ fn a_running_task_cannot_be_claimed_again_and_the_conflict_names_its_state() {
         20,
     ));
     assert!(message.contains("running"), "{message}");
+    assert!(matches!(
+        when(
+            given(&[created(), started("w", 50)]),
+            Command::Complete { worker: "v".into() },
+            20
+        ),
+        Err(Rejection::NotLeaseHolder { worker }) if worker == "v"
+    ));
+    assert_eq!(
+        when(
+            given(&[created()]),
+            Command::Complete { worker: "w".into() },
+            20
+        ),
+        Err(Rejection::WrongState {
+            state: TaskState::Pending,
+            wanted: &[TaskState::Running],
+            action: "worked on"
+        })
+    );
 }
 
 #[test]
