@@ -10,8 +10,9 @@
 //!   it), with `export` and `tail` straight from the store.
 //! - [`http`]: the axum router ([`http::app`], [`http::run`]), handlers, wire
 //!   types, errors, OpenAPI, bearer tokens and CloudEvents.
-//! - [`app`]: what runs: the task service (commands against the store, claims),
-//!   background jobs, the clock, `tasklog serve` wiring, the `--store` setting.
+//! - [`app`]: what runs: the service (the one write path, claims, idempotent
+//!   creates), schedules and background jobs, the clock, the `--store` setting.
+//! - [`server`]: `tasklog serve` wiring: store, views, jobs and HTTP together.
 //! - [`rules`]: the pure rules: a task and a command in, events out; labels and
 //!   selectors; recurring schedules.
 //! - [`bench`]: `tasklog bench`, the figures the project is measured by.
@@ -21,6 +22,7 @@ pub mod bench;
 pub mod cli;
 pub mod http;
 pub mod rules;
+pub mod server;
 
 /// What a command that can fail in many ways returns: its cause, for the terminal.
 pub type Failure = Box<dyn std::error::Error + Send + Sync>;

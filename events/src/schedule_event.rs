@@ -6,26 +6,10 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use crate::event_enum::event_enum;
-use crate::stream_id::stream_id;
+pub use crate::stream_id::ScheduleId;
 use crate::task_event::{RetryPolicy, TaskId};
-
-stream_id! {
-    /// A schedule's id: 32 lowercase hex characters, like a task's.
-    ScheduleId, Schedule
-}
-
-impl ScheduleId {
-    /// The task the run due at `run_time` creates. Derived, not random, so
-    /// every node and every retry after a crash names the same task, and the
-    /// store's expected revision lets only one of them create it.
-    pub fn task_for_run(&self, run_time: DateTime<Utc>) -> TaskId {
-        let micros = run_time.timestamp_micros().to_be_bytes();
-        TaskId(Uuid::new_v5(&self.0, &micros))
-    }
-}
 
 /// What each run creates: a task like `POST /v1/tasks` would, available at the
 /// run's time and expiring `expires_after_seconds` later.

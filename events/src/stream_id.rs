@@ -16,11 +16,11 @@ pub fn parse_hex_id(text: &str) -> Option<uuid::Uuid> {
 #[error("an id is 32 lowercase hex characters")]
 pub struct InvalidId;
 
-/// `stream_id!(/// doc  Name, StreamVariant)`: the id type, its stream and parsing.
+/// `stream_id!(/// doc  Name)`: the id type, its text form and parsing.
 /// New ids are UUIDv7, so new ones sort after old ones and the store's stream
 /// index grows at its end instead of everywhere.
 macro_rules! stream_id {
-    ($(#[$doc:meta])* $name:ident, $variant:ident) => {
+    ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub struct $name(pub uuid::Uuid);
@@ -30,18 +30,6 @@ macro_rules! stream_id {
                 $name(uuid::Uuid::now_v7())
             }
 
-            /// The stream that holds this one's events.
-            pub fn stream(&self) -> String {
-                $crate::StreamName::$variant(*self).to_string()
-            }
-
-            /// Whose events a stream holds, if it is one of these streams.
-            pub fn from_stream(stream: &str) -> Option<Self> {
-                match $crate::StreamName::parse(stream)? {
-                    $crate::StreamName::$variant(id) => Some(id),
-                    _ => None,
-                }
-            }
         }
 
         impl Default for $name {
@@ -97,4 +85,22 @@ macro_rules! stream_id {
     };
 }
 
-pub(crate) use stream_id;
+stream_id! {
+    /// A task's id: 32 lowercase hex characters, made by the server.
+    TaskId
+}
+
+stream_id! {
+    /// A schedule's id: 32 lowercase hex characters, like a task's.
+    ScheduleId
+}
+
+impl ScheduleId {
+    /// The task the run due at `run_time` creates. Derived, not random, so
+    /// every node and every retry after a crash names the same task, and the
+    /// store's expected revision lets only one of them create it.
+    pub fn task_for_run(&self, run_time: chrono::DateTime<chrono::Utc>) -> TaskId {
+        let micros = run_time.timestamp_micros().to_be_bytes();
+        TaskId(uuid::Uuid::new_v5(&self.0, &micros))
+    }
+}

@@ -5,8 +5,7 @@
 
 use std::fmt;
 
-use crate::schedule_event::ScheduleId;
-use crate::task_event::TaskId;
+use crate::stream_id::{ScheduleId, TaskId};
 
 /// A stream of tasklog's, by what it holds.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -69,3 +68,26 @@ impl fmt::Display for StreamName {
         }
     }
 }
+
+/// `stream()` and `from_stream()` for the id of a thing with a stream of its own.
+macro_rules! owns_stream {
+    ($id:ident, $variant:ident) => {
+        impl $id {
+            /// The stream that holds this one's events.
+            pub fn stream(&self) -> String {
+                StreamName::$variant(*self).to_string()
+            }
+
+            /// Whose events a stream holds, if it is one of these streams.
+            pub fn from_stream(stream: &str) -> Option<Self> {
+                match StreamName::parse(stream)? {
+                    StreamName::$variant(id) => Some(id),
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+owns_stream!(TaskId, Task);
+owns_stream!(ScheduleId, Schedule);

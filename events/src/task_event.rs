@@ -13,12 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event_enum::event_enum;
 pub use crate::event_enum::DecodeError;
-use crate::stream_id::stream_id;
-
-stream_id! {
-    /// A task's id: 32 lowercase hex characters, made by the server.
-    TaskId, Task
-}
+pub use crate::stream_id::TaskId;
 
 /// A task was created, pending until `available_time`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -98,7 +93,7 @@ pub struct RetryPolicy {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ScheduledRun {
     /// The schedule's id.
-    pub schedule_id: crate::schedule_event::ScheduleId,
+    pub schedule_id: crate::stream_id::ScheduleId,
     /// When the run was due.
     pub run_time: DateTime<Utc>,
 }

@@ -7,14 +7,14 @@ use std::time::Duration;
 use tasklog_events::Metadata;
 
 use crate::app::schedules;
-use crate::app::task_service::{ServiceError, TaskService};
+use crate::app::service::{Service, ServiceError};
 use crate::rules::task::Command;
 
 /// How often the jobs look at the clock.
 const TICK: Duration = Duration::from_millis(100);
 
 /// Runs the jobs until the process ends.
-pub async fn run(service: TaskService) {
+pub async fn run(service: Service) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -26,7 +26,7 @@ pub async fn run(service: TaskService) {
 }
 
 /// Expires and requeues whatever is due at the clock's now.
-pub async fn run_due(service: &TaskService) -> Result<(), ServiceError> {
+pub async fn run_due(service: &Service) -> Result<(), ServiceError> {
     let now = service.clock.now();
     let (expired, lapsed) = {
         let mut views = service.views.write();

@@ -11,7 +11,7 @@ use tasklog_events::schedule_event::ScheduleId;
 use tasklog_events::{Metadata, Position};
 use tasklog_projections::ScheduleView;
 
-use super::task_service::{ServiceError, TaskService};
+use super::service::{Service, ServiceError};
 use crate::rules::schedules::{task_for_run, ScheduleCommand};
 use crate::rules::task::{Command, Rejection};
 
@@ -20,7 +20,7 @@ use crate::rules::task::{Command, Rejection};
 const RUNS_PER_TICK: usize = 100;
 
 /// The schedule as the views show it now.
-pub fn view(service: &TaskService, id: ScheduleId) -> Option<ScheduleView> {
+pub fn view(service: &Service, id: ScheduleId) -> Option<ScheduleView> {
     let views = service.views.read();
     views.schedules.get(&id).cloned()
 }
@@ -28,7 +28,7 @@ pub fn view(service: &TaskService, id: ScheduleId) -> Option<ScheduleView> {
 /// Runs `command` on schedule `id`; the schedule afterwards (None once
 /// deleted) and the log position that includes the change.
 pub async fn execute(
-    service: &TaskService,
+    service: &Service,
     id: ScheduleId,
     command: ScheduleCommand,
     metadata: &Metadata,
@@ -40,7 +40,7 @@ pub async fn execute(
 }
 
 /// Creates the task of every run due by `now`, each once.
-pub async fn run_due(service: &TaskService, now: DateTime<Utc>) -> Result<(), ServiceError> {
+pub async fn run_due(service: &Service, now: DateTime<Utc>) -> Result<(), ServiceError> {
     let due: Vec<ScheduleId> = {
         let views = service.views.read();
         views

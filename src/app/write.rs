@@ -15,9 +15,10 @@ use tasklog_events::{
 };
 use tasklog_projections::{ConsumerView, Projections, QueueSettings, ScheduleView, TaskView};
 
-use super::task_service::{ServiceError, TaskService};
+use super::service::{Service, ServiceError};
 use crate::rules::schedules::{self, ScheduleCommand};
-use crate::rules::task::{self, Command, Rejection};
+use crate::rules::task::{self, Command};
+use crate::rules::Rejection;
 
 /// Enough retries for a busy stream; each one re-reads the log.
 const MAX_ATTEMPTS: usize = 8;
@@ -57,6 +58,23 @@ pub struct Written<A> {
     pub position: Position,
 }
 
+/// A task as a write left it, and the log position the answer reflects.
+pub struct TaskWritten {
+    pub task: TaskView,
+    pub position: Position,
+}
+
+impl TaskWritten {
+    /// A task is never deleted, so a write leaves one (unless it was not found).
+    pub(super) fn of(written: Written<TaskView>) -> Result<Self, ServiceError> {
+        let task = written.state.ok_or(Rejection::TaskNotFound)?;
+        Ok(TaskWritten {
+            task,
+            position: written.position,
+        })
+    }
+}
+
 /// A state to decide on, and the stream revision it was read at.
 pub struct Loaded<A> {
     pub state: Option<A>,
@@ -65,7 +83,7 @@ pub struct Loaded<A> {
 
 impl<A: Aggregate> Loaded<A> {
     /// What the views show; they may lag the log.
-    pub fn from_views(service: &TaskService, id: A::Id) -> Self {
+    pub fn from_views(service: &Service, id: A::Id) -> Self {
         let state = A::from_views(&service.views.read(), id);
         let expected = state.as_ref().map_or(ExpectedRevision::NoStream, |s| {
             ExpectedRevision::Exact(s.revision())
@@ -74,7 +92,7 @@ impl<A: Aggregate> Loaded<A> {
     }
 
     /// What the log holds now.
-    pub async fn from_log(service: &TaskService, id: A::Id) -> Result<Self, ServiceError> {
+    pub async fn from_log(service: &Service, id: A::Id) -> Result<Self, ServiceError> {
         let events = service
             .store
             .read_stream(&A::stream(id.clone()).to_string(), 0, usize::MAX)
@@ -89,7 +107,17 @@ impl<A: Aggregate> Loaded<A> {
     }
 }
 
-impl TaskService {
+impl Service {
+    /// Runs `command` on task `id` through the one write path.
+    pub async fn execute(
+        &self,
+        id: TaskId,
+        command: Command,
+        metadata: &Metadata,
+    ) -> Result<TaskWritten, ServiceError> {
+        TaskWritten::of(self.write::<TaskView>(id, &command, metadata).await?)
+    }
+
     /// Runs `command` on aggregate `id`: decides on the views, and on a
     /// conflict, or a rejection the views may be too old for, on the log.
     pub async fn write<A: Aggregate>(
@@ -158,7 +186,7 @@ impl TaskService {
     ) -> Result<Written<A>, ServiceError> {
         if self
             .views
-            .wait_for(position, super::task_service::VISIBLE_WITHIN)
+            .wait_for(position, super::service::VISIBLE_WITHIN)
             .await
         {
             let views = self.views.read();

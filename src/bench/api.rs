@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 
 use super::{percentile, rss_bytes, run_concurrently, BenchStore, Figure, Output};
 use crate::app::clock::SystemClock;
-use crate::app::server::Server;
 use crate::http::auth::{new_secret, Scope, Token, Tokens};
+use crate::server::Server;
 use crate::Failure;
 
 #[derive(Debug, Args)]

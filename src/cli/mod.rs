@@ -18,9 +18,9 @@ use tasklog_events::{read_all_pages, Position};
 use tasklog_projections::{Projections, TaskState};
 
 use crate::app::clock::SystemClock;
-use crate::app::server::Server;
 use crate::bench;
 use crate::http::auth::Tokens;
+use crate::server::Server;
 use crate::Failure;
 use args::{ExportArgs, ServeArgs, StoreArgs, TailArgs};
 

@@ -11,7 +11,8 @@ use utoipa::ToSchema;
 
 use super::auth::Scope;
 use super::MAX_BODY_BYTES;
-use crate::app::task_service::{ServiceError, IDEMPOTENCY_KEY_LIFETIME};
+use crate::app::idempotency::IDEMPOTENCY_KEY_LIFETIME;
+use crate::app::service::ServiceError;
 use crate::rules::Rejection;
 
 /// The error body of every 4xx and 5xx.

@@ -41,7 +41,7 @@ use tokio::net::TcpListener;
 pub use error::{ApiError, ErrorBody};
 pub use stream::KEEP_ALIVE;
 
-use crate::app::task_service::TaskService;
+use crate::app::service::Service;
 use crate::http::auth::{RateLimiters, Scope, Tokens};
 
 pub const POSITION_HEADER: HeaderName = HeaderName::from_static("tasklog-position");
@@ -54,7 +54,7 @@ const MIN_POSITION_WAIT: Duration = Duration::from_secs(5);
 /// What every handler shares; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
-    pub service: TaskService,
+    pub service: Service,
     pub tokens: Arc<Tokens>,
     pub rate_limits: Arc<RateLimiters>,
 }

@@ -22,7 +22,7 @@ use super::error::{ApiError, ErrorBody};
 use super::wire::request_body;
 use super::{Actor, AppState};
 use crate::app::event_filter::EventFilter;
-use crate::app::task_service::TaskService;
+use crate::app::service::Service;
 use crate::app::write::ConsumerCommand;
 use crate::http::auth::Scope;
 use crate::http::cloud_event::CloudEvent;
@@ -105,7 +105,7 @@ pub async fn stream(
 fn sse_events(
     events: EventStream,
     filter: EventFilter,
-    service: TaskService,
+    service: Service,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     futures::stream::unfold(
         (events, filter, service),
@@ -159,7 +159,7 @@ request_body!(
     }
 );
 
-fn consumer(service: &TaskService, name: &str) -> Option<Consumer> {
+fn consumer(service: &Service, name: &str) -> Option<Consumer> {
     let views = service.views.read();
     let head = views.position.0;
     views.consumers.get(name).map(|c| Consumer {

@@ -16,7 +16,7 @@ use super::body::{Json, Query};
 use super::error::{ApiError, ErrorBody};
 use super::wire::*;
 use super::{Actor, AppState, PositionHeader};
-use crate::app::task_service::Written;
+use crate::app::write::TaskWritten;
 use crate::http::auth::Scope;
 use crate::rules::labels::{Selector, TaskFilter};
 use crate::rules::task::Command;
@@ -41,7 +41,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(super::scoped(work, state, Scope::TasksWork))
 }
 
-fn answer(written: Written) -> Response {
+fn answer(written: TaskWritten) -> Response {
     (
         PositionHeader(written.position),
         axum::Json(Task::from(&written.task)),

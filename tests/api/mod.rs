@@ -20,9 +20,9 @@ use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tasklog::app::clock::ManualClock;
-use tasklog::app::server::Server;
 use tasklog::app::store_url::StoreUrl;
 use tasklog::http::auth::{RateLimit, Scope, Token, Tokens};
+use tasklog::server::Server;
 
 /// The clock every test starts at.
 pub fn start_time() -> DateTime<Utc> {

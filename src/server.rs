@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::app::clock::Clock;
 use crate::app::jobs;
-use crate::app::task_service::TaskService;
+use crate::app::service::Service;
 use crate::http::auth::{RateLimiters, Tokens};
 use crate::http::{self, AppState};
 
@@ -33,7 +33,7 @@ impl Server {
         clock: Arc<dyn Clock>,
     ) -> Result<Server, Box<dyn std::error::Error + Send + Sync>> {
         let addr = listener.local_addr()?;
-        let service = TaskService::start(store, clock).await?;
+        let service = Service::start(store, clock).await?;
         let state = AppState {
             service: service.clone(),
             rate_limits: Arc::new(RateLimiters::for_tokens(&tokens)),

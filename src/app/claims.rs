@@ -1,0 +1,123 @@
+//! Claims: the best available task of the types a worker asks for, to one
+//! worker only, within the running limits.
+
+use std::time::Duration;
+
+use tasklog_events::{Metadata, Position, TaskId};
+use tasklog_projections::{Projections, TaskState};
+
+use super::service::{Service, ServiceError};
+use super::write::{self, TaskWritten};
+use crate::rules::labels::TaskFilter;
+use crate::rules::task::Command;
+
+/// How many candidates a claim tries per look at the queue.
+const CLAIM_CANDIDATES: usize = 16;
+
+/// Why a claim skips a candidate.
+enum ClaimBlocked {
+    /// Another claim in this process is trying the task.
+    TriedElsewhere,
+    /// The task's type runs as many tasks as its limit allows.
+    AtLimit,
+}
+use ClaimBlocked::*;
+
+impl Service {
+    /// Marks `id` as being claimed here, unless another claim here is trying
+    /// it or its type is at its running limit (counting the claims in flight).
+    fn start_claiming(&self, id: TaskId) -> Result<(), ClaimBlocked> {
+        let mut claiming = self.claiming.lock().expect("claims");
+        if claiming.contains_key(&id) {
+            return Err(TriedElsewhere);
+        }
+        let views = self.views.read();
+        let Some(task) = views.tasks.get(&id) else {
+            return Err(AtLimit);
+        };
+        let in_flight = claiming.values().filter(|t| **t == task.task_type).count();
+        if at_running_limit(&views, &task.task_type, in_flight as u64) {
+            return Err(AtLimit);
+        }
+        claiming.insert(id, task.task_type.clone());
+        Ok(())
+    }
+
+    /// Hands the best available task of `types` that `filter` admits to
+    /// `worker`, or `None` when there is none by `wait`. Each task goes to one
+    /// worker only: the append expects the revision the task was pending at.
+    /// A type at its running limit hands out nothing until a run ends.
+    pub async fn claim(
+        &self,
+        types: &[String],
+        filter: &TaskFilter,
+        worker: &str,
+        lease: chrono::Duration,
+        wait: Duration,
+        metadata: &Metadata,
+    ) -> Result<Option<TaskWritten>, ServiceError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let command = Command::Claim {
+            worker: worker.to_owned(),
+            lease,
+        };
+        loop {
+            let seen = self.views.position();
+            let now = self.clock.now();
+            let candidates = {
+                let views = self.views.read();
+                let open: Vec<String> = types
+                    .iter()
+                    .filter(|t| !at_running_limit(&views, t, 0))
+                    .cloned()
+                    .collect();
+                let types = &open;
+                let wanted = |id| views.tasks.get(&id).is_some_and(|t| filter.admits(t));
+                views.queue.candidates(types, now, CLAIM_CANDIDATES, wanted)
+            };
+            let mut others_trying = false;
+            for id in candidates {
+                match self.start_claiming(id) {
+                    Ok(()) => {}
+                    Err(AtLimit) => continue,
+                    Err(TriedElsewhere) => {
+                        others_trying = true;
+                        continue;
+                    }
+                }
+                let loaded = write::Loaded::from_views(self, id);
+                let outcome = self.write_once(id, loaded, &command, metadata).await;
+                let outcome = outcome.and_then(TaskWritten::of);
+                self.claiming.lock().expect("claims").remove(&id);
+                match outcome {
+                    Ok(written) => return Ok(Some(written)),
+                    // Taken, cancelled or expired meanwhile: try the next one.
+                    Err(ServiceError::Contended | ServiceError::Rejected(_)) => continue,
+                    Err(error) => return Err(error),
+                }
+            }
+            // Claims here are trying the rest; some may lose, so look again.
+            if others_trying {
+                tokio::task::yield_now().await;
+                continue;
+            }
+            // Nothing to claim now: wait for the log to move, or for time to.
+            let now_instant = tokio::time::Instant::now();
+            if now_instant >= deadline {
+                return Ok(None);
+            }
+            let pause = (deadline - now_instant).min(Duration::from_millis(250));
+            let _ = self.views.wait_for(Position(seen.0 + 1), pause).await;
+        }
+    }
+}
+
+/// Whether `task_type` runs as many tasks as its limit allows, counting
+/// `claiming` claims in flight as running.
+fn at_running_limit(views: &Projections, task_type: &str, claiming: u64) -> bool {
+    views.running_limit(task_type).is_some_and(|limit| {
+        let key = (task_type.to_owned(), TaskState::Running);
+        let running = views.stats.counts.get(&key).copied().unwrap_or(0);
+        running + claiming >= u64::from(limit)
+    })
+}

@@ -1,0 +1,91 @@
+//! The service behind the API and the jobs: the store, the views that follow
+//! it, and the one clock. Commands go through the one write path
+//! ([`super::write`]), which claims ([`super::claims`]) and creates made once
+//! per idempotency key ([`super::idempotency`]) build on.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{future, TryStreamExt};
+use tasklog_events::{EventStore, Position, TaskId};
+use tasklog_projections::{ProjectionRunner, Projections, TaskView};
+
+use crate::app::clock::Clock;
+use crate::rules::Rejection;
+
+/// How long a write waits for the views to include it before it reads its
+/// answer from the log instead.
+pub(super) const VISIBLE_WITHIN: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    /// The store failed or is down, or the views stopped following it (HTTP 503).
+    #[error("the event store is unavailable: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The task changed under us too often (HTTP 409).
+    #[error("the task is changing too fast; try again")]
+    Contended,
+    /// An idempotency key came back with a different request (HTTP 422).
+    #[error("the Idempotency-Key was used with a different request body")]
+    KeyReused,
+}
+
+impl From<tasklog_events::ReadError> for ServiceError {
+    fn from(error: tasklog_events::ReadError) -> Self {
+        ServiceError::Unavailable(error.into())
+    }
+}
+
+#[derive(Clone)]
+pub struct Service {
+    pub store: Arc<dyn EventStore>,
+    pub views: ProjectionRunner,
+    pub clock: Arc<dyn Clock>,
+    /// Tasks a claim in this process is trying, with their types, so
+    /// concurrent claims here try others and running limits count them.
+    pub(super) claiming: Arc<Mutex<HashMap<TaskId, String>>>,
+}
+
+impl Service {
+    /// Folds the whole log into fresh views and follows it from there.
+    pub async fn start(
+        store: Arc<dyn EventStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, ServiceError> {
+        let mut projections = Projections::default();
+        tasklog_events::read_all_pages(&*store, Position::START, 8192)
+            .try_for_each(|page| {
+                page.iter().for_each(|event| projections.apply(event));
+                future::ok(())
+            })
+            .await?;
+        let views = ProjectionRunner::spawn(store.clone(), projections);
+        Ok(Service {
+            store,
+            views,
+            clock,
+            claiming: Arc::default(),
+        })
+    }
+
+    /// The task as the views show it now.
+    pub fn view(&self, id: TaskId) -> Option<TaskView> {
+        self.views.read().tasks.get(&id).cloned()
+    }
+
+    /// The task folded from the first events of its stream that `until` admits:
+    /// the task as it stood then, by the same code as the live views.
+    pub async fn view_as_of(
+        &self,
+        id: TaskId,
+        until: impl Fn(&tasklog_events::RecordedEvent) -> bool,
+    ) -> Result<Option<TaskView>, ServiceError> {
+        let events = self.store.read_stream(&id.stream(), 0, usize::MAX).await?;
+        Ok(TaskView::fold(
+            events.iter().take_while(|event| until(event)),
+        ))
+    }
+}
