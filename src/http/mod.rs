@@ -179,7 +179,11 @@ fn request_id(headers: &HeaderMap) -> String {
 /// the token check, unknown routes, `/healthz`.
 async fn position(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let position = state.service.views.position();
-    let mut response = next.run(request).await;
+    with_position(next.run(request).await, position)
+}
+
+/// `response` with `Tasklog-Position: position`, unless its handler set one.
+fn with_position(mut response: Response, position: Position) -> Response {
     response
         .headers_mut()
         .entry(POSITION_HEADER)
@@ -213,10 +217,5 @@ async fn consistency(
         }
     }
     let position = state.service.views.position();
-    let mut response = next.run(request).await;
-    response
-        .headers_mut()
-        .entry(POSITION_HEADER)
-        .or_insert(HeaderValue::from(position.0));
-    Ok(response)
+    Ok(with_position(next.run(request).await, position))
 }

@@ -49,6 +49,20 @@ fn answer(written: TaskWritten) -> Response {
         .into_response()
 }
 
+/// Runs `command` on the task `id` names, answering with the task.
+async fn run(
+    state: &AppState,
+    actor: &Actor,
+    id: &str,
+    command: Command,
+) -> Result<Response, ApiError> {
+    let written = state
+        .service
+        .execute(task_id(id)?, command, &actor.metadata())
+        .await?;
+    Ok(answer(written))
+}
+
 fn task_id(id: &str) -> Result<TaskId, ApiError> {
     id.parse()
         .map_err(|_| ApiError::from(Rejection::TaskNotFound))
@@ -281,12 +295,7 @@ pub async fn heartbeat(
         worker: body.worker.0,
         lease: chrono::Duration::seconds(body.lease_seconds.0 as i64),
     };
-    Ok(answer(
-        state
-            .service
-            .execute(task_id(&id)?, command, &actor.metadata())
-            .await?,
-    ))
+    run(&state, &actor, &id, command).await
 }
 
 /// Finish a running task; only its worker may.
@@ -304,12 +313,7 @@ pub async fn complete(
     let command = Command::Complete {
         worker: body.worker.0,
     };
-    Ok(answer(
-        state
-            .service
-            .execute(task_id(&id)?, command, &actor.metadata())
-            .await?,
-    ))
+    run(&state, &actor, &id, command).await
 }
 
 /// Give up on a running task, saying why; only its worker may.
@@ -328,12 +332,7 @@ pub async fn fail(
         worker: body.worker.0,
         error: body.error.0,
     };
-    Ok(answer(
-        state
-            .service
-            .execute(task_id(&id)?, command, &actor.metadata())
-            .await?,
-    ))
+    run(&state, &actor, &id, command).await
 }
 
 /// Cancel a pending or running task: it fails with the reason as its error.
@@ -351,12 +350,7 @@ pub async fn cancel(
     let command = Command::Cancel {
         reason: body.reason.map(|r| r.0),
     };
-    Ok(answer(
-        state
-            .service
-            .execute(task_id(&id)?, command, &actor.metadata())
-            .await?,
-    ))
+    run(&state, &actor, &id, command).await
 }
 
 /// Run a failed task again, now: the dead letter's way back. It gets one more
@@ -375,10 +369,5 @@ pub async fn retry(
     let command = Command::Retry {
         expiration_time: body.expiration_time.map(|t| t.0),
     };
-    Ok(answer(
-        state
-            .service
-            .execute(task_id(&id)?, command, &actor.metadata())
-            .await?,
-    ))
+    run(&state, &actor, &id, command).await
 }

@@ -8,8 +8,7 @@ use super::*;
 
 #[tokio::test]
 async fn every_route_in_the_api_document_checks_the_token_and_its_scope() {
-    let dir = tempfile::tempdir().unwrap();
-    let api = TestServer::start_in(dir.path(), start_time()).await;
+    let api = TestServer::start().await;
     let document = api
         .request(Method::GET, "/openapi.json", None, None)
         .await
@@ -51,8 +50,7 @@ async fn every_route_in_the_api_document_checks_the_token_and_its_scope() {
 
 #[tokio::test]
 async fn a_token_over_its_rate_limit_gets_429_with_retry_after() {
-    let dir = tempfile::tempdir().unwrap();
-    let api = TestServer::start_in(dir.path(), start_time()).await;
+    let api = TestServer::start().await;
     let list = || api.request(Method::GET, "/v1/tasks", Some(LIMITED), None);
     for _ in 0..3 {
         assert_eq!(list().await.status, StatusCode::OK, "the burst is allowed");

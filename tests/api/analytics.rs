@@ -147,8 +147,7 @@ async fn a_subscriber_that_keeps_disconnecting_sees_the_log_exactly_once_in_orde
 
 #[tokio::test]
 async fn the_stream_filters_and_goes_live() {
-    let dir = tempfile::tempdir().unwrap();
-    let api = TestServer::start_in(dir.path(), start_time()).await;
+    let api = TestServer::start().await;
     api.create("a", "email", 1).await;
     api.create("b", "sms", 1).await;
     let response = open_stream(&api, "?from=0&taskType=sms&eventType=TaskStarted", None).await;
@@ -300,8 +299,7 @@ async fn export_and_tail_read_the_store_beside_a_running_server() {
 
 #[tokio::test]
 async fn an_idle_stream_gets_keep_alive_comments() {
-    let dir = tempfile::tempdir().unwrap();
-    let api = TestServer::start_in(dir.path(), start_time()).await;
+    let api = TestServer::start().await;
     let mut body = open_stream(&api, "", None).await.bytes_stream();
     let interval = tasklog::http::KEEP_ALIVE;
     let chunk = tokio::time::timeout(interval + Duration::from_secs(5), body.next()).await;

@@ -54,8 +54,7 @@ async fn task_with_history(api: &TestServer) -> (String, Vec<Value>) {
 
 #[tokio::test]
 async fn a_tasks_history_is_every_event_in_order_with_who_did_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let api = TestServer::start_in(dir.path(), start_time()).await;
+    let api = TestServer::start().await;
     let (id, _) = task_with_history(&api).await;
     let history = api.get(&format!("/v1/tasks/{id}/events")).await;
     assert_eq!(history.status, StatusCode::OK);
@@ -98,8 +97,7 @@ async fn a_tasks_history_is_every_event_in_order_with_who_did_it() {
 
 #[tokio::test]
 async fn as_of_and_revision_show_the_task_exactly_as_it_stood() {
-    let dir = tempfile::tempdir().unwrap();
-    let api = TestServer::start_in(dir.path(), start_time()).await;
+    let api = TestServer::start().await;
     let (id, views) = task_with_history(&api).await;
     for (revision, view) in views.iter().enumerate() {
         let then = api
@@ -125,8 +123,7 @@ async fn as_of_and_revision_show_the_task_exactly_as_it_stood() {
 
 #[tokio::test]
 async fn the_global_log_pages_and_filters_by_task_type_and_event_type() {
-    let dir = tempfile::tempdir().unwrap();
-    let api = TestServer::start_in(dir.path(), start_time()).await;
+    let api = TestServer::start().await;
     for i in 0..5 {
         api.create(&format!("e{i}"), "email", 1).await;
         api.create(&format!("s{i}"), "sms", 1).await;

@@ -35,8 +35,7 @@ pub async fn rejected(
 
 #[tokio::test]
 async fn bad_create_bodies_are_400_with_the_fields_named() {
-    let dir = tempfile::tempdir().unwrap();
-    let api = TestServer::start_in(dir.path(), start_time()).await;
+    let api = TestServer::start().await;
     api.create("seed", "email", 1).await;
     rejected(
         &api,
@@ -120,8 +119,7 @@ async fn bad_create_bodies_are_400_with_the_fields_named() {
 
 #[tokio::test]
 async fn unknown_tasks_are_404_and_bad_transitions_409_naming_the_state() {
-    let dir = tempfile::tempdir().unwrap();
-    let api = TestServer::start_in(dir.path(), start_time()).await;
+    let api = TestServer::start().await;
     let id = api.create("seed", "email", 1).await;
     let missing = "0123456789abcdef0123456789abcdef";
     rejected(
@@ -220,8 +218,7 @@ async fn unknown_tasks_are_404_and_bad_transitions_409_naming_the_state() {
 
 #[tokio::test]
 async fn no_token_or_a_bad_one_is_401_and_a_missing_scope_403() {
-    let dir = tempfile::tempdir().unwrap();
-    let api = TestServer::start_in(dir.path(), start_time()).await;
+    let api = TestServer::start().await;
     api.create("seed", "email", 1).await;
     let body = || Some(task_body("x", "email", 1));
     rejected(
@@ -277,8 +274,7 @@ async fn no_token_or_a_bad_one_is_401_and_a_missing_scope_403() {
 
 #[tokio::test]
 async fn unknown_routes_and_methods_answer_with_the_error_body() {
-    let dir = tempfile::tempdir().unwrap();
-    let api = TestServer::start_in(dir.path(), start_time()).await;
+    let api = TestServer::start().await;
     rejected(
         &api,
         "unknown_route",

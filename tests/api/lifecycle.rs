@@ -8,8 +8,7 @@ use super::*;
 
 #[tokio::test]
 async fn create_then_read_answers_the_seed_task_object() {
-    let dir = tempfile::tempdir().unwrap();
-    let api = TestServer::start_in(dir.path(), start_time()).await;
+    let api = TestServer::start().await;
     let created = api
         .post("/v1/tasks", task_body("welcome", "email", 7))
         .await;
@@ -24,8 +23,7 @@ async fn create_then_read_answers_the_seed_task_object() {
 
 #[tokio::test]
 async fn a_worker_claims_heartbeats_and_completes_a_task() {
-    let dir = tempfile::tempdir().unwrap();
-    let api = TestServer::start_in(dir.path(), start_time()).await;
+    let api = TestServer::start().await;
     let id = api.create("welcome", "email", 1).await;
     let claimed = api
         .post("/v1/tasks/claim", claim_body("w1", &["email"]))
@@ -57,8 +55,7 @@ async fn a_worker_claims_heartbeats_and_completes_a_task() {
 
 #[tokio::test]
 async fn a_failed_run_keeps_its_error_and_a_cancel_its_reason() {
-    let dir = tempfile::tempdir().unwrap();
-    let api = TestServer::start_in(dir.path(), start_time()).await;
+    let api = TestServer::start().await;
     let id = api.create("a", "email", 1).await;
     api.post("/v1/tasks/claim", claim_body("w1", &["email"]))
         .await;
@@ -82,8 +79,7 @@ async fn a_failed_run_keeps_its_error_and_a_cancel_its_reason() {
 
 #[tokio::test]
 async fn claims_take_the_highest_priority_then_the_earliest_available_then_the_oldest() {
-    let dir = tempfile::tempdir().unwrap();
-    let api = TestServer::start_in(dir.path(), start_time()).await;
+    let api = TestServer::start().await;
     let low = api.create("low", "email", 1).await;
     let mut later = task_body("high-later", "email", 5);
     later["availableTime"] = json!("2029-12-31T23:30:00Z");
@@ -126,8 +122,7 @@ async fn claims_take_the_highest_priority_then_the_earliest_available_then_the_o
 
 #[tokio::test]
 async fn lists_filter_by_state_and_type_and_page_with_a_cursor() {
-    let dir = tempfile::tempdir().unwrap();
-    let api = TestServer::start_in(dir.path(), start_time()).await;
+    let api = TestServer::start().await;
     let mut emails = Vec::new();
     for i in 0..7 {
         emails.push(api.create(&format!("e{i}"), "email", 1).await);
@@ -158,8 +153,7 @@ async fn lists_filter_by_state_and_type_and_page_with_a_cursor() {
 
 #[tokio::test]
 async fn reads_wait_for_a_minimum_position_and_say_the_position_they_reflect() {
-    let dir = tempfile::tempdir().unwrap();
-    let api = TestServer::start_in(dir.path(), start_time()).await;
+    let api = TestServer::start().await;
     let created = api.post("/v1/tasks", task_body("a", "email", 1)).await;
     let position = created.position.unwrap();
     let (client, base) = api.client();
@@ -219,8 +213,7 @@ async fn a_restarted_server_keeps_every_task() {
 
 #[tokio::test]
 async fn health_and_openapi_need_no_token_and_the_document_is_the_checked_in_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let api = TestServer::start_in(dir.path(), start_time()).await;
+    let api = TestServer::start().await;
     let health = api.request(Method::GET, "/healthz", None, None).await;
     assert_eq!(health.status, StatusCode::OK);
     let served = api.request(Method::GET, "/openapi.json", None, None).await;

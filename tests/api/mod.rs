@@ -36,6 +36,8 @@ pub struct TestServer {
     pub clock: ManualClock,
     base: String,
     client: reqwest::Client,
+    /// The data directory of a server that made its own, removed with it.
+    _dir: Option<tempfile::TempDir>,
 }
 
 /// A response, read whole.
@@ -90,6 +92,14 @@ fn tokens() -> Tokens {
 
 impl TestServer {
     /// A server on the embedded store in `dir`, its clock at `now`.
+    /// A server on a fresh store of its own, its clock at [`start_time`].
+    pub async fn start() -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = TestServer::start_in(dir.path(), start_time()).await;
+        server._dir = Some(dir);
+        server
+    }
+
     pub async fn start_in(dir: &Path, now: DateTime<Utc>) -> TestServer {
         let store = StoreUrl::default_in(dir).open().await.unwrap();
         let clock = ManualClock::new(now);
@@ -103,6 +113,7 @@ impl TestServer {
             clock,
             base,
             client: reqwest::Client::new(),
+            _dir: None,
         }
     }
 

@@ -28,8 +28,7 @@ async fn event_types(api: &TestServer, id: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn a_failed_run_is_retried_after_its_backoff_then_dead_lettered_then_retried_on_request() {
-    let dir = tempfile::tempdir().unwrap();
-    let api = TestServer::start_in(dir.path(), start_time()).await;
+    let api = TestServer::start().await;
     let policy = json!({"retry": {"maxAttempts": 2, "initialBackoffSeconds": 30, "jitter": false}});
     let created = api
         .post("/v1/tasks", with(task_body("flaky", "email", 1), policy))
@@ -112,8 +111,7 @@ async fn a_failed_run_is_retried_after_its_backoff_then_dead_lettered_then_retri
 
 #[tokio::test]
 async fn an_expired_dead_letter_needs_a_new_expiration_time_to_retry() {
-    let dir = tempfile::tempdir().unwrap();
-    let api = TestServer::start_in(dir.path(), start_time()).await;
+    let api = TestServer::start().await;
     let id = api.create("late", "email", 1).await;
     api.clock.advance(Duration::hours(2));
     api.await_task(&id, |t| t["state"] == "failed").await;
@@ -207,8 +205,7 @@ async fn an_idempotency_key_makes_a_retried_create_answer_the_first_task() {
 
 #[tokio::test]
 async fn lists_and_claims_select_by_labels_and_tags() {
-    let dir = tempfile::tempdir().unwrap();
-    let api = TestServer::start_in(dir.path(), start_time()).await;
+    let api = TestServer::start().await;
     let make = |name: &str, labels: Value, tags: Value| {
         api.post(
             "/v1/tasks",
@@ -300,8 +297,7 @@ async fn lists_and_claims_select_by_labels_and_tags() {
 
 #[tokio::test]
 async fn a_type_at_its_running_limit_hands_out_no_more_until_a_run_ends() {
-    let dir = tempfile::tempdir().unwrap();
-    let api = TestServer::start_in(dir.path(), start_time()).await;
+    let api = TestServer::start().await;
     for i in 0..4 {
         api.create(&format!("t{i}"), "render", 1).await;
     }

@@ -112,8 +112,7 @@ async fn each_due_run_creates_one_task_even_across_a_restart() {
 
 #[tokio::test]
 async fn a_paused_schedule_skips_its_runs_until_resumed_and_a_deleted_one_is_gone() {
-    let dir = tempfile::tempdir().unwrap();
-    let api = TestServer::start_in(dir.path(), start_time()).await;
+    let api = TestServer::start().await;
     let hourly = json!({"cron": "0 * * * *"});
     let created = api
         .post(
@@ -179,8 +178,7 @@ async fn a_paused_schedule_skips_its_runs_until_resumed_and_a_deleted_one_is_gon
 
 #[tokio::test]
 async fn start_in_the_past_makes_the_runs_already_due_normal_mode_skips_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let api = TestServer::start_in(dir.path(), start_time()).await;
+    let api = TestServer::start().await;
     let every = json!({"every": 15, "unit": "minutes"});
     let past = api
         .post(
@@ -207,8 +205,7 @@ async fn start_in_the_past_makes_the_runs_already_due_normal_mode_skips_them() {
 
 #[tokio::test]
 async fn schedules_end_at_their_end_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let api = TestServer::start_in(dir.path(), start_time()).await;
+    let api = TestServer::start().await;
     let mut body = schedule_body(
         json!({"every": 1, "unit": "days"}),
         "2030-01-01T00:00:00Z",
@@ -228,8 +225,7 @@ async fn schedules_end_at_their_end_time() {
 
 #[tokio::test]
 async fn bad_schedules_are_400_with_the_fields_named_and_readers_cannot_write_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let api = TestServer::start_in(dir.path(), start_time()).await;
+    let api = TestServer::start().await;
     let mut bad = schedule_body(json!({"cron": "61 * * * *"}), "2030-01-01", "sometimes");
     bad["task"]["expiresAfterSeconds"] = json!(0);
     bad["task"]["tags"] = json!("finance");

@@ -99,8 +99,7 @@ async fn a_long_poll_returns_a_task_created_while_it_waits() {
 
 #[tokio::test]
 async fn pending_tasks_expire_at_their_expiration_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let api = TestServer::start_in(dir.path(), start_time()).await;
+    let api = TestServer::start().await;
     let id = api.create("short", "email", 1).await;
     // 59 minutes on, the task is still pending: nothing expires early.
     api.clock.advance(chrono::Duration::minutes(59));
@@ -121,8 +120,7 @@ async fn pending_tasks_expire_at_their_expiration_time() {
 
 #[tokio::test]
 async fn a_lapsed_lease_puts_the_task_back_for_another_worker() {
-    let dir = tempfile::tempdir().unwrap();
-    let api = TestServer::start_in(dir.path(), start_time()).await;
+    let api = TestServer::start().await;
     let id = api.create("slow", "email", 1).await;
     api.post("/v1/tasks/claim", claim_body("w1", &["email"]))
         .await;
@@ -143,8 +141,7 @@ async fn a_lapsed_lease_puts_the_task_back_for_another_worker() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebuild_from_position_zero_equals_the_live_views_after_a_random_workload() {
-    let dir = tempfile::tempdir().unwrap();
-    let api = TestServer::start_in(dir.path(), start_time()).await;
+    let api = TestServer::start().await;
     let seed = fastrand::u64(..);
     println!("workload seed {seed}");
     let mut rng = fastrand::Rng::with_seed(seed);
