@@ -17,6 +17,8 @@ use crate::rules::Rejection;
 /// How long a write waits for the views to include it before it reads its
 /// answer from the log instead.
 pub(super) const VISIBLE_WITHIN: Duration = Duration::from_secs(10);
+/// How often a long fold of the log at start says how far it got.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -55,13 +57,28 @@ impl Service {
         store: Arc<dyn EventStore>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, ServiceError> {
+        let head = store.head().await?;
+        tracing::info!(%head, "folding the log into the views");
+        let started = std::time::Instant::now();
         let mut projections = Projections::default();
+        let mut next_report = started + PROGRESS_EVERY;
         tasklog_events::read_all_pages(&*store, Position::START, 8192)
             .try_for_each(|page| {
                 page.iter().for_each(|event| projections.apply(event));
+                if std::time::Instant::now() >= next_report {
+                    next_report += PROGRESS_EVERY;
+                    let at = projections.position;
+                    tracing::info!(%at, %head, "folding the log into the views");
+                }
                 future::ok(())
             })
             .await?;
+        tracing::info!(
+            position = %projections.position,
+            tasks = projections.tasks.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "the views are caught up"
+        );
         let views = ProjectionRunner::spawn(store.clone(), projections);
         Ok(Service {
             store,

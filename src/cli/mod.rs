@@ -82,6 +82,7 @@ pub fn run(cli: Cli) -> ExitCode {
 
 async fn serve(args: ServeArgs) -> Result<(), Failure> {
     let url = args.store.store_url();
+    tracing::info!(store = %url, "opening the store");
     let store = url.open().await?;
     let tokens = Tokens::load_or_create(&args.store.data_dir, std::env::var("TASKLOG_TOKEN").ok())?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
