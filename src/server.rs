@@ -13,7 +13,7 @@ use crate::app::clock::Clock;
 use crate::app::jobs;
 use crate::app::service::Service;
 use crate::http::auth::{RateLimiters, Tokens};
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, Limits};
 
 /// A running server: its address, its state, and the way to stop it.
 pub struct Server {
@@ -31,6 +31,7 @@ impl Server {
         store: Arc<dyn EventStore>,
         tokens: Tokens,
         clock: Arc<dyn Clock>,
+        limits: Limits,
     ) -> Result<Server, Box<dyn std::error::Error + Send + Sync>> {
         let addr = listener.local_addr()?;
         let service = Service::start(store, clock).await?;
@@ -38,6 +39,7 @@ impl Server {
             service: service.clone(),
             rate_limits: Arc::new(RateLimiters::for_tokens(&tokens)),
             tokens: Arc::new(tokens),
+            limits,
         };
         let jobs = tokio::spawn(jobs::run(service));
         let (shutdown, stopped) = oneshot::channel::<()>();

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use super::{percentile, rss_bytes, run_concurrently, BenchStore, Figure, Output};
 use crate::app::clock::SystemClock;
 use crate::http::auth::{new_secret, Scope, Token, Tokens};
+use crate::http::Limits;
 use crate::server::Server;
 use crate::Failure;
 
@@ -49,7 +50,8 @@ pub async fn run(bench: ApiBench) -> Result<Vec<Figure>, Failure> {
         }],
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let server = Server::start(listener, store, tokens, Arc::new(SystemClock)).await?;
+    let clock = Arc::new(SystemClock);
+    let server = Server::start(listener, store, tokens, clock, Limits::default()).await?;
     let api = Client {
         http: reqwest::Client::builder()
             .pool_max_idle_per_host(256)

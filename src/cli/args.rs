@@ -2,10 +2,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 
 use crate::app::store_url::StoreUrl;
+use crate::http::Limits;
 
 /// Where the log lives; every command that reads it takes these.
 #[derive(Debug, Args)]
@@ -66,4 +68,28 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
     #[command(flatten)]
     pub store: StoreArgs,
+    /// Connections open at once; past it a new one gets 503 and is closed.
+    #[arg(long, env = "TASKLOG_MAX_CONNECTIONS", default_value_t = Limits::default().max_connections)]
+    pub max_connections: usize,
+    /// Seconds a connection may take to send a request head, from its opening
+    /// or its last response: slow and idle clients are closed past it.
+    #[arg(long, env = "TASKLOG_HEADER_TIMEOUT", default_value_t = Limits::default().header_read_timeout.as_secs())]
+    pub header_timeout: u64,
+    /// Seconds a request body may take to arrive (408 past it).
+    #[arg(long, env = "TASKLOG_BODY_TIMEOUT", default_value_t = Limits::default().body_read_timeout.as_secs())]
+    pub body_timeout: u64,
+    /// Seconds a shutdown waits for requests and event streams in flight.
+    #[arg(long, env = "TASKLOG_SHUTDOWN_GRACE", default_value_t = Limits::default().shutdown_grace.as_secs())]
+    pub shutdown_grace: u64,
+}
+
+impl ServeArgs {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_connections: self.max_connections.max(1),
+            header_read_timeout: Duration::from_secs(self.header_timeout.max(1)),
+            body_read_timeout: Duration::from_secs(self.body_timeout.max(1)),
+            shutdown_grace: Duration::from_secs(self.shutdown_grace),
+        }
+    }
 }

@@ -86,7 +86,8 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
     let store = url.open().await?;
     let tokens = Tokens::load_or_create(&args.store.data_dir, std::env::var("TASKLOG_TOKEN").ok())?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    let server = Server::start(listener, store, tokens, Arc::new(SystemClock)).await?;
+    let clock = Arc::new(SystemClock);
+    let server = Server::start(listener, store, tokens, clock, args.limits()).await?;
     tracing::info!(addr = %server.addr, store = %url, "tasklog is serving");
     shutdown_signal().await;
     tracing::info!("shutting down");

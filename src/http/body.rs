@@ -24,6 +24,7 @@ use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, SchemaFormat,
 use utoipa::openapi::{KnownFormat, RefOr};
 use utoipa::{PartialSchema, ToSchema};
 
+use super::connections::Limits;
 use super::error::ApiError;
 use crate::rules::labels::{check_labels, check_tags, Selector};
 
@@ -165,6 +166,11 @@ pub fn unknown_field<T: Noun>(
 /// a body over the limit, 415 for one not sent as JSON).
 pub struct Json<T>(pub T);
 
+/// How long a request body may take to arrive: the server's
+/// [`Limits::body_read_timeout`], handed to the extractor with each request.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyReadTimeout(pub std::time::Duration);
+
 impl<T, S> FromRequest<S> for Json<T>
 where
     T: Deserr<BodyError>,
@@ -176,13 +182,17 @@ where
         if !is_json(request.headers()) {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let bytes =
-            Bytes::from_request(request, state)
-                .await
-                .map_err(|rejection| match rejection.status() {
-                    StatusCode::PAYLOAD_TOO_LARGE => ApiError::BodyTooLarge,
-                    _ => ApiError::MalformedJson(rejection.body_text()),
-                })?;
+        let timeout = request
+            .extensions()
+            .get::<BodyReadTimeout>()
+            .map_or(Limits::default().body_read_timeout, |t| t.0);
+        let bytes = tokio::time::timeout(timeout, Bytes::from_request(request, state))
+            .await
+            .map_err(|_| ApiError::BodyTimeout)?
+            .map_err(|rejection| match rejection.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => ApiError::BodyTooLarge,
+                _ => ApiError::MalformedJson(rejection.body_text()),
+            })?;
         let value: Value = serde_json::from_slice(&bytes)
             .map_err(|error| ApiError::MalformedJson(error.to_string()))?;
         Ok(Json(deserr::deserialize::<T, Value, BodyError>(value)?))

@@ -74,6 +74,9 @@ pub enum ApiError {
     /// HTTP 409: the task or schedule changed under the write too often.
     #[error("the task or schedule is changing too fast; try again")]
     Contended,
+    /// HTTP 408: the request body did not arrive within the body read timeout.
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
     /// HTTP 413: the body is over the limit.
     #[error("the body is larger than {MAX_BODY_BYTES} bytes")]
     BodyTooLarge,
@@ -93,6 +96,10 @@ pub enum ApiError {
     /// HTTP 503, with `Retry-After`: the views here lag `Tasklog-Min-Position`.
     #[error("this node has not reached log position {0} yet")]
     NotCaughtUp(u64),
+    /// HTTP 503, with `Retry-After`: the server has as many connections open
+    /// as it takes (`--max-connections`); this one is closed.
+    #[error("the server has as many connections open as it takes; try again")]
+    TooManyConnections,
     /// HTTP 500: a bug. The cause is logged, not shown.
     #[error("the server failed to answer; the cause is in its log")]
     Internal { cause: String },
@@ -138,6 +145,8 @@ impl ApiError {
             ApiError::RateLimited { .. } => (S::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Unavailable { .. } => (S::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::NotCaughtUp(_) => (S::SERVICE_UNAVAILABLE, "not_caught_up"),
+            ApiError::TooManyConnections => (S::SERVICE_UNAVAILABLE, "too_many_connections"),
+            ApiError::BodyTimeout => (S::REQUEST_TIMEOUT, "body_timeout"),
             ApiError::Internal { .. } => (S::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -161,6 +170,23 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let (status, retry_after, body) = self.parts();
+        let mut response = (status, axum::Json(body)).into_response();
+        let headers = response.headers_mut();
+        if let Some(seconds) = retry_after {
+            headers.insert(header::RETRY_AFTER, seconds.into());
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl ApiError {
+    /// The status, the `Retry-After` seconds if any, and the body; logs the
+    /// cause of a server error.
+    pub fn parts(self) -> (StatusCode, Option<u32>, ErrorBody) {
         let (status, reason) = self.status_and_reason();
         let retry_after = match &self {
             ApiError::Unavailable { cause } => {
@@ -171,7 +197,7 @@ impl IntoResponse for ApiError {
                 tracing::error!(%cause, "request failed");
                 None
             }
-            ApiError::NotCaughtUp(_) => Some(1),
+            ApiError::NotCaughtUp(_) | ApiError::TooManyConnections => Some(1),
             ApiError::RateLimited { retry_after } => Some(*retry_after),
             _ => None,
         };
@@ -186,15 +212,7 @@ impl IntoResponse for ApiError {
             message,
             details,
         };
-        let mut response = (status, axum::Json(body)).into_response();
-        let headers = response.headers_mut();
-        if let Some(seconds) = retry_after {
-            headers.insert(header::RETRY_AFTER, seconds.into());
-        }
-        if status == StatusCode::UNAUTHORIZED {
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        response
+        (status, retry_after, body)
     }
 }
 

@@ -12,11 +12,14 @@
 //! - [`body`]: the `Json` extractor and the field types that check themselves.
 //! - [`error`]: the one `ApiError` and its body; [`auth`]: bearer tokens, scopes
 //!   and rate limits; [`openapi`]: the API document.
+//! - [`connections`]: the accept loop: the connection cap, header and body
+//!   timeouts, the shutdown drain.
 
 mod audit;
 pub mod auth;
 mod body;
 pub mod cloud_event;
+pub mod connections;
 mod error;
 pub mod openapi;
 mod queues;
@@ -38,6 +41,7 @@ use axum::Router;
 use tasklog_events::{Metadata, Position};
 use tokio::net::TcpListener;
 
+pub use connections::Limits;
 pub use error::{ApiError, ErrorBody};
 pub use stream::KEEP_ALIVE;
 
@@ -57,6 +61,8 @@ pub struct AppState {
     pub service: Service,
     pub tokens: Arc<Tokens>,
     pub rate_limits: Arc<RateLimiters>,
+    /// What the server takes from its clients at most.
+    pub limits: Limits,
 }
 
 /// The token name behind a request: the actor of the events it causes.
@@ -110,6 +116,9 @@ pub fn app(state: AppState) -> Router {
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::Extension(body::BodyReadTimeout(
+            state.limits.body_read_timeout,
+        )))
         .layer(middleware::from_fn_with_state(state.clone(), position))
         .with_state(state)
 }
@@ -120,9 +129,8 @@ pub async fn run(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = state.limits;
+    connections::serve(listener, app(state), limits, shutdown).await
 }
 
 /// Puts `router` behind a bearer token with `scope`, then the position headers

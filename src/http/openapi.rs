@@ -76,7 +76,11 @@ fn add_conventions(operation: &mut Operation) {
         ("503", "Unavailable"),
     ];
     if operation.request_body.is_some() {
-        shared.extend([("413", "BodyTooLarge"), ("415", "NotJson")]);
+        shared.extend([
+            ("408", "BodyTimeout"),
+            ("413", "BodyTooLarge"),
+            ("415", "NotJson"),
+        ]);
     }
     for (status, name) in shared {
         operation
@@ -137,10 +141,11 @@ fn shared_responses() -> Vec<(&'static str, Response)> {
         ("BadRequest", error("`invalid_fields` (each named in `details`), `malformed_json`, `not_an_object`, `malformed_query` or `invalid_header`").build()),
         ("Unauthorized", error("`unauthorized`: no bearer token, or not a valid one").header("WWW-Authenticate", challenge).build()),
         ("Forbidden", error("`forbidden`: the token lacks the route's scope").build()),
+        ("BodyTimeout", error("`body_timeout`: the body did not arrive within the body read timeout").build()),
         ("BodyTooLarge", error("`body_too_large`: the body is over 1 MiB").build()),
         ("NotJson", error("`unsupported_media_type`: the body is not sent as `application/json`").build()),
         ("TooManyRequests", error("`rate_limited`: the token spent its request budget").header("Retry-After", retry_after.clone()).build()),
-        ("Unavailable", error("`unavailable`: the event store is down, nothing was written; or `not_caught_up`: this node lags `Tasklog-Min-Position`").header("Retry-After", retry_after).build()),
+        ("Unavailable", error("`unavailable`: the event store is down, nothing was written; or `not_caught_up`: this node lags `Tasklog-Min-Position`; or `too_many_connections`: the server has as many connections open as it takes, and closes this one").header("Retry-After", retry_after).build()),
     ]
 }
 

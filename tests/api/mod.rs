@@ -4,6 +4,7 @@
 mod access;
 mod analytics;
 mod audit;
+mod connections;
 mod errors;
 mod lifecycle;
 mod queueing;
@@ -22,6 +23,7 @@ use serde_json::{json, Value};
 use tasklog::app::clock::ManualClock;
 use tasklog::app::store_url::StoreUrl;
 use tasklog::http::auth::{RateLimit, Scope, Token, Tokens};
+use tasklog::http::Limits;
 use tasklog::server::Server;
 
 /// The clock every test starts at.
@@ -91,20 +93,29 @@ fn tokens() -> Tokens {
 }
 
 impl TestServer {
-    /// A server on the embedded store in `dir`, its clock at `now`.
     /// A server on a fresh store of its own, its clock at [`start_time`].
     pub async fn start() -> TestServer {
+        TestServer::start_with(Limits::default()).await
+    }
+
+    /// [`TestServer::start`], taking at most `limits` from its clients.
+    pub async fn start_with(limits: Limits) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let mut server = TestServer::start_in(dir.path(), start_time()).await;
+        let mut server = TestServer::launch(dir.path(), start_time(), limits).await;
         server._dir = Some(dir);
         server
     }
 
+    /// A server on the embedded store in `dir`, its clock at `now`.
     pub async fn start_in(dir: &Path, now: DateTime<Utc>) -> TestServer {
+        TestServer::launch(dir, now, Limits::default()).await
+    }
+
+    async fn launch(dir: &Path, now: DateTime<Utc>, limits: Limits) -> TestServer {
         let store = StoreUrl::default_in(dir).open().await.unwrap();
         let clock = ManualClock::new(now);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let server = Server::start(listener, store, tokens(), Arc::new(clock.clone()))
+        let server = Server::start(listener, store, tokens(), Arc::new(clock.clone()), limits)
             .await
             .unwrap();
         let base = format!("http://{}", server.addr);

@@ -1,0 +1,122 @@
+//! The accept loop: how many connections are open at once, how long one may
+//! take to send a request, and how a shutdown drains them.
+//!
+//! A connection past the cap gets an immediate 503 with `Retry-After` and is
+//! closed, so a flood of sockets cannot take the file descriptors the open ones
+//! need. A connection that has not sent a whole request head within the header
+//! timeout, counted from its opening and again from each response, is closed:
+//! that reaps clients that send a byte now and then, and idle keep-alive
+//! connections alike. Streaming responses (SSE) are not waiting for a request,
+//! so the timeout leaves them be; their keep-alive comments keep proxies open.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use super::error::ApiError;
+
+/// What one server takes from its clients at most.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Connections open at once; the next one is refused with 503.
+    pub max_connections: usize,
+    /// How long a connection may take to send a request head, from its
+    /// opening or its last response.
+    pub header_read_timeout: Duration,
+    /// How long a request body may take to arrive (408 past it).
+    pub body_read_timeout: Duration,
+    /// How long a shutdown waits for requests and streams in flight.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 4096,
+            header_read_timeout: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Serves `app` on `listener` within `limits` until `shutdown` resolves, then
+/// lets what is in flight finish for up to the shutdown grace.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    let open = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Out of file descriptors, most likely: wait for some to close.
+                    tracing::warn!(%error, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            tokio::spawn(refuse(stream));
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            // A timed-out or reset connection is the client's business.
+            let _ = connection.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_seconds = limits.shutdown_grace.as_secs(),
+            "connections still open after the shutdown grace; closing them"
+        );
+    }
+    Ok(())
+}
+
+/// Answers a connection past the cap with 503 and closes it.
+async fn refuse(mut stream: TcpStream) {
+    let (status, retry_after, body) = ApiError::TooManyConnections.parts();
+    let body = serde_json::to_string(&body).expect("error bodies serialise");
+    let response = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\n\
+         retry-after: {}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        retry_after.unwrap_or(1),
+        body.len()
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
