@@ -28,6 +28,8 @@
 //!   that walks it.
 //! - [`subscription`]: catch-up-then-live subscriptions built on `read_all`, so a
 //!   slow subscriber re-reads the log instead of losing events.
+//! - [`fanout`]: one reader of the log for every live subscriber in a process,
+//!   with a bounded ring; a subscriber that falls behind it reads the log.
 //! - [`schemas`]: the JSON Schema of every event type and version.
 //!
 //! The file format and commit protocol of the SQLite store are described in
@@ -39,6 +41,7 @@ pub mod append_rules;
 pub mod consumer_event;
 pub mod envelope;
 mod event_enum;
+pub mod fanout;
 pub mod hash_chain;
 pub mod idempotency_event;
 pub mod paging;
@@ -54,6 +57,7 @@ pub mod verify;
 
 pub use envelope::{Metadata, NewEvent, Position, RecordedEvent};
 pub use event_enum::{DecodeError, DomainEvent};
+pub use fanout::{Fanout, SharedEventStream};
 pub use paging::read_all_pages;
 pub use store::{
     AppendError, AppendResult, EventStore, EventStream, ExpectedRevision, ReadError, StorageError,

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{future, TryStreamExt};
-use tasklog_events::{EventStore, Position, TaskId};
+use tasklog_events::{EventStore, Fanout, Position, TaskId};
 use tasklog_projections::{ProjectionRunner, Projections, TaskView};
 
 use crate::app::clock::Clock;
@@ -17,6 +17,9 @@ use crate::rules::Rejection;
 /// How long a write waits for the views to include it before it reads its
 /// answer from the log instead.
 pub(super) const VISIBLE_WITHIN: Duration = Duration::from_secs(10);
+/// How many recent events live subscribers share from memory; one further
+/// behind reads the log until it catches up.
+const SUBSCRIBER_RING: usize = 4096;
 /// How often a long fold of the log at start says how far it got.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
@@ -45,6 +48,8 @@ impl From<tasklog_events::ReadError> for ServiceError {
 pub struct Service {
     pub store: Arc<dyn EventStore>,
     pub views: ProjectionRunner,
+    /// The one reader of the log that live event streams share.
+    pub subscriptions: Fanout,
     pub clock: Arc<dyn Clock>,
     /// Tasks a claim in this process is trying, with their types, so
     /// concurrent claims here try others and running limits count them.
@@ -80,9 +85,11 @@ impl Service {
             "the views are caught up"
         );
         let views = ProjectionRunner::spawn(store.clone(), projections);
+        let subscriptions = Fanout::start(store.clone(), SUBSCRIBER_RING).await?;
         Ok(Service {
             store,
             views,
+            subscriptions,
             clock,
             claiming: Arc::default(),
         })

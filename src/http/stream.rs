@@ -13,7 +13,7 @@ use axum::Router;
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use tasklog_events::consumer_event::is_valid_consumer_name;
-use tasklog_events::{EventStream, Position};
+use tasklog_events::{Position, SharedEventStream};
 use tasklog_projections::ConsumerView;
 use utoipa::{IntoParams, ToSchema};
 
@@ -91,7 +91,7 @@ pub async fn stream(
     );
     let filter = EventFilter::new(query.task_type, query.event_type);
     let events = sse_events(
-        state.service.store.subscribe_all(after),
+        state.service.subscriptions.subscribe(after),
         filter,
         state.service.clone(),
     );
@@ -103,7 +103,7 @@ pub async fn stream(
 /// The subscription, filtered and framed. A failed read ends the stream; the
 /// client resumes with `Last-Event-ID`.
 fn sse_events(
-    events: EventStream,
+    events: SharedEventStream,
     filter: EventFilter,
     service: Service,
 ) -> impl Stream<Item = Result<Event, Infallible>> {

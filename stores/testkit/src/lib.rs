@@ -27,6 +27,7 @@ use tasklog_events::envelope::{Metadata, NewEvent, Position, RecordedEvent};
 use tasklog_events::paging::read_all_pages;
 use tasklog_events::store::{AppendError, EventStore, ExpectedRevision};
 use tasklog_events::verify;
+use tasklog_events::{Fanout, SharedEventStream};
 
 /// One test function per case, each on a fresh store.
 #[macro_export]
@@ -42,6 +43,7 @@ macro_rules! conformance_tests {
             subscription_catches_up_then_goes_live,
             subscription_starts_after_the_given_position,
             slow_subscriber_loses_nothing,
+            fanout_subscribers_each_get_the_log_once_in_order,
             hash_chain_verifies,
         );
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -457,6 +459,68 @@ pub async fn subscription_starts_after_the_given_position(store: Arc<dyn EventSt
         .unwrap();
     let next = take(&mut subscription, 1).await;
     assert_eq!(next[0].position, live.first_position);
+}
+
+/// Many subscribers share one reader: fast ones live, one so slow it falls far
+/// behind the ring, and one that starts mid-log; each gets exactly the log.
+pub async fn fanout_subscribers_each_get_the_log_once_in_order(store: Arc<dyn EventStore>) {
+    store
+        .append("task-before", ExpectedRevision::Any, events(0..50))
+        .await
+        .unwrap();
+    let fanout = Fanout::start(store.clone(), 8).await.unwrap();
+    let mut readers = Vec::new();
+    for pause_every in [0u64, 0, 0, 7] {
+        let mut subscription = fanout.subscribe(Position::START);
+        readers.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            while got.len() < 450 {
+                let event = subscription.next().await.expect("ended").unwrap();
+                got.push((*event).clone());
+                if pause_every > 0 && got.len() as u64 % pause_every == 0 {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+            got
+        }));
+    }
+    let mut writers = Vec::new();
+    for writer in 0..4u64 {
+        let store = store.clone();
+        writers.push(tokio::spawn(async move {
+            for i in 0..100 {
+                let n = 1000 + writer * 1000 + i;
+                let stream = format!("task-{n}");
+                let appended = store.append(&stream, ExpectedRevision::NoStream, vec![event(n)]);
+                appended.await.unwrap();
+            }
+        }));
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let all = read_everything(&*store).await;
+    assert_eq!(all.len(), 450);
+    let from_middle = fanout.subscribe(all[199].position);
+    let middle = take_shared(from_middle, 250).await;
+    assert_eq!(middle, all[200..]);
+    for reader in readers {
+        let got = tokio::time::timeout(Duration::from_secs(30), reader)
+            .await
+            .expect("a subscriber fell silent")
+            .unwrap();
+        assert_eq!(got, all);
+    }
+}
+
+async fn take_shared(mut subscription: SharedEventStream, count: usize) -> Vec<RecordedEvent> {
+    let mut got = Vec::new();
+    while got.len() < count {
+        let next = tokio::time::timeout(Duration::from_secs(10), subscription.next()).await;
+        let event = next.expect("the subscription stalled").expect("ended");
+        got.push((*event.unwrap()).clone());
+    }
+    got
 }
 
 pub async fn slow_subscriber_loses_nothing(store: Arc<dyn EventStore>) {

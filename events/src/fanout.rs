@@ -1,0 +1,178 @@
+//! One reader of the log for every live subscriber in a process.
+//!
+//! A [`Fanout`] follows the log once and hands each new event to every live
+//! subscriber from memory, through a bounded ring ([`tokio::sync::broadcast`]).
+//! A subscriber catches up from the log first, then goes live; one that falls
+//! more than the ring behind is told so by the ring, drops back to reading the
+//! log in pages, and goes live again once caught up. So a slow subscriber is
+//! never cut off, never loses or repeats an event, and never holds up the
+//! writers or the other subscribers, and a thousand live subscribers cost one
+//! read of each new event instead of a thousand.
+//!
+//! Why nothing falls between the log and the ring: a subscriber joins the ring
+//! before its last read of the log. An event the reader handed out before the
+//! subscriber joined was durable by then, so that read sees it; an event handed
+//! out after is in the ring. Events seen twice that way are skipped by position.
+
+use std::sync::Arc;
+
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::envelope::{Position, RecordedEvent};
+use crate::paging::LogCursor;
+use crate::store::{EventStore, ReadError, StorageError};
+
+/// How many events a subscriber reads from the log at a time while it catches up.
+const PAGE: usize = 1024;
+
+/// Events in log order, catch-up then live, shared with other subscribers.
+pub type SharedEventStream = BoxStream<'static, Result<Arc<RecordedEvent>, ReadError>>;
+
+/// The shared reader of one store's log. Cheap to clone; the reader stops
+/// when the last clone is dropped.
+#[derive(Clone)]
+pub struct Fanout {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn EventStore>,
+    live: broadcast::Sender<Arc<RecordedEvent>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+impl Fanout {
+    /// Starts following `store` from its head, keeping the last `ring` events
+    /// for subscribers that are a little behind.
+    pub async fn start(store: Arc<dyn EventStore>, ring: usize) -> Result<Self, ReadError> {
+        let head = store.head().await?;
+        let (live, _) = broadcast::channel(ring.max(1));
+        let reader = tokio::spawn(read(store.clone(), head, live.clone()));
+        Ok(Fanout {
+            inner: Arc::new(Inner {
+                store,
+                live,
+                reader,
+            }),
+        })
+    }
+
+    /// Every event after `after`: from the log until caught up, then live.
+    pub fn subscribe(&self, after: Position) -> SharedEventStream {
+        let subscriber = Subscriber {
+            fanout: self.clone(),
+            cursor: LogCursor::new(after, PAGE),
+            delivered: after,
+            state: State::CatchingUp(None),
+        };
+        futures::stream::try_unfold(subscriber, |mut s| async move {
+            let event = s.next().await?;
+            Ok(Some((event, s)))
+        })
+        .boxed()
+    }
+
+    /// How many subscribers are live now (those catching up from the log not counted).
+    pub fn live_subscribers(&self) -> usize {
+        self.inner.live.receiver_count()
+    }
+}
+
+/// Follows the log and hands every event to the live subscribers. A failed
+/// read starts the subscription again after the last event handed out: live
+/// subscribers only wait meanwhile.
+async fn read(
+    store: Arc<dyn EventStore>,
+    mut after: Position,
+    live: broadcast::Sender<Arc<RecordedEvent>>,
+) {
+    loop {
+        let mut events = store.subscribe_all(after);
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(event) => {
+                    after = event.position;
+                    // No live subscriber: nothing to hand out, which is fine.
+                    let _ = live.send(Arc::new(event));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "the shared reader of the log failed; reading again");
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+enum State {
+    /// Reading the log; the ring joined before the last read, if any.
+    CatchingUp(Option<broadcast::Receiver<Arc<RecordedEvent>>>),
+    /// Events of the current log page, then the ring.
+    Paging(
+        std::vec::IntoIter<RecordedEvent>,
+        broadcast::Receiver<Arc<RecordedEvent>>,
+    ),
+    Live(broadcast::Receiver<Arc<RecordedEvent>>),
+}
+
+struct Subscriber {
+    fanout: Fanout,
+    cursor: LogCursor,
+    /// The position of the last event handed to the subscriber.
+    delivered: Position,
+    state: State,
+}
+
+impl Subscriber {
+    async fn next(&mut self) -> Result<Arc<RecordedEvent>, ReadError> {
+        loop {
+            match std::mem::replace(&mut self.state, State::CatchingUp(None)) {
+                State::CatchingUp(ring) => {
+                    // Join the ring before reading, so nothing published from
+                    // now on is missed, then read the log past what was delivered.
+                    let ring = ring.unwrap_or_else(|| self.fanout.inner.live.subscribe());
+                    self.cursor = LogCursor::new(self.delivered, PAGE);
+                    let page = self.cursor.next_page(&*self.fanout.inner.store).await?;
+                    self.state = if page.is_empty() {
+                        State::Live(ring)
+                    } else {
+                        State::Paging(page.into_iter(), ring)
+                    };
+                }
+                State::Paging(mut page, ring) => match page.next() {
+                    Some(event) => {
+                        self.delivered = event.position;
+                        self.state = State::Paging(page, ring);
+                        return Ok(Arc::new(event));
+                    }
+                    None => self.state = State::CatchingUp(Some(ring)),
+                },
+                State::Live(mut ring) => match ring.recv().await {
+                    Ok(event) if event.position <= self.delivered => self.state = State::Live(ring),
+                    Ok(event) => {
+                        self.delivered = event.position;
+                        self.state = State::Live(ring);
+                        return Ok(event);
+                    }
+                    // Fell more than the ring behind: back to the log.
+                    Err(RecvError::Lagged(_)) => self.state = State::CatchingUp(None),
+                    Err(RecvError::Closed) => {
+                        return Err(ReadError::Storage(StorageError::new(
+                            "the shared reader of the log has stopped",
+                        )))
+                    }
+                },
+            }
+        }
+    }
+}
