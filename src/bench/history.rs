@@ -8,15 +8,12 @@
 //! the history and once at all of it, so memory that grows with the history
 //! shows as a ratio.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use clap::Args;
 use futures::TryStreamExt;
-use serde_json::Value;
 use tasklog_events::envelope::recorded;
 use tasklog_events::task_event::TaskCreated;
 use tasklog_events::{
@@ -24,8 +21,8 @@ use tasklog_events::{
 };
 use tasklog_projections::{Projections, TaskView};
 
-use super::{percentile, rss_bytes, run_concurrently, BenchStore, Figure, Output};
-use crate::app::store_url::StoreUrl;
+use super::server_process::ServerProcess;
+use super::{percentile, run_concurrently, BenchStore, Figure, Output};
 use crate::http::auth::new_secret;
 use crate::rules::task::{decide, Command as TaskCommand};
 use crate::Failure;
@@ -203,80 +200,7 @@ async fn fold_the_log(store: &dyn EventStore) -> Result<u64, Failure> {
     Ok(folded)
 }
 
-/// A `tasklog serve` process of its own over the bench's store; killed when dropped.
-struct ServerProcess {
-    child: Child,
-    base: String,
-    token: String,
-    http: reqwest::Client,
-    /// From the process's start until it answered its first request.
-    started_in: Duration,
-}
-
 impl ServerProcess {
-    async fn start(store: &StoreUrl, data_dir: &Path, token: &str) -> Result<Self, Failure> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let listen = format!("127.0.0.1:{port}");
-        let started = Instant::now();
-        let child = Command::new(std::env::current_exe()?)
-            .args([
-                "serve",
-                "--listen",
-                &listen,
-                "--store",
-                &store.with_secrets(),
-            ])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .env("TASKLOG_TOKEN", token)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let mut server = ServerProcess {
-            child,
-            base: format!("http://{listen}"),
-            token: token.to_owned(),
-            http: reqwest::Client::new(),
-            started_in: Duration::ZERO,
-        };
-        let health = format!("{}/healthz", server.base);
-        loop {
-            if let Ok(response) = server.http.get(&health).send().await {
-                if response.status().is_success() {
-                    break;
-                }
-            }
-            if let Some(status) = server.child.try_wait()? {
-                return Err(format!("the server exited before it served: {status}").into());
-            }
-            if started.elapsed() > Duration::from_secs(3600) {
-                return Err("the server did not serve within an hour".into());
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        server.started_in = started.elapsed();
-        Ok(server)
-    }
-
-    fn rss_bytes(&self) -> u64 {
-        rss_bytes(&self.child.id().to_string())
-    }
-
-    async fn get(&self, path: &str) -> Result<Value, Failure> {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await?;
-        if !response.status().is_success() {
-            return Err(format!("GET {path}: {}", response.status()).into());
-        }
-        Ok(response.json().await?)
-    }
-
     /// Milliseconds of each GET of 2,000 finished tasks drawn at random.
     async fn get_finished(&self, finished: &[TaskId]) -> Result<Vec<f64>, Failure> {
         let mut latencies = Vec::new();
@@ -313,16 +237,5 @@ impl ServerProcess {
             }
         }
         Ok(latencies)
-    }
-
-    fn stop(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
     }
 }

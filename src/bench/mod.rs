@@ -3,7 +3,9 @@
 
 mod api;
 mod history;
+mod server_process;
 mod store;
+mod stream;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -23,6 +25,8 @@ pub enum BenchCommand {
     Api(api::ApiBench),
     /// Fill a fresh store with a long history, then restart a server over it.
     History(history::HistoryBench),
+    /// A steady create load, alone and with many event-stream subscribers.
+    Stream(stream::StreamBench),
 }
 
 /// Options every benchmark takes.
@@ -135,6 +139,10 @@ pub async fn run(command: BenchCommand) -> Result<(), Failure> {
         BenchCommand::History(bench) => {
             let json = bench.output.json;
             (history::run(bench).await?, json)
+        }
+        BenchCommand::Stream(bench) => {
+            let json = bench.output.json;
+            (stream::run(bench).await?, json)
         }
     };
     print_figures(&figures, json);

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Semaphore};
 
 use tasklog_events::append_queue::{self, AppendRequest};
 use tasklog_events::envelope::{NewEvent, Position, RecordedEvent};
@@ -32,6 +32,9 @@ pub struct SqliteStore {
     inner: Arc<Inner>,
 }
 
+/// How many reads of the file run at once.
+const MAX_CONCURRENT_READS: usize = 8;
+
 struct Inner {
     path: PathBuf,
     appends: mpsc::Sender<AppendRequest>,
@@ -39,6 +42,10 @@ struct Inner {
     durability: Arc<writer::Durability>,
     /// Idle read connections, opened on demand.
     readers: Mutex<Vec<Connection>>,
+    /// At most this many reads at once, so the read connections (each with its
+    /// own cache and map of the file) and the threads they run on stay few
+    /// however many readers wait.
+    reads: Arc<Semaphore>,
 }
 
 impl SqliteStore {
@@ -78,6 +85,7 @@ impl SqliteStore {
                 head,
                 durability,
                 readers: Mutex::new(Vec::new()),
+                reads: Arc::new(Semaphore::new(MAX_CONCURRENT_READS)),
             }),
         })
     }
@@ -93,7 +101,10 @@ impl SqliteStore {
         read: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<(T, Option<Position>), ReadError> {
         let inner = self.inner.clone();
+        let permit = inner.reads.clone().acquire_owned().await;
+        let permit = permit.map_err(|e| StorageError::caused_by("the store was closed", e))?;
         let result = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let conn = match inner.readers.lock().expect("reader pool").pop() {
                 Some(conn) => conn,
                 None => open_reader(&inner.path)?,

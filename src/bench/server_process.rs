@@ -1,0 +1,138 @@
+//! A `tasklog serve` process of the bench's own, over the bench's store: its
+//! start time, memory and threads are the server's alone.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::rss_bytes;
+use crate::app::store_url::StoreUrl;
+use crate::Failure;
+
+/// A `tasklog serve` process of its own over the bench's store; killed when dropped.
+pub struct ServerProcess {
+    child: Child,
+    pub base: String,
+    pub token: String,
+    pub http: reqwest::Client,
+    /// From the process's start until it answered its first request.
+    pub started_in: Duration,
+}
+
+impl ServerProcess {
+    pub async fn start(store: &StoreUrl, data_dir: &Path, token: &str) -> Result<Self, Failure> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let started = Instant::now();
+        let child = Command::new(std::env::current_exe()?)
+            .args([
+                "serve",
+                "--listen",
+                &listen,
+                "--store",
+                &store.with_secrets(),
+            ])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("TASKLOG_TOKEN", token)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let mut server = ServerProcess {
+            child,
+            base: format!("http://{listen}"),
+            token: token.to_owned(),
+            http: reqwest::Client::new(),
+            started_in: Duration::ZERO,
+        };
+        let health = format!("{}/healthz", server.base);
+        loop {
+            if let Ok(response) = server.http.get(&health).send().await {
+                if response.status().is_success() {
+                    break;
+                }
+            }
+            if let Some(status) = server.child.try_wait()? {
+                return Err(format!("the server exited before it served: {status}").into());
+            }
+            if started.elapsed() > Duration::from_secs(3600) {
+                return Err("the server did not serve within an hour".into());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        server.started_in = started.elapsed();
+        Ok(server)
+    }
+
+    pub fn rss_bytes(&self) -> u64 {
+        rss_bytes(&self.child.id().to_string())
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Value, Failure> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            return Err(format!("GET {path}: {}", response.status()).into());
+        }
+        Ok(response.json().await?)
+    }
+
+    /// The log position the server's views have reached.
+    pub async fn position(&self) -> Result<u64, Failure> {
+        let response = self
+            .http
+            .get(format!("{}/healthz", self.base))
+            .send()
+            .await?;
+        let position = response
+            .headers()
+            .get("tasklog-position")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        position.ok_or_else(|| "the server answered without Tasklog-Position".into())
+    }
+
+    /// How many threads the process runs, from /proc (0 where there is none).
+    pub fn threads(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()));
+        status
+            .unwrap_or_default()
+            .lines()
+            .find_map(|line| line.strip_prefix("Threads:"))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Value, Failure> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            return Err(format!("POST {path}: {}", response.status()).into());
+        }
+        Ok(response.json().await?)
+    }
+
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
