@@ -5,4 +5,5 @@
 //!   written by earlier versions that every later version must read.
 
 mod api;
+mod cli;
 mod store;

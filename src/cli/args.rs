@@ -2,12 +2,15 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+use tasklog_events::EventStore;
 
 use crate::app::store_url::StoreUrl;
 use crate::http::Limits;
+use crate::Failure;
 
 /// Where the log lives; every command that reads it takes these.
 #[derive(Debug, Args)]
@@ -21,6 +24,22 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
+    /// The store, which must exist already: a command that only reads refuses
+    /// to make an empty one where a mistyped path points.
+    pub async fn open_existing(&self) -> Result<Arc<dyn EventStore>, Failure> {
+        let url = self.store_url();
+        if let StoreUrl::Sqlite(path) = &url {
+            if !path.exists() {
+                let message = format!(
+                    "no store at {}: check --data-dir or --store",
+                    path.display()
+                );
+                return Err(message.into());
+            }
+        }
+        Ok(url.open().await?)
+    }
+
     pub fn store_url(&self) -> StoreUrl {
         self.store
             .clone()

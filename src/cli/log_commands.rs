@@ -13,7 +13,7 @@ use crate::Failure;
 
 /// Writes the chosen events as JSON Lines, one CloudEvent a line.
 pub async fn export(args: ExportArgs) -> Result<(), Failure> {
-    let store = args.store.store_url().open().await?;
+    let store = args.store.open_existing().await?;
     let mut out: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(std::io::BufWriter::new(std::fs::File::create(path)?)),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
@@ -59,7 +59,7 @@ fn write_line(out: &mut dyn Write, event: &RecordedEvent) -> std::io::Result<()>
 
 /// Follows the task events, a line each, until interrupted.
 pub async fn tail(args: TailArgs) -> Result<(), Failure> {
-    let store = args.store.store_url().open().await?;
+    let store = args.store.open_existing().await?;
     let after = match args.after {
         Some(after) => Position(after),
         None => store.head().await?,

@@ -8,6 +8,7 @@
 pub mod args;
 pub mod log_commands;
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
@@ -73,6 +74,8 @@ pub fn run(cli: Cli) -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of the output stopped reading (`| head`): nothing to say.
+        Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("tasklog: {error}");
             ExitCode::FAILURE
@@ -95,6 +98,12 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+fn is_broken_pipe(error: &Failure) -> bool {
+    error
+        .downcast_ref::<std::io::Error>()
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
 async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -112,29 +121,34 @@ async fn shutdown_signal() {
 }
 
 async fn verify(args: StoreArgs) -> Result<(), Failure> {
-    let store = args.store_url().open().await?;
+    let store = args.open_existing().await?;
     let started = Instant::now();
     let report = tasklog_events::verify(&*store).await?;
     let seconds = started.elapsed().as_secs_f64();
-    println!("events: {}", report.events);
-    println!("streams: {}", report.streams);
-    println!("head: {}", report.head);
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "events: {}", report.events)?;
+    writeln!(out, "streams: {}", report.streams)?;
+    writeln!(out, "head: {}", report.head)?;
     if report.chained {
         let head_hash = hex::encode(report.head_hash);
-        println!("head_hash: {head_hash}");
+        writeln!(out, "head_hash: {head_hash}")?;
     } else {
-        println!("hash_chain: not kept by this store; positions and revisions checked");
+        writeln!(
+            out,
+            "hash_chain: not kept by this store; positions and revisions checked"
+        )?;
     }
-    println!("seconds: {seconds:.3}");
-    println!(
+    writeln!(out, "seconds: {seconds:.3}")?;
+    writeln!(
+        out,
         "verify_events_per_s: {:.0}",
         report.events as f64 / seconds.max(1e-9)
-    );
+    )?;
     Ok(())
 }
 
 async fn replay(args: StoreArgs) -> Result<(), Failure> {
-    let store = args.store_url().open().await?;
+    let store = args.open_existing().await?;
     let started = Instant::now();
     let mut projections = Projections::default();
     let mut events = 0u64;
@@ -144,19 +158,29 @@ async fn replay(args: StoreArgs) -> Result<(), Failure> {
         page.iter().for_each(|event| projections.apply(event));
     }
     let seconds = started.elapsed().as_secs_f64();
-    println!("events: {events}");
-    println!("position: {}", projections.position);
-    println!("tasks: {}", projections.tasks.len());
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "events: {events}")?;
+    writeln!(out, "position: {}", projections.position)?;
+    writeln!(out, "tasks: {}", projections.tasks.len())?;
     for state in TaskState::ALL {
-        println!("{}: {}", state.as_str(), projections.stats.total(state));
+        writeln!(
+            out,
+            "{}: {}",
+            state.as_str(),
+            projections.stats.total(state)
+        )?;
     }
-    println!("schedules: {}", projections.schedules.len());
+    writeln!(out, "schedules: {}", projections.schedules.len())?;
     let limits = projections
         .queues
         .values()
         .filter(|q| q.max_running.is_some());
-    println!("running_limits: {}", limits.count());
-    println!("seconds: {seconds:.3}");
-    println!("events_per_s: {:.0}", events as f64 / seconds.max(1e-9));
+    writeln!(out, "running_limits: {}", limits.count())?;
+    writeln!(out, "seconds: {seconds:.3}")?;
+    writeln!(
+        out,
+        "events_per_s: {:.0}",
+        events as f64 / seconds.max(1e-9)
+    )?;
     Ok(())
 }

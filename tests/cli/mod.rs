@@ -1,0 +1,74 @@
+//! The `tasklog` command as a person runs it: a real process, its exit status
+//! and what it prints.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+
+use tasklog_events::task_event::TaskCreated;
+use tasklog_events::{EventStore, ExpectedRevision, Metadata, TaskEvent, TaskId};
+use tasklog_store_sqlite::SqliteStore;
+
+fn tasklog(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tasklog"));
+    command.args(args).env("RUST_LOG", "warn");
+    command
+}
+
+#[test]
+fn commands_that_read_a_store_refuse_a_missing_one_and_make_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("typo");
+    for command in ["verify", "replay", "export"] {
+        let output = tasklog(&[command, "--data-dir", typo.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{command} succeeded on no store");
+        assert!(stderr.contains("no store at"), "{command}: {stderr}");
+        assert!(!typo.exists(), "{command} made a store where none was");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_cut_short_by_its_reader_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("tasklog.sqlite")).unwrap();
+    let now = chrono::Utc::now();
+    for n in 0..2_000 {
+        let created = TaskEvent::Created(TaskCreated {
+            name: format!("t{n}"),
+            task_type: "email".into(),
+            available_time: now,
+            expiration_time: now,
+            ..TaskCreated::default()
+        });
+        let event = created.to_new_event(now, Metadata::default());
+        let stream = TaskId::new().stream();
+        store
+            .append(&stream, ExpectedRevision::NoStream, vec![event])
+            .await
+            .unwrap();
+    }
+    drop(store);
+    let data_dir = dir.path().to_str().unwrap();
+    // Export writes more than a pipe holds, so it meets the closed pipe while
+    // writing; verify has not printed yet when the pipe closes.
+    for (args, read) in [
+        (["export", "--data-dir", data_dir], 1),
+        (["verify", "--data-dir", data_dir], 0),
+    ] {
+        let mut child = tasklog(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Read `read` bytes at most, then stop reading, as `| head -c1` does.
+        let mut stdout = child.stdout.take().unwrap();
+        let _ = stdout.read(&mut vec![0u8; read]);
+        drop(stdout);
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{}: {stderr}", args[0]);
+        assert!(output.status.success(), "{}: {stderr}", args[0]);
+    }
+}
