@@ -96,6 +96,10 @@ pub enum ApiError {
     /// HTTP 503, with `Retry-After`: the views here lag `Tasklog-Min-Position`.
     #[error("this node has not reached log position {0} yet")]
     NotCaughtUp(u64),
+    /// HTTP 503, with `Retry-After`: `/readyz` when the store does not answer or
+    /// the views lag it.
+    #[error("this node is not ready: {0}")]
+    NotReady(&'static str),
     /// HTTP 503, with `Retry-After`: the server has as many connections open
     /// as it takes (`--max-connections`); this one is closed.
     #[error("the server has as many connections open as it takes; try again")]
@@ -146,6 +150,7 @@ impl ApiError {
             ApiError::Unavailable { .. } => (S::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::NotCaughtUp(_) => (S::SERVICE_UNAVAILABLE, "not_caught_up"),
             ApiError::TooManyConnections => (S::SERVICE_UNAVAILABLE, "too_many_connections"),
+            ApiError::NotReady(_) => (S::SERVICE_UNAVAILABLE, "not_ready"),
             ApiError::BodyTimeout => (S::REQUEST_TIMEOUT, "body_timeout"),
             ApiError::Internal { .. } => (S::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -197,7 +202,9 @@ impl ApiError {
                 tracing::error!(%cause, "request failed");
                 None
             }
-            ApiError::NotCaughtUp(_) | ApiError::TooManyConnections => Some(1),
+            ApiError::NotCaughtUp(_) | ApiError::TooManyConnections | ApiError::NotReady(_) => {
+                Some(1)
+            }
             ApiError::RateLimited { retry_after } => Some(*retry_after),
             _ => None,
         };

@@ -108,6 +108,7 @@ pub fn app(state: AppState) -> Router {
         .merge(stream::routes(&state));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
         .route(
             "/openapi.json",
             get(|| async { axum::Json(openapi::document()) }),
@@ -121,6 +122,39 @@ pub fn app(state: AppState) -> Router {
         )))
         .layer(middleware::from_fn_with_state(state.clone(), position))
         .with_state(state)
+}
+
+/// How long `/readyz` gives the store to answer and the views to reach its head.
+const READY_WITHIN: Duration = Duration::from_secs(2);
+
+/// What `/readyz` answers when the node can serve.
+#[derive(serde::Serialize)]
+struct Readiness {
+    /// The head of the log.
+    head: u64,
+    /// The position the views have applied.
+    views: u64,
+}
+
+/// Readiness, for load balancers: 200 when the store answers and the views
+/// reach its head within [`READY_WITHIN`], else 503 saying which did not.
+/// `/healthz` only says that the process is up.
+async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Readiness>, ApiError> {
+    let head = match tokio::time::timeout(READY_WITHIN, state.service.store.head()).await {
+        Err(_) => return Err(ApiError::NotReady("the store did not answer in time")),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "the store failed a readiness check");
+            return Err(ApiError::NotReady("the store failed to answer"));
+        }
+        Ok(Ok(head)) => head,
+    };
+    if !state.service.views.wait_for(head, READY_WITHIN).await {
+        return Err(ApiError::NotReady("the views lag the log"));
+    }
+    Ok(axum::Json(Readiness {
+        head: head.0,
+        views: state.service.views.position().0,
+    }))
 }
 
 /// Serves the API on `listener` until `shutdown` resolves.

@@ -377,3 +377,46 @@ async fn an_idempotency_key_makes_one_task_across_nodes(nodes: &Arc<[Node; 2]>) 
     }
     assert_eq!(ids.len(), 1, "{ids:?}");
 }
+
+/// `/readyz` says whether the node can serve: ready on a working store, 503
+/// `not_ready` (with `Retry-After`) once the store stops answering, while
+/// `/healthz` keeps saying the process is up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_the_store_and_liveness_the_process() {
+    let Some(schema) = TestSchema::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(&schema.store_url(), dir.path());
+    node.create("ready", "email", Duration::from_secs(60)).await;
+    let ready = node
+        .http
+        .get(format!("{}/readyz", node.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    let body: Value = ready.json().await.unwrap();
+    assert!(body["head"].as_u64().unwrap() >= 1, "{body}");
+    assert_eq!(body["head"], body["views"]);
+
+    // The store loses its tables: the node is up, and not ready.
+    drop(schema);
+    let not_ready = node
+        .http
+        .get(format!("{}/readyz", node.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(not_ready.headers()["retry-after"], "1");
+    let body: Value = not_ready.json().await.unwrap();
+    assert_eq!(body["reason"], "not_ready");
+    let alive = node
+        .http
+        .get(format!("{}/healthz", node.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(alive.status(), StatusCode::OK);
+}
