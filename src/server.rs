@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tasklog_events::EventStore;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::app::clock::Clock;
@@ -19,7 +19,7 @@ use crate::http::{self, AppState, Limits};
 pub struct Server {
     pub addr: SocketAddr,
     pub state: AppState,
-    shutdown: oneshot::Sender<()>,
+    stopping: watch::Sender<bool>,
     http: JoinHandle<std::io::Result<()>>,
     jobs: JoinHandle<()>,
 }
@@ -35,21 +35,23 @@ impl Server {
     ) -> Result<Server, Box<dyn std::error::Error + Send + Sync>> {
         let addr = listener.local_addr()?;
         let service = Service::start(store, clock).await?;
+        let (stopping, stopped) = watch::channel(false);
         let state = AppState {
             service: service.clone(),
             rate_limits: Arc::new(RateLimiters::for_tokens(&tokens)),
             tokens: Arc::new(tokens),
             limits,
+            stopping: stopped.clone(),
         };
         let jobs = tokio::spawn(jobs::run(service));
-        let (shutdown, stopped) = oneshot::channel::<()>();
-        let http = tokio::spawn(http::run(listener, state.clone(), async {
-            let _ = stopped.await;
+        let mut stopped = stopped;
+        let http = tokio::spawn(http::run(listener, state.clone(), async move {
+            let _ = stopped.wait_for(|stopping| *stopping).await;
         }));
         Ok(Server {
             addr,
             state,
-            shutdown,
+            stopping,
             http,
             jobs,
         })
@@ -57,7 +59,8 @@ impl Server {
 
     /// Stops taking requests, lets those in flight finish, stops the jobs.
     pub async fn stop(self) -> std::io::Result<()> {
-        let _ = self.shutdown.send(());
+        // Event streams end on this too, so the drain need not wait them out.
+        let _ = self.stopping.send(true);
         let served = self.http.await.map_err(std::io::Error::other)?;
         self.jobs.abort();
         served

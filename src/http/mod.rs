@@ -63,6 +63,8 @@ pub struct AppState {
     pub rate_limits: Arc<RateLimiters>,
     /// What the server takes from its clients at most.
     pub limits: Limits,
+    /// Turns true when the server stops: event streams end then.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The token name behind a request: the actor of the events it causes.

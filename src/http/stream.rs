@@ -90,11 +90,15 @@ pub async fn stream(
             .unwrap_or(0),
     );
     let filter = EventFilter::new(query.task_type, query.event_type);
+    let mut stopping = state.stopping.clone();
     let events = sse_events(
         state.service.subscriptions.subscribe(after),
         filter,
         state.service.clone(),
-    );
+    )
+    .take_until(async move {
+        let _ = stopping.wait_for(|stopping| *stopping).await;
+    });
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
         .into_response())

@@ -179,3 +179,29 @@ async fn a_body_that_does_not_arrive_in_time_gets_408_and_writes_nothing() {
     let listed = api.get("/v1/tasks").await;
     assert_eq!(listed.body["tasks"], serde_json::json!([]));
 }
+
+#[tokio::test]
+async fn a_stop_ends_event_streams_instead_of_waiting_them_out() {
+    let api = TestServer::start().await;
+    let mut stream = connect(&api).await;
+    let request = format!(
+        "GET /v1/events/stream HTTP/1.1\r\nhost: tasklog\r\nauthorization: Bearer {ADMIN}\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = [0u8; 64];
+    let n = stream.read(&mut head).await.unwrap();
+    assert!(String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 200"));
+
+    let started = Instant::now();
+    let TestServer { server, .. } = api;
+    server.stop().await.unwrap();
+    // Well within the default shutdown grace of 10 s.
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    read_until_closed(&mut stream, Duration::from_secs(2))
+        .await
+        .expect("the stream was still open after the server stopped");
+}
