@@ -310,15 +310,23 @@ impl Time {
         let Value::String(text) = value else {
             return Err("must be an RFC 3339 time string".into());
         };
-        match DateTime::parse_from_rfc3339(&text) {
-            Ok(time) => Ok(Time(tasklog_events::envelope::truncate_to_micros(
-                time.with_timezone(&Utc),
-            ))),
-            Err(_) => {
-                Err("must be an RFC 3339 time with a zone offset, like 2017-02-06T02:37:46Z".into())
-            }
-        }
+        parse_time(&text).map(Time)
     }
+}
+
+/// An RFC 3339 time with a zone offset whose UTC year is 1 to 9999, the years
+/// RFC 3339 can write: every time tasklog takes is written back in UTC.
+pub fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+    let Ok(time) = DateTime::parse_from_rfc3339(text) else {
+        return Err(
+            "must be an RFC 3339 time with a zone offset, like 2017-02-06T02:37:46Z".into(),
+        );
+    };
+    let time = time.with_timezone(&Utc);
+    if !(1..=9999).contains(&chrono::Datelike::year(&time)) {
+        return Err("must be in the years 1 to 9999 in UTC".into());
+    }
+    Ok(tasklog_events::envelope::truncate_to_micros(time))
 }
 
 inline_schema!(

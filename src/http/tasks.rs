@@ -142,10 +142,8 @@ pub async fn show(
             ));
         }
         (Some(as_of), None) => {
-            let as_of = chrono::DateTime::parse_from_rfc3339(&as_of).map_err(|_| {
-                let why = "must be an RFC 3339 time with a zone offset, like 2017-02-06T02:37:46Z";
-                ApiError::invalid_field("asOf", why)
-            })?;
+            let as_of = super::body::parse_time(&as_of)
+                .map_err(|why| ApiError::invalid_field("asOf", why))?;
             state
                 .service
                 .view_as_of(task_id, |event| event.recorded_at <= as_of)

@@ -75,6 +75,16 @@ async fn bad_create_bodies_are_400_with_the_fields_named() {
         StatusCode::BAD_REQUEST,
     )
     .await;
+    let mut beyond_9999 = task_body("x", "email", 1);
+    beyond_9999["expirationTime"] = json!("9999-12-31T23:59:59-23:59");
+    beyond_9999["availableTime"] = json!("0000-06-01T00:00:00Z");
+    rejected(
+        &api,
+        "time_outside_years_1_to_9999",
+        api.post("/v1/tasks", beyond_9999),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
     let mut backwards = task_body("x", "email", 1);
     backwards["expirationTime"] = json!("2029-12-31T22:00:00Z");
     rejected(
