@@ -129,7 +129,10 @@ impl EventStoreDbStore {
     /// The tasklog stream a server event belongs to, if it is one of ours.
     fn tasklog_stream<'a>(&self, server_stream: &'a str) -> Option<&'a str> {
         let stream = server_stream.strip_prefix(self.inner.namespace.as_str())?;
-        tasklog_events::StreamName::parse(stream).map(|_| stream)
+        let ours = tasklog_events::StreamName::PREFIXES
+            .iter()
+            .any(|prefix| stream.starts_with(prefix));
+        ours.then_some(stream)
     }
 
     fn decode(

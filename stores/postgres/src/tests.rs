@@ -154,3 +154,54 @@ async fn two_nodes_append_into_one_order() {
     let report = verify(&observer).await.unwrap();
     assert_eq!(report.events, total as u64);
 }
+
+/// One batch holds a retry of an old append to a stream and a new append to
+/// it: the retry answers with its old revision, and the new append still sees
+/// the stream at its newest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_in_a_batch_does_not_set_its_stream_back() {
+    let Some(schema) = TestSchema::create().await else {
+        return;
+    };
+    let url = schema.store_url();
+    let store = PostgresStore::connect(&url).await.unwrap();
+    let first = vec![event(0), event(1)];
+    store
+        .append("task-a", ExpectedRevision::NoStream, first.clone())
+        .await
+        .unwrap();
+    store
+        .append("task-a", ExpectedRevision::Exact(1), vec![event(2)])
+        .await
+        .unwrap();
+
+    let (connect, _) = Connect::from_url(&url).unwrap();
+    let mut client = connect.connect().await.unwrap();
+    let statements = Statements::prepare(&client).await.unwrap();
+    let tx = client.transaction().await.unwrap();
+    let request = |expected, events| AppendRequest {
+        stream: "task-a".into(),
+        expected,
+        events,
+        reply: oneshot::channel().0,
+    };
+    let batch = [
+        request(ExpectedRevision::NoStream, first),
+        request(ExpectedRevision::Exact(2), vec![event(3)]),
+    ];
+    let (outcomes, _) = write_batch(&tx, &statements, &connect.channel, &batch)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        outcomes[0].as_ref().unwrap().revision,
+        1,
+        "the retry's own answer"
+    );
+    assert_eq!(
+        outcomes[1].as_ref().unwrap().revision,
+        3,
+        "the new append follows revision 2"
+    );
+    verify(&store).await.unwrap();
+}

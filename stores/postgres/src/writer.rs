@@ -287,8 +287,10 @@ impl<'a> LogState<'a> {
             };
             self.appended.insert(event.event.id, appended);
         }
-        if let Ok(result) = &outcome {
-            self.revisions.insert(stream.clone(), Some(result.revision));
+        // Only what this batch writes moves the stream on: a retry of an
+        // earlier append answers with that append's (older) revision.
+        if let Some(last) = planned.last() {
+            self.revisions.insert(stream.clone(), Some(last.revision));
         }
         outcome
     }
