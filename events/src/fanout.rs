@@ -13,6 +13,11 @@
 //! before its last read of the log. An event the reader handed out before the
 //! subscriber joined was durable by then, so that read sees it; an event handed
 //! out after is in the ring. Events seen twice that way are skipped by position.
+//!
+//! When the reader's read fails, it says so through the ring, so live
+//! subscribers end with the error (a client resumes from its last event) while
+//! the reader tries again. Only the reader holds the ring's sender: if it ever
+//! stops, the ring closes and every subscriber ends instead of waiting.
 
 use std::sync::Arc;
 
@@ -38,9 +43,13 @@ pub struct Fanout {
     inner: Arc<Inner>,
 }
 
+/// What the ring carries: the next event, or why the reader could not read it.
+type Shared = Result<Arc<RecordedEvent>, Arc<str>>;
+
 struct Inner {
     store: Arc<dyn EventStore>,
-    live: broadcast::Sender<Arc<RecordedEvent>>,
+    /// Weak, so the ring closes when the reader (its one sender) stops.
+    live: broadcast::WeakSender<Shared>,
     reader: tokio::task::JoinHandle<()>,
 }
 
@@ -56,11 +65,12 @@ impl Fanout {
     pub async fn start(store: Arc<dyn EventStore>, ring: usize) -> Result<Self, ReadError> {
         let head = store.head().await?;
         let (live, _) = broadcast::channel(ring.max(1));
-        let reader = tokio::spawn(read(store.clone(), head, live.clone()));
+        let weak = live.downgrade();
+        let reader = tokio::spawn(read(store.clone(), head, live));
         Ok(Fanout {
             inner: Arc::new(Inner {
                 store,
-                live,
+                live: weak,
                 reader,
             }),
         })
@@ -80,49 +90,55 @@ impl Fanout {
         })
         .boxed()
     }
-
-    /// How many subscribers are live now (those catching up from the log not counted).
-    pub fn live_subscribers(&self) -> usize {
-        self.inner.live.receiver_count()
-    }
 }
 
 /// Follows the log and hands every event to the live subscribers. A failed
 /// read starts the subscription again after the last event handed out: live
 /// subscribers only wait meanwhile.
-async fn read(
-    store: Arc<dyn EventStore>,
-    mut after: Position,
-    live: broadcast::Sender<Arc<RecordedEvent>>,
-) {
+async fn read(store: Arc<dyn EventStore>, mut after: Position, live: broadcast::Sender<Shared>) {
+    let mut pause = RETRY_FIRST;
     loop {
         let mut events = store.subscribe_all(after);
         while let Some(event) = events.next().await {
             match event {
                 Ok(event) => {
                     after = event.position;
+                    pause = RETRY_FIRST;
                     // No live subscriber: nothing to hand out, which is fine.
-                    let _ = live.send(Arc::new(event));
+                    let _ = live.send(Ok(Arc::new(event)));
                 }
                 Err(error) => {
                     tracing::warn!(%error, "the shared reader of the log failed; reading again");
+                    let _ = live.send(Err(error.to_string().into()));
                     break;
                 }
             }
         }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(RETRY_MOST);
     }
 }
 
+/// How long the reader waits before it reads again after a failure, at first
+/// and at most.
+const RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(100);
+const RETRY_MOST: std::time::Duration = std::time::Duration::from_secs(5);
+
 enum State {
     /// Reading the log; the ring joined before the last read, if any.
-    CatchingUp(Option<broadcast::Receiver<Arc<RecordedEvent>>>),
+    CatchingUp(Option<broadcast::Receiver<Shared>>),
     /// Events of the current log page, then the ring.
     Paging(
         std::vec::IntoIter<RecordedEvent>,
-        broadcast::Receiver<Arc<RecordedEvent>>,
+        broadcast::Receiver<Shared>,
     ),
-    Live(broadcast::Receiver<Arc<RecordedEvent>>),
+    Live(broadcast::Receiver<Shared>),
+}
+
+fn stopped() -> ReadError {
+    ReadError::Storage(StorageError::new(
+        "the shared reader of the log has stopped",
+    ))
 }
 
 struct Subscriber {
@@ -140,7 +156,16 @@ impl Subscriber {
                 State::CatchingUp(ring) => {
                     // Join the ring before reading, so nothing published from
                     // now on is missed, then read the log past what was delivered.
-                    let ring = ring.unwrap_or_else(|| self.fanout.inner.live.subscribe());
+                    let ring = match ring {
+                        Some(ring) => ring,
+                        None => self
+                            .fanout
+                            .inner
+                            .live
+                            .upgrade()
+                            .ok_or_else(stopped)?
+                            .subscribe(),
+                    };
                     self.cursor = LogCursor::new(self.delivered, PAGE);
                     let page = self.cursor.next_page(&*self.fanout.inner.store).await?;
                     self.state = if page.is_empty() {
@@ -158,19 +183,20 @@ impl Subscriber {
                     None => self.state = State::CatchingUp(Some(ring)),
                 },
                 State::Live(mut ring) => match ring.recv().await {
-                    Ok(event) if event.position <= self.delivered => self.state = State::Live(ring),
-                    Ok(event) => {
+                    Ok(Ok(event)) if event.position <= self.delivered => {
+                        self.state = State::Live(ring)
+                    }
+                    Ok(Ok(event)) => {
                         self.delivered = event.position;
                         self.state = State::Live(ring);
                         return Ok(event);
                     }
+                    Ok(Err(why)) => {
+                        return Err(ReadError::Storage(StorageError::new(why.to_string())))
+                    }
                     // Fell more than the ring behind: back to the log.
                     Err(RecvError::Lagged(_)) => self.state = State::CatchingUp(None),
-                    Err(RecvError::Closed) => {
-                        return Err(ReadError::Storage(StorageError::new(
-                            "the shared reader of the log has stopped",
-                        )))
-                    }
+                    Err(RecvError::Closed) => return Err(stopped()),
                 },
             }
         }

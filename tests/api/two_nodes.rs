@@ -380,7 +380,8 @@ async fn an_idempotency_key_makes_one_task_across_nodes(nodes: &Arc<[Node; 2]>) 
 
 /// `/readyz` says whether the node can serve: ready on a working store, 503
 /// `not_ready` (with `Retry-After`) once the store stops answering, while
-/// `/healthz` keeps saying the process is up.
+/// `/healthz` keeps saying the process is up. A live event stream ends then,
+/// rather than waiting in silence, so its client resumes elsewhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_follows_the_store_and_liveness_the_process() {
     let Some(schema) = TestSchema::create().await else {
@@ -400,8 +401,22 @@ async fn readiness_follows_the_store_and_liveness_the_process() {
     assert!(body["head"].as_u64().unwrap() >= 1, "{body}");
     assert_eq!(body["head"], body["views"]);
 
+    let stream = node
+        .http
+        .get(format!("{}/v1/events/stream", node.base))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    let mut stream = stream.bytes_stream();
+
     // The store loses its tables: the node is up, and not ready.
     drop(schema);
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(_)) = futures::StreamExt::next(&mut stream).await {}
+    });
+    assert!(ended.await.is_ok(), "the event stream went on in silence");
     let not_ready = node
         .http
         .get(format!("{}/readyz", node.base))
