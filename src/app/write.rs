@@ -38,6 +38,11 @@ pub trait Aggregate: Sized {
     /// The revision of the last event folded in.
     fn revision(&self) -> u64;
 
+    /// Whether commands are decided without looking at the state (a setting
+    /// that the last write wins): then they append whatever the stream holds,
+    /// with no conflict to retry and no read of the stream.
+    const BLIND: bool = false;
+
     /// The events `command` leads to at `now`, or why it does not apply.
     fn decide(
         state: Option<&Self>,
@@ -126,6 +131,13 @@ impl Service {
         command: &A::Command,
         metadata: &Metadata,
     ) -> Result<Written<A>, ServiceError> {
+        if A::BLIND {
+            let loaded = Loaded {
+                state: A::from_views(&self.views.read(), id.clone()),
+                expected: ExpectedRevision::Any,
+            };
+            return self.write_once(id, loaded, command, metadata).await;
+        }
         for attempt in 0..MAX_ATTEMPTS {
             let loaded = if attempt == 0 {
                 Loaded::from_views(self, id.clone())
@@ -268,6 +280,7 @@ impl Aggregate for QueueSettings {
     type Id = String;
     type Command = QueueCommand;
     type Event = QueueEvent;
+    const BLIND: bool = true;
 
     fn stream(task_type: String) -> StreamName {
         StreamName::Queue(task_type)
@@ -302,6 +315,7 @@ impl Aggregate for ConsumerView {
     type Id = String;
     type Command = ConsumerCommand;
     type Event = ConsumerEvent;
+    const BLIND: bool = true;
 
     fn stream(name: String) -> StreamName {
         StreamName::Consumer(name)

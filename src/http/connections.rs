@@ -18,7 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
@@ -57,15 +57,19 @@ pub async fn serve(
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let mut builder = Builder::new(TokioExecutor::new());
+    // HTTP/1.1 only: hyper has no idle timeout for HTTP/2, so an HTTP/2
+    // connection without TLS could hold its place under the cap for ever.
+    let mut builder = Builder::new(TokioExecutor::new()).http1_only();
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
     let open = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
+    let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
+        while connections.try_join_next().is_some() {}
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
@@ -88,7 +92,7 @@ pub async fn serve(
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
         let connection = graceful.watch(connection);
-        tokio::spawn(async move {
+        connections.spawn(async move {
             // A timed-out or reset connection is the client's business.
             let _ = connection.await;
             drop(permit);
@@ -104,6 +108,7 @@ pub async fn serve(
             "connections still open after the shutdown grace; closing them"
         );
     }
+    connections.shutdown().await;
     Ok(())
 }
 
@@ -119,4 +124,11 @@ async fn refuse(mut stream: TcpStream) {
     );
     let _ = stream.write_all(response.as_bytes()).await;
     let _ = stream.shutdown().await;
+    // Read what the client sent before closing: closing with unread bytes
+    // would reset the connection, and a reset can discard the answer.
+    let drain = async {
+        let mut buffer = [0u8; 1024];
+        while matches!(stream.read(&mut buffer).await, Ok(n) if n > 0) {}
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
 }

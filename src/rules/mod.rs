@@ -3,7 +3,7 @@
 //! # Layout
 //! - [`task`]: a task and a command in, events out (or a rejection).
 //! - [`labels`]: label and tag rules, and the label selectors list and claim filter by.
-//! - [`schedules`]: recurring schedules' rules, and their due runs made into tasks once.
+//! - [`schedules`]: recurring schedules' rules, and the task each run creates.
 //! - [`Rejection`]: why the task and schedule rules say no, one variant per reason.
 
 pub mod labels;
