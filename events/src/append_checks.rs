@@ -6,8 +6,28 @@ use std::collections::HashSet;
 use crate::envelope::{NewEvent, Position};
 use crate::store::{AppendError, AppendResult};
 
-/// Rejects an append with no events or with one event id twice.
-pub fn check_append(events: &[NewEvent]) -> Result<(), AppendError> {
+/// Rejects an append with no events, with one event id twice, or with a NUL
+/// character in its text (the stream, a type, a payload, metadata): no
+/// PostgreSQL text can hold one, and a bad append must fail alone, before it
+/// joins a batch with others.
+pub fn check_append(stream: &str, events: &[NewEvent]) -> Result<(), AppendError> {
+    let nul = |text: &str| text.contains('\0');
+    let metadata_nul = |event: &NewEvent| {
+        let metadata = &event.metadata;
+        [&metadata.actor, &metadata.request_id]
+            .into_iter()
+            .flatten()
+            .any(|text| nul(text))
+    };
+    if nul(stream)
+        || events
+            .iter()
+            .any(|e| nul(&e.event_type) || nul(&e.payload) || metadata_nul(e))
+    {
+        return Err(AppendError::Invalid(
+            "a NUL character in the stream name or an event".into(),
+        ));
+    }
     if events.is_empty() {
         return Err(AppendError::Invalid(
             "an append needs at least one event".into(),

@@ -24,7 +24,7 @@ pub async fn submit(
     expected: ExpectedRevision,
     events: Vec<NewEvent>,
 ) -> Outcome {
-    check_append(&events)?;
+    check_append(stream, &events)?;
     let (reply, outcome) = oneshot::channel();
     let request = AppendRequest {
         stream: stream.to_owned(),

@@ -286,6 +286,8 @@ impl Text {
 pub fn text_problem(text: &str) -> Option<String> {
     if text.trim().is_empty() {
         Some("must not be empty".into())
+    } else if text.chars().any(char::is_control) {
+        Some("must not contain control characters".into())
     } else if text.chars().count() > MAX_TEXT {
         Some(format!("must be at most {MAX_TEXT} characters"))
     } else {

@@ -75,6 +75,33 @@ async fn bad_create_bodies_are_400_with_the_fields_named() {
         StatusCode::BAD_REQUEST,
     )
     .await;
+    let mut control = task_body("a\u{0}b", "email\n", 1);
+    control["data"] = json!({"kept": "a\u{0}b"});
+    rejected(
+        &api,
+        "control_characters_in_names",
+        api.post("/v1/tasks", control),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    rejected(
+        &api,
+        "control_character_in_queue_type",
+        api.request(
+            reqwest::Method::PUT,
+            "/v1/queues/a%00b",
+            Some(ADMIN),
+            Some(json!({"maxRunning": 2})),
+        ),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    // Names refuse control characters; the task's data keeps any valid JSON.
+    let mut nul_in_data = task_body("nul", "email", 1);
+    nul_in_data["data"] = json!({"kept": "a\u{0}b"});
+    let created = api.post("/v1/tasks", nul_in_data).await;
+    assert_eq!(created.status, StatusCode::OK, "{:?}", created.body);
+    assert_eq!(created.body["data"]["kept"], "a\u{0}b");
     let mut beyond_9999 = task_body("x", "email", 1);
     beyond_9999["expirationTime"] = json!("9999-12-31T23:59:59-23:59");
     beyond_9999["availableTime"] = json!("0000-06-01T00:00:00Z");

@@ -321,7 +321,7 @@ impl EventStore for EventStoreDbStore {
         expected: ExpectedRevision,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, AppendError> {
-        check_append(&events)?;
+        check_append(stream, &events)?;
         let data = events
             .iter()
             .map(to_event_data)

@@ -382,6 +382,20 @@ pub async fn invalid_appends_are_rejected(store: Arc<dyn EventStore>) {
             .await,
         Err(AppendError::Invalid(_))
     ));
+    assert!(matches!(
+        store
+            .append("task-a\0b", ExpectedRevision::Any, events(2..3))
+            .await,
+        Err(AppendError::Invalid(_))
+    ));
+    let mut bad_actor = event(3);
+    bad_actor.metadata.actor = Some("ci\0".into());
+    assert!(matches!(
+        store
+            .append("task-a", ExpectedRevision::Any, vec![bad_actor])
+            .await,
+        Err(AppendError::Invalid(_))
+    ));
     assert_eq!(store.head().await.unwrap(), Position::START);
 }
 
