@@ -109,6 +109,17 @@ pub struct ScheduleFired {
     pub task_id: TaskId,
 }
 
+/// The runs due before `until` were missed for too long and are not made:
+/// the schedule goes on from there.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScheduleRunsSkipped {
+    /// The first run time not skipped.
+    pub until: DateTime<Utc>,
+    /// The first skipped run.
+    pub from: DateTime<Utc>,
+}
+
 event_enum! {
     /// Every schedule event, in its current schema version.
     ScheduleEvent {
@@ -117,5 +128,6 @@ event_enum! {
         Resumed(ScheduleResumed) = "ScheduleResumed" v 1,
         Deleted(ScheduleDeleted) = "ScheduleDeleted" v 1,
         Fired(ScheduleFired) = "ScheduleFired" v 1,
+        RunsSkipped(ScheduleRunsSkipped) = "ScheduleRunsSkipped" v 1,
     }
 }

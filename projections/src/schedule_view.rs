@@ -69,6 +69,9 @@ impl ScheduleView {
                     schedule.runs += 1;
                     schedule.last_run = Some(fired.clone());
                 }
+                ScheduleEvent::RunsSkipped(skipped) => {
+                    schedule.not_before = schedule.not_before.max(skipped.until);
+                }
             }
             schedule.modified_time = at;
             schedule.revision = recorded.revision;
@@ -153,20 +156,69 @@ pub fn first_run_at_or_after(
             }
         }
         Recurrence::Every(Interval { every, unit }) => {
-            let unit_seconds: i64 = match unit {
-                IntervalUnit::Minutes => 60,
-                IntervalUnit::Hours => 3_600,
-                IntervalUnit::Days => 86_400,
-                IntervalUnit::Weeks => 604_800,
-                IntervalUnit::Months => unreachable!("handled above"),
-            };
-            let step = Duration::seconds(unit_seconds * i64::from((*every).max(1)));
+            let step = fixed_step(*unit, *every)?;
             let since = (t - start).num_microseconds()?;
             let step_micros = step.num_microseconds()?;
             let k = (since + step_micros - 1) / step_micros;
             start.checked_add_signed(Duration::microseconds(k.checked_mul(step_micros)?))
         }
     }
+}
+
+/// The run `k` runs back from the newest at or before `t` (`k` = 1: that
+/// newest one), if `recurrence`, anchored at `start`, has that many by `t`.
+pub fn kth_run_back(
+    recurrence: &Recurrence,
+    start: DateTime<Utc>,
+    t: DateTime<Utc>,
+    k: u32,
+) -> Option<DateTime<Utc>> {
+    if t < start || k == 0 {
+        return None;
+    }
+    let back = k - 1;
+    match recurrence {
+        Recurrence::Cron(cron) => {
+            let cron: croner::Cron = cron.cron.parse().ok()?;
+            let after_t = t.with_nanosecond(0)? + Duration::seconds(1);
+            let mut runs = cron.iter_before(after_t).take_while(|run| *run >= start);
+            runs.nth(back as usize)
+        }
+        Recurrence::Every(Interval {
+            every,
+            unit: IntervalUnit::Months,
+        }) => {
+            use chrono::Datelike;
+            let every = (*every).max(1);
+            let months_between =
+                (t.year() - start.year()) * 12 + t.month() as i32 - start.month() as i32;
+            // The newest run at or before `t`: from the estimate, back while past `t`.
+            let mut newest = months_between.max(0) as u32 / every + 1;
+            let run = |n: u32| start.checked_add_months(Months::new(n.checked_mul(every)?));
+            while run(newest).is_none_or(|r| r > t) {
+                newest = newest.checked_sub(1)?;
+            }
+            run(newest.checked_sub(back)?)
+        }
+        Recurrence::Every(Interval { every, unit }) => {
+            let step = fixed_step(*unit, *every)?.num_microseconds()?;
+            let newest = (t - start).num_microseconds()? / step;
+            let index = newest.checked_sub(i64::from(back)).filter(|i| *i >= 0)?;
+            start.checked_add_signed(Duration::microseconds(index.checked_mul(step)?))
+        }
+    }
+}
+
+/// The length of an interval of minutes, hours, days or weeks (months vary).
+fn fixed_step(unit: IntervalUnit, every: u32) -> Option<Duration> {
+    let unit_seconds: i64 = match unit {
+        IntervalUnit::Minutes => 60,
+        IntervalUnit::Hours => 3_600,
+        IntervalUnit::Days => 86_400,
+        IntervalUnit::Weeks => 604_800,
+        IntervalUnit::Months => return None,
+    };
+    Some(Duration::seconds(unit_seconds * i64::from(every.max(1))))
 }
 
 #[cfg(test)]
@@ -226,6 +278,44 @@ mod tests {
             ),
             Some(at("2032-07-31T09:00:00Z"))
         );
+    }
+
+    #[test]
+    fn the_kth_run_back_counts_from_the_newest_run_at_or_before_a_time() {
+        let hourly = every(1, IntervalUnit::Hours);
+        let start = at("2030-01-01T00:00:00Z");
+        let t = at("2030-01-01T05:30:00Z");
+        assert_eq!(
+            kth_run_back(&hourly, start, t, 1),
+            Some(at("2030-01-01T05:00:00Z"))
+        );
+        assert_eq!(kth_run_back(&hourly, start, t, 6), Some(start));
+        assert_eq!(kth_run_back(&hourly, start, t, 7), None);
+        let monthly = every(1, IntervalUnit::Months);
+        let end_of_january = at("2030-01-31T12:00:00Z");
+        let t = at("2030-04-15T00:00:00Z");
+        assert_eq!(
+            kth_run_back(&monthly, end_of_january, t, 1),
+            Some(at("2030-03-31T12:00:00Z"))
+        );
+        assert_eq!(
+            kth_run_back(&monthly, end_of_january, t, 3),
+            Some(end_of_january)
+        );
+        assert_eq!(kth_run_back(&monthly, end_of_january, t, 4), None);
+        let nightly = Recurrence::Cron(CronRecurrence {
+            cron: "30 3 * * *".into(),
+        });
+        let t = at("2030-01-03T04:00:00Z");
+        assert_eq!(
+            kth_run_back(&nightly, start, t, 1),
+            Some(at("2030-01-03T03:30:00Z"))
+        );
+        assert_eq!(
+            kth_run_back(&nightly, start, t, 3),
+            Some(at("2030-01-01T03:30:00Z"))
+        );
+        assert_eq!(kth_run_back(&nightly, start, t, 4), None);
     }
 
     #[test]

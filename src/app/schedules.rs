@@ -6,9 +6,13 @@
 //! expected revision lets only one create it. `ScheduleFired` then moves the
 //! schedule on, again once, by the revision it was decided on.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use chrono::{DateTime, Utc};
 use tasklog_events::schedule_event::ScheduleId;
 use tasklog_events::{Metadata, Position};
+use tasklog_projections::schedule_view::kth_run_back;
 use tasklog_projections::ScheduleView;
 
 use super::service::{Service, ServiceError};
@@ -18,6 +22,42 @@ use crate::rules::task::{Command, Rejection};
 /// Most runs one schedule creates per look at the clock, so a schedule
 /// catching up on a long past does not hold up the others.
 const RUNS_PER_TICK: usize = 100;
+
+/// At most this many missed runs of a schedule are made late; older ones are
+/// skipped (one `ScheduleRunsSkipped` event), so a schedule that owes runs
+/// from long ago makes a bounded number of them, not every one since its start.
+pub const MAX_MISSED_RUNS: u32 = 100;
+
+/// Schedules an API command is changing on this node, with how many commands:
+/// the schedule job leaves them be meanwhile, so a pause or a delete wins
+/// over a schedule catching up instead of losing every race to it.
+#[derive(Clone, Default)]
+pub struct Commanded(Arc<Mutex<HashMap<ScheduleId, usize>>>);
+
+impl Commanded {
+    fn enter(&self, id: ScheduleId) -> CommandGuard {
+        *self.0.lock().expect("commanded").entry(id).or_default() += 1;
+        CommandGuard(self.clone(), id)
+    }
+
+    fn contains(&self, id: ScheduleId) -> bool {
+        self.0.lock().expect("commanded").contains_key(&id)
+    }
+}
+
+struct CommandGuard(Commanded, ScheduleId);
+
+impl Drop for CommandGuard {
+    fn drop(&mut self) {
+        let mut commanded = self.0 .0.lock().expect("commanded");
+        if let Some(count) = commanded.get_mut(&self.1) {
+            *count -= 1;
+            if *count == 0 {
+                commanded.remove(&self.1);
+            }
+        }
+    }
+}
 
 /// The schedule as the views show it now.
 pub fn view(service: &Service, id: ScheduleId) -> Option<ScheduleView> {
@@ -33,6 +73,7 @@ pub async fn execute(
     command: ScheduleCommand,
     metadata: &Metadata,
 ) -> Result<(Option<ScheduleView>, Position), ServiceError> {
+    let _commanding = service.schedule_commands.enter(id);
     let written = service
         .write::<ScheduleView>(id, &command, metadata)
         .await?;
@@ -55,7 +96,11 @@ pub async fn run_due(service: &Service, now: DateTime<Utc>) -> Result<(), Servic
         ..Metadata::default()
     };
     for id in due {
+        skip_long_missed_runs(service, id, now, &metadata).await?;
         for _ in 0..RUNS_PER_TICK {
+            if service.schedule_commands.contains(id) {
+                break;
+            }
             let Some(schedule) = view(service, id) else {
                 break;
             };
@@ -90,4 +135,40 @@ pub async fn run_due(service: &Service, now: DateTime<Utc>) -> Result<(), Servic
         }
     }
     Ok(())
+}
+
+/// Skips the runs of schedule `id` older than its [`MAX_MISSED_RUNS`] newest
+/// due by `now`, if it owes any.
+async fn skip_long_missed_runs(
+    service: &Service,
+    id: ScheduleId,
+    now: DateTime<Utc>,
+    metadata: &Metadata,
+) -> Result<(), ServiceError> {
+    let Some(schedule) = view(service, id) else {
+        return Ok(());
+    };
+    let definition = &schedule.definition;
+    let oldest_made = kth_run_back(
+        &definition.recurrence,
+        definition.start_time,
+        now,
+        MAX_MISSED_RUNS,
+    );
+    let (Some(next), Some(until)) = (schedule.next_run_time, oldest_made) else {
+        return Ok(());
+    };
+    if next >= until || service.schedule_commands.contains(id) {
+        return Ok(());
+    }
+    let skip = ScheduleCommand::SkipRuns { until };
+    match service.write::<ScheduleView>(id, &skip, metadata).await {
+        Ok(_) => {
+            tracing::info!(schedule = %id, from = %next, %until, "skipped the runs missed beyond the newest {MAX_MISSED_RUNS}");
+            Ok(())
+        }
+        // Moved on, paused or deleted meanwhile: look again next tick.
+        Err(ServiceError::Contended | ServiceError::Rejected(_)) => Ok(()),
+        Err(error) => Err(error),
+    }
 }

@@ -54,6 +54,8 @@ pub struct Service {
     /// Tasks a claim in this process is trying, with their types, so
     /// concurrent claims here try others and running limits count them.
     pub(super) claiming: Arc<Mutex<HashMap<TaskId, String>>>,
+    /// Schedules an API command is changing here; their runs wait meanwhile.
+    pub(super) schedule_commands: super::schedules::Commanded,
 }
 
 impl Service {
@@ -92,6 +94,7 @@ impl Service {
             subscriptions,
             clock,
             claiming: Arc::default(),
+            schedule_commands: Default::default(),
         })
     }
 

@@ -102,6 +102,14 @@ impl RecurrenceBody {
             Recurrence::Every(interval) if !(1..=1000).contains(&interval.every) => {
                 Err("every must be from 1 to 1000".into())
             }
+            // Five fields, as documented: croner would also take a seconds
+            // field (a schedule that fires every second) and `@daily` names.
+            Recurrence::Cron(cron) if cron.cron.split_whitespace().count() != 5 => {
+                Err("a cron expression has five fields: minute hour day month weekday".into())
+            }
+            Recurrence::Cron(cron) if cron.cron.contains('@') => {
+                Err("a cron expression has five fields, not an @name".into())
+            }
             Recurrence::Cron(cron) => match cron.cron.parse::<croner::Cron>() {
                 Ok(_) => Ok(RecurrenceBody(recurrence)),
                 Err(error) => Err(format!("bad cron expression: {error}")),

@@ -21,6 +21,10 @@ pub enum ScheduleCommand {
         run_time: DateTime<Utc>,
         task_id: TaskId,
     },
+    /// The runs due before `until` are missed for too long: skip them.
+    SkipRuns {
+        until: DateTime<Utc>,
+    },
 }
 
 /// The events `command` leads to for `schedule` (None: it does not exist).
@@ -39,6 +43,13 @@ pub fn decide(
         }
         (Some(_), ScheduleCommand::Resume) => ScheduleEvent::Resumed(ScheduleResumed {}),
         (Some(_), ScheduleCommand::Delete) => ScheduleEvent::Deleted(ScheduleDeleted {}),
+        (Some(s), ScheduleCommand::SkipRuns { until }) => match s.next_run_time {
+            Some(from) if from < *until => ScheduleEvent::RunsSkipped(ScheduleRunsSkipped {
+                until: *until,
+                from,
+            }),
+            _ => return Err(Rejection::NotNextRun { run_time: *until }),
+        },
         (Some(s), ScheduleCommand::Fire { run_time, task_id }) => {
             if s.next_run_time != Some(*run_time) {
                 return Err(Rejection::NotNextRun {

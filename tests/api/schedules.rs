@@ -269,3 +269,80 @@ async fn bad_schedules_are_400_with_the_fields_named_and_readers_cannot_write_th
     )
     .await;
 }
+
+#[tokio::test]
+async fn only_the_newest_hundred_missed_runs_are_made_the_older_skipped_once() {
+    let api = TestServer::start().await;
+    let hourly = json!({"every": 1, "unit": "hours"});
+    let created = api
+        .post(
+            "/v1/schedules",
+            schedule_body(hourly, "0001-01-01T00:00:00Z", "startInThePast"),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{:?}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    // The newest 100 runs, 2029-12-27T21:00 to 2030-01-01T00:00, and no older one.
+    await_runs(&api, &id, 100).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut times = runs(&api).await;
+    times.sort();
+    assert_eq!(times.len(), 100);
+    assert_eq!(times[0], "2029-12-27T21:00:00.000000Z");
+    let skipped = api
+        .get("/v1/events?after=0&eventType=ScheduleRunsSkipped")
+        .await
+        .body;
+    let skipped = skipped["events"].as_array().unwrap();
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    assert_eq!(skipped[0]["data"]["from"], "0001-01-01T00:00:00Z");
+}
+
+#[tokio::test]
+async fn a_delete_wins_over_a_schedule_catching_up() {
+    let api = TestServer::start().await;
+    let minutely = json!({"every": 1, "unit": "minutes"});
+    let created = api
+        .post(
+            "/v1/schedules",
+            schedule_body(minutely, "2029-12-31T01:00:00Z", "startInThePast"),
+        )
+        .await;
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let deleted = api
+        .request(
+            Method::DELETE,
+            &format!("/v1/schedules/{id}"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert!(deleted.status.is_success(), "{:?}", deleted.body);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let made = runs(&api).await.len();
+    assert!(
+        made < 100,
+        "the schedule made all it owed before the delete"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        runs(&api).await.len(),
+        made,
+        "runs were made after the delete"
+    );
+}
+
+#[tokio::test]
+async fn cron_expressions_have_exactly_the_five_documented_fields() {
+    let api = TestServer::start().await;
+    for (name, cron) in [("six_field_cron", "* * * * * *"), ("cron_alias", "@daily")] {
+        let body = schedule_body(json!({"cron": cron}), "2030-01-01T00:00:00Z", "normal");
+        rejected(
+            &api,
+            name,
+            api.post("/v1/schedules", body),
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+    }
+}

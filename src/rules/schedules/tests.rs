@@ -201,3 +201,22 @@ fn only_the_schedules_next_run_fires_and_not_while_paused() {
     );
     assert_eq!(when(None, fire(next)), Err(Rejection::ScheduleNotFound));
 }
+
+#[test]
+fn only_runs_owed_from_before_a_time_are_skipped() {
+    let id = ScheduleId::new();
+    let schedule = given(id, &[created()]);
+    let next = schedule.as_ref().unwrap().next_run_time.unwrap();
+    let later = next + chrono::Duration::days(3);
+    assert_eq!(
+        when(schedule.clone(), ScheduleCommand::SkipRuns { until: later }),
+        Ok(vec![ScheduleEvent::RunsSkipped(ScheduleRunsSkipped {
+            until: later,
+            from: next,
+        })])
+    );
+    assert_eq!(
+        when(schedule, ScheduleCommand::SkipRuns { until: next }),
+        Err(Rejection::NotNextRun { run_time: next })
+    );
+}
