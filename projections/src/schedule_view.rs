@@ -139,16 +139,10 @@ pub fn first_run_at_or_after(
             every,
             unit: IntervalUnit::Months,
         }) => {
-            // Counted from the start each time, so the 31st stays the 31st
-            // (or the month's last day) instead of drifting.
-            use chrono::Datelike;
-            let every = (*every).max(1);
-            let months_between =
-                (t.year() - start.year()) * 12 + t.month() as i32 - start.month() as i32;
             // One step short of the estimate, then forward: month lengths differ.
-            let mut k = (months_between.max(0) as u32 / every).saturating_sub(1);
+            let mut k = months_estimate(start, t, *every).saturating_sub(1);
             loop {
-                let run = start.checked_add_months(Months::new(k.checked_mul(every)?))?;
+                let run = month_run(start, *every, k)?;
                 if run >= t {
                     return Some(run);
                 }
@@ -188,17 +182,12 @@ pub fn kth_run_back(
             every,
             unit: IntervalUnit::Months,
         }) => {
-            use chrono::Datelike;
-            let every = (*every).max(1);
-            let months_between =
-                (t.year() - start.year()) * 12 + t.month() as i32 - start.month() as i32;
             // The newest run at or before `t`: from the estimate, back while past `t`.
-            let mut newest = months_between.max(0) as u32 / every + 1;
-            let run = |n: u32| start.checked_add_months(Months::new(n.checked_mul(every)?));
-            while run(newest).is_none_or(|r| r > t) {
+            let mut newest = months_estimate(start, t, *every) + 1;
+            while month_run(start, *every, newest).is_none_or(|r| r > t) {
                 newest = newest.checked_sub(1)?;
             }
-            run(newest.checked_sub(back)?)
+            month_run(start, *every, newest.checked_sub(back)?)
         }
         Recurrence::Every(Interval { every, unit }) => {
             let step = fixed_step(*unit, *every)?.num_microseconds()?;
@@ -207,6 +196,20 @@ pub fn kth_run_back(
             start.checked_add_signed(Duration::microseconds(index.checked_mul(step)?))
         }
     }
+}
+
+/// Run `n` of a schedule every `every` months from `start`: counted from the
+/// start each time, so the 31st stays the 31st (or the month's last day)
+/// instead of drifting.
+fn month_run(start: DateTime<Utc>, every: u32, n: u32) -> Option<DateTime<Utc>> {
+    start.checked_add_months(Months::new(n.checked_mul(every.max(1))?))
+}
+
+/// About how many runs every `every` months fit from `start` to `t`.
+fn months_estimate(start: DateTime<Utc>, t: DateTime<Utc>, every: u32) -> u32 {
+    use chrono::Datelike;
+    let months = (t.year() - start.year()) * 12 + t.month() as i32 - start.month() as i32;
+    months.max(0) as u32 / every.max(1)
 }
 
 /// The length of an interval of minutes, hours, days or weeks (months vary).

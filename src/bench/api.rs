@@ -9,7 +9,7 @@ use clap::Args;
 use futures::StreamExt;
 use serde_json::{json, Value};
 
-use super::{percentile, rss_bytes, run_concurrently, BenchStore, Figure, Output};
+use super::{percentile, rss_bytes, run_concurrently, sse_data, BenchStore, Figure, Output};
 use crate::app::clock::SystemClock;
 use crate::http::auth::{new_secret, Scope, Token, Tokens};
 use crate::http::Limits;
@@ -245,23 +245,16 @@ async fn watch_stream(api: Client, creates: u64) -> Result<HashMap<String, Insta
         .send()
         .await?;
     let mut arrived = HashMap::new();
-    let mut body = response.bytes_stream();
-    let mut pending = String::new();
+    let events = sse_data(response);
+    futures::pin_mut!(events);
     while (arrived.len() as u64) < creates {
-        let chunk = tokio::time::timeout(std::time::Duration::from_secs(30), body.next())
+        let data = tokio::time::timeout(std::time::Duration::from_secs(30), events.next())
             .await
             .map_err(|_| "the event stream stalled")?
             .ok_or("the event stream ended")??;
-        let now = Instant::now();
-        pending.push_str(std::str::from_utf8(&chunk)?);
-        while let Some(end) = pending.find('\n') {
-            let line: String = pending.drain(..=end).collect();
-            if let Some(data) = line.strip_prefix("data:") {
-                let event: Value = serde_json::from_str(data.trim())?;
-                if let Some(task) = event["subject"].as_str() {
-                    arrived.insert(task.to_owned(), now);
-                }
-            }
+        let event: Value = serde_json::from_slice(&data)?;
+        if let Some(task) = event["subject"].as_str() {
+            arrived.insert(task.to_owned(), Instant::now());
         }
     }
     Ok(arrived)

@@ -127,23 +127,17 @@ impl BenchStore {
 }
 
 pub async fn run(command: BenchCommand) -> Result<(), Failure> {
-    let (figures, json) = match command {
-        BenchCommand::Store(bench) => {
-            let json = bench.output.json;
-            (store::run(bench).await?, json)
-        }
-        BenchCommand::Api(bench) => {
-            let json = bench.output.json;
-            (api::run(bench).await?, json)
-        }
-        BenchCommand::History(bench) => {
-            let json = bench.output.json;
-            (history::run(bench).await?, json)
-        }
-        BenchCommand::Stream(bench) => {
-            let json = bench.output.json;
-            (stream::run(bench).await?, json)
-        }
+    let json = match &command {
+        BenchCommand::Store(bench) => bench.output.json,
+        BenchCommand::Api(bench) => bench.output.json,
+        BenchCommand::History(bench) => bench.output.json,
+        BenchCommand::Stream(bench) => bench.output.json,
+    };
+    let figures = match command {
+        BenchCommand::Store(bench) => store::run(bench).await?,
+        BenchCommand::Api(bench) => api::run(bench).await?,
+        BenchCommand::History(bench) => history::run(bench).await?,
+        BenchCommand::Stream(bench) => stream::run(bench).await?,
     };
     print_figures(&figures, json);
     Ok(())
@@ -169,6 +163,32 @@ fn print_figures(figures: &[Figure], json: bool) {
 /// Figures keep three decimals: enough for milliseconds, no noise beyond.
 fn rounded(value: f64) -> f64 {
     (value * 1000.0).round() / 1000.0
+}
+
+/// The `data` of each Server-Sent Event in `response`, as it arrives.
+pub fn sse_data(
+    response: reqwest::Response,
+) -> impl futures::Stream<Item = Result<Vec<u8>, Failure>> + Send {
+    let body = response.bytes_stream();
+    futures::stream::try_unfold(
+        (body, Vec::<u8>::new()),
+        |(mut body, mut pending)| async move {
+            loop {
+                if let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = pending.drain(..=end).collect();
+                    if let Some(data) = line.strip_prefix(b"data:") {
+                        let data = data.trim_ascii().to_vec();
+                        return Ok(Some((data, (body, pending))));
+                    }
+                    continue;
+                }
+                match futures::StreamExt::next(&mut body).await {
+                    Some(chunk) => pending.extend_from_slice(&chunk?),
+                    None => return Ok(None),
+                }
+            }
+        },
+    )
 }
 
 /// The resident memory of process `pid` ("self": this one), from /proc (0

@@ -18,7 +18,7 @@ use futures::StreamExt;
 use serde_json::json;
 
 use super::server_process::ServerProcess;
-use super::{percentile, BenchStore, Figure, Output};
+use super::{percentile, sse_data, BenchStore, Figure, Output};
 use crate::http::auth::new_secret;
 use crate::Failure;
 
@@ -200,22 +200,16 @@ async fn subscribe(
         .bearer_auth(&server.token)
         .send()
         .await?;
-    let mut body = response.bytes_stream();
-    let mut pending = Vec::new();
-    while let Some(chunk) = body.next().await {
-        pending.extend_from_slice(&chunk?);
-        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=end).collect();
-            let Some(data) = line.strip_prefix(b"data: ") else {
-                continue;
-            };
-            count.fetch_add(1, Ordering::Relaxed);
-            if let Some(probe) = &probe {
-                let event: serde_json::Value = serde_json::from_slice(data)?;
-                if let Some(subject) = event["subject"].as_str() {
-                    let mut arrivals = probe.lock().expect("arrivals");
-                    arrivals.insert(subject.to_owned(), Instant::now());
-                }
+    let events = sse_data(response);
+    futures::pin_mut!(events);
+    while let Some(data) = events.next().await {
+        let data = data?;
+        count.fetch_add(1, Ordering::Relaxed);
+        if let Some(probe) = &probe {
+            let event: serde_json::Value = serde_json::from_slice(&data)?;
+            if let Some(subject) = event["subject"].as_str() {
+                let mut arrivals = probe.lock().expect("arrivals");
+                arrivals.insert(subject.to_owned(), Instant::now());
             }
         }
     }

@@ -21,6 +21,20 @@ async fn connect(api: &TestServer) -> TcpStream {
     TcpStream::connect(api.server.addr).await.unwrap()
 }
 
+/// A connection that has sent `request` (or the start of one).
+async fn sent(api: &TestServer, request: &[u8]) -> TcpStream {
+    let mut stream = connect(api).await;
+    stream.write_all(request).await.unwrap();
+    stream
+}
+
+/// The head of an event stream request with the admin token.
+fn stream_request() -> String {
+    format!(
+        "GET /v1/events/stream HTTP/1.1\r\nhost: tasklog\r\nauthorization: Bearer {ADMIN}\r\n\r\n"
+    )
+}
+
 /// Everything the server sends until it closes the connection, or until
 /// `within` runs out (then `None`: still open).
 async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> Option<String> {
@@ -41,11 +55,7 @@ async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> Option<S
 #[tokio::test]
 async fn a_client_that_sends_its_request_head_a_byte_at_a_time_is_closed() {
     let api = TestServer::start_with(limits(Duration::from_secs(1))).await;
-    let mut stream = connect(&api).await;
-    stream
-        .write_all(b"GET /healthz HTTP/1.1\r\n")
-        .await
-        .unwrap();
+    let mut stream = sent(&api, b"GET /healthz HTTP/1.1\r\n").await;
     let started = Instant::now();
     let mut closed = false;
     while started.elapsed() < Duration::from_secs(6) {
@@ -67,11 +77,7 @@ async fn a_client_that_sends_its_request_head_a_byte_at_a_time_is_closed() {
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
     let api = TestServer::start_with(limits(Duration::from_secs(1))).await;
-    let mut stream = connect(&api).await;
-    stream
-        .write_all(b"GET /healthz HTTP/1.1\r\nhost: tasklog\r\n\r\n")
-        .await
-        .unwrap();
+    let mut stream = sent(&api, b"GET /healthz HTTP/1.1\r\nhost: tasklog\r\n\r\n").await;
     let started = Instant::now();
     let answer = read_until_closed(&mut stream, Duration::from_secs(5))
         .await
@@ -83,11 +89,7 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
 #[tokio::test]
 async fn an_event_stream_outlives_the_header_timeout() {
     let api = TestServer::start_with(limits(Duration::from_secs(1))).await;
-    let mut stream = connect(&api).await;
-    let request = format!(
-        "GET /v1/events/stream HTTP/1.1\r\nhost: tasklog\r\nauthorization: Bearer {ADMIN}\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut stream = sent(&api, stream_request().as_bytes()).await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let id = api.create("late", "email", 1).await;
     let mut received = String::new();
@@ -183,11 +185,7 @@ async fn a_body_that_does_not_arrive_in_time_gets_408_and_writes_nothing() {
 #[tokio::test]
 async fn a_stop_ends_event_streams_instead_of_waiting_them_out() {
     let api = TestServer::start().await;
-    let mut stream = connect(&api).await;
-    let request = format!(
-        "GET /v1/events/stream HTTP/1.1\r\nhost: tasklog\r\nauthorization: Bearer {ADMIN}\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut stream = sent(&api, stream_request().as_bytes()).await;
     let mut head = [0u8; 64];
     let n = stream.read(&mut head).await.unwrap();
     assert!(String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 200"));

@@ -8,7 +8,7 @@ use tasklog_events::idempotency_event::{
     idempotency_stream, IdempotencyEvent, IdempotencyKeyReserved,
 };
 use tasklog_events::queue_event::{QueueEvent, QueueLimitSet};
-use tasklog_events::schedule_event::{ScheduleEvent, ScheduleId, SchedulePaused};
+use tasklog_events::schedule_event::{ScheduleEvent, ScheduleId, SchedulePaused, StartMode};
 use tasklog_events::{Position, StreamName, TaskId};
 use tasklog_projections::{ConsumerView, Projections, QueueSettings, TaskState};
 
@@ -56,7 +56,7 @@ fn each_stream_lands_in_its_own_model_and_the_task_models_see_only_tasks() {
         .stream(
             &schedule.stream(),
             &[
-                (3.0, schedule_created()),
+                (3.0, crate::schedule_view::hourly(StartMode::Normal, None)),
                 (4.0, ScheduleEvent::Paused(SchedulePaused {})),
             ],
         )
@@ -92,29 +92,6 @@ fn each_stream_lands_in_its_own_model_and_the_task_models_see_only_tasks() {
         )])
     );
     assert_eq!(views.position, Position(6));
-}
-
-fn schedule_created() -> ScheduleEvent {
-    use tasklog_events::schedule_event::*;
-    ScheduleEvent::Created(ScheduleCreated {
-        name: "report".into(),
-        task: TaskTemplate {
-            name: "report".into(),
-            task_type: "report".into(),
-            priority: 1,
-            data: Default::default(),
-            expires_after_seconds: 600,
-            labels: Default::default(),
-            tags: Vec::new(),
-            retry: None,
-        },
-        recurrence: Recurrence::Cron(CronRecurrence {
-            cron: "30 3 * * *".into(),
-        }),
-        start_time: at(0.0),
-        end_time: None,
-        start_mode: StartMode::Normal,
-    })
 }
 
 #[test]

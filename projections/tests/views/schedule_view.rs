@@ -32,7 +32,7 @@ fn hourly_definition(start_mode: StartMode, end: Option<f64>) -> ScheduleCreated
     }
 }
 
-fn hourly(start_mode: StartMode, end: Option<f64>) -> ScheduleEvent {
+pub fn hourly(start_mode: StartMode, end: Option<f64>) -> ScheduleEvent {
     ScheduleEvent::Created(hourly_definition(start_mode, end))
 }
 

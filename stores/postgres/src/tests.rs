@@ -7,21 +7,19 @@ use super::writer::{write_batch, Statements};
 use super::{Connect, PostgresStore};
 use crate::testing::{fresh_store, TestSchema};
 use tasklog_events::append_queue::AppendRequest;
-use tasklog_events::envelope::{Metadata, NewEvent, Position, RecordedEvent};
+use tasklog_events::envelope::{Position, RecordedEvent};
 use tasklog_events::store::{EventStore, ExpectedRevision};
 use tasklog_events::verify;
+use tasklog_store_testkit::event;
 
 tasklog_store_testkit::conformance_tests!(fresh_store());
 
-fn event(n: u64) -> NewEvent {
-    NewEvent {
-        id: uuid::Uuid::new_v4(),
-        event_type: "TestEvent".into(),
-        schema_version: 1,
-        recorded_at: chrono::DateTime::from_timestamp_micros(n as i64).unwrap(),
-        payload: format!("{{\"n\":{n}}}"),
-        metadata: Metadata::default(),
-    }
+/// A connection of a writer's own, to drive `write_batch` by hand.
+async fn raw_writer(url: &str) -> (Connect, tokio_postgres::Client, Statements) {
+    let (connect, _) = Connect::from_url(url).unwrap();
+    let client = connect.connect().await.unwrap();
+    let statements = Statements::prepare(&client).await.unwrap();
+    (connect, client, statements)
 }
 
 async fn next(subscription: &mut tasklog_events::store::EventStream) -> RecordedEvent {
@@ -53,9 +51,7 @@ async fn a_position_committed_late_is_never_skipped() {
     assert_eq!(next(&mut subscription).await.position, Position(1));
 
     // The slow writer takes position 2 and does not commit yet.
-    let (connect, _) = Connect::from_url(&url).unwrap();
-    let mut client = connect.connect().await.unwrap();
-    let statements = Statements::prepare(&client).await.unwrap();
+    let (connect, mut client, statements) = raw_writer(&url).await;
     let tx = client.transaction().await.unwrap();
     let (reply, _) = oneshot::channel();
     let slow = AppendRequest {
@@ -175,9 +171,7 @@ async fn a_retry_in_a_batch_does_not_set_its_stream_back() {
         .await
         .unwrap();
 
-    let (connect, _) = Connect::from_url(&url).unwrap();
-    let mut client = connect.connect().await.unwrap();
-    let statements = Statements::prepare(&client).await.unwrap();
+    let (connect, mut client, statements) = raw_writer(&url).await;
     let tx = client.transaction().await.unwrap();
     let request = |expected, events| AppendRequest {
         stream: "task-a".into(),

@@ -24,14 +24,7 @@ async fn store_and_file() -> (SqliteStore, Connection, TempDir) {
     let path = dir.path().join("log.sqlite");
     let store = SqliteStore::open(&path).unwrap();
     for i in 0..30u64 {
-        let event = NewEvent {
-            id: uuid::Uuid::new_v4(),
-            event_type: "TestEvent".into(),
-            schema_version: 1,
-            recorded_at: chrono::DateTime::from_timestamp_micros(i as i64).unwrap(),
-            payload: format!("{{\"n\":{i}}}"),
-            metadata: Metadata::default(),
-        };
+        let event = tasklog_store_testkit::event(i);
         let stream = format!("task-{}", i % 3);
         store
             .append(&stream, ExpectedRevision::Any, vec![event])

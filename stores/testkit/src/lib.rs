@@ -67,7 +67,8 @@ fn at(micros: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(1_700_000_000_000_000 + micros).unwrap()
 }
 
-fn event(n: u64) -> NewEvent {
+/// Test event `n`: a fresh id, and `n` in its payload and time.
+pub fn event(n: u64) -> NewEvent {
     NewEvent {
         id: Uuid::new_v4(),
         event_type: "TestEvent".into(),
@@ -78,7 +79,8 @@ fn event(n: u64) -> NewEvent {
     }
 }
 
-fn events(range: std::ops::Range<u64>) -> Vec<NewEvent> {
+/// Test events `range`, as [`event`] makes them.
+pub fn events(range: std::ops::Range<u64>) -> Vec<NewEvent> {
     range.map(event).collect()
 }
 
