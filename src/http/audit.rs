@@ -2,7 +2,7 @@
 //! read the log through the store, which is the point: the views could be wrong,
 //! the log is the record.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use tasklog_events::{verify, Position, TaskId};
 use utoipa::{IntoParams, ToSchema};
 
+use super::body::Path;
 use super::body::Query;
 use super::error::{ApiError, ErrorBody};
 use super::AppState;

@@ -236,6 +236,25 @@ where
     }
 }
 
+/// `axum::extract::Path`, with rejections (a path segment that is not UTF-8)
+/// in the contract's error body.
+pub struct Path<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Path<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path(value) = axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| ApiError::MalformedPath(rejection.body_text()))?;
+        Ok(Path(value))
+    }
+}
+
 /// Implements `Deserr` for a field type by its `parse` from the JSON value.
 macro_rules! parsed_from_json {
     ($($ty:ty),*) => {$(

@@ -44,6 +44,9 @@ pub enum ApiError {
     /// HTTP 400: the body is JSON, but not an object.
     #[error("the body must be a JSON object")]
     NotAnObject,
+    /// HTTP 400: a path segment cannot be read (not UTF-8).
+    #[error("the path is not valid: {0}")]
+    MalformedPath(String),
     /// HTTP 400: the query string cannot be read.
     #[error("the query is not valid: {0}")]
     MalformedQuery(String),
@@ -118,6 +121,7 @@ impl ApiError {
             ApiError::MalformedJson(_) => (S::BAD_REQUEST, "malformed_json"),
             ApiError::NotAnObject => (S::BAD_REQUEST, "not_an_object"),
             ApiError::MalformedQuery(_) => (S::BAD_REQUEST, "malformed_query"),
+            ApiError::MalformedPath(_) => (S::BAD_REQUEST, "malformed_path"),
             ApiError::InvalidHeader { .. } => (S::BAD_REQUEST, "invalid_header"),
             ApiError::Unauthorized => (S::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden { .. } => (S::FORBIDDEN, "forbidden"),

@@ -138,7 +138,7 @@ fn shared_responses() -> Vec<(&'static str, Response)> {
         .description(Some("`Bearer`"))
         .build();
     vec![
-        ("BadRequest", error("`invalid_fields` (each named in `details`), `malformed_json`, `not_an_object`, `malformed_query` or `invalid_header`").build()),
+        ("BadRequest", error("`invalid_fields` (each named in `details`), `malformed_json`, `not_an_object`, `malformed_query`, `malformed_path` or `invalid_header`").build()),
         ("Unauthorized", error("`unauthorized`: no bearer token, or not a valid one").header("WWW-Authenticate", challenge).build()),
         ("Forbidden", error("`forbidden`: the token lacks the route's scope").build()),
         ("BodyTimeout", error("`body_timeout`: the body did not arrive within the body read timeout").build()),

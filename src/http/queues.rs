@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Extension, Router};
@@ -12,7 +12,7 @@ use serde::Serialize;
 use tasklog_projections::{Projections, QueueSettings as QueueSettingsView, TaskState};
 use utoipa::ToSchema;
 
-use super::body::{text_problem, unknown_field, BodyError, Json, Noun, Ranged};
+use super::body::{text_problem, unknown_field, BodyError, Json, Noun, Path, Ranged};
 use super::error::ApiError;
 use super::wire::request_body;
 use super::{Actor, AppState, PositionHeader};

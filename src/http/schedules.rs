@@ -1,7 +1,7 @@
 //! `/v1/schedules`: recurring schedules that create a task at each due run,
 //! with their request and response bodies.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};

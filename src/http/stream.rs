@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -17,7 +17,7 @@ use tasklog_events::{Position, SharedEventStream};
 use tasklog_projections::ConsumerView;
 use utoipa::{IntoParams, ToSchema};
 
-use super::body::{unknown_field, BodyError, Json, Noun, Query};
+use super::body::{unknown_field, BodyError, Json, Noun, Path, Query};
 use super::error::{ApiError, ErrorBody};
 use super::wire::request_body;
 use super::{Actor, AppState};

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -12,7 +12,7 @@ use serde_json::Map;
 use tasklog_events::{Position, TaskId};
 use tasklog_projections::TaskState;
 
-use super::body::{Json, Query};
+use super::body::{Json, Path, Query};
 use super::error::{ApiError, ErrorBody};
 use super::wire::*;
 use super::{Actor, AppState, PositionHeader};

@@ -175,6 +175,13 @@ async fn unknown_tasks_are_404_and_bad_transitions_409_naming_the_state() {
     .await;
     rejected(
         &api,
+        "path_not_utf8",
+        api.get("/v1/tasks/%FF"),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    rejected(
+        &api,
         "complete_unknown_task",
         api.post(
             &format!("/v1/tasks/{missing}/complete"),
