@@ -165,6 +165,14 @@ impl Service {
     ) -> Result<Written<A>, ServiceError> {
         let now = self.clock.now();
         let events = A::decide(loaded.state.as_ref(), command, now)?;
+        if events.is_empty() {
+            // Nothing changes (a consumer acknowledging where it is): write nothing.
+            let position = self.views.position();
+            return Ok(Written {
+                state: loaded.state,
+                position,
+            });
+        }
         let new_events = events
             .iter()
             .map(|e| e.to_new_event(now, metadata.clone()))
@@ -330,10 +338,13 @@ impl Aggregate for ConsumerView {
     }
 
     fn decide(
-        _: Option<&Self>,
+        consumer: Option<&Self>,
         ConsumerCommand::Acknowledge(position): &ConsumerCommand,
         _: DateTime<Utc>,
     ) -> Result<Vec<ConsumerEvent>, Rejection> {
+        if consumer.is_some_and(|c| c.position == *position) {
+            return Ok(vec![]);
+        }
         let acknowledged = ConsumerAcknowledged {
             position: position.0,
         };

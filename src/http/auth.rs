@@ -32,6 +32,10 @@ pub enum Scope {
     /// Read the event log.
     #[serde(rename = "events:read")]
     EventsRead,
+    /// Move a durable consumer's position: a write, so reading the log is
+    /// not enough for it.
+    #[serde(rename = "consumers:write")]
+    ConsumersWrite,
     /// Read schedules.
     #[serde(rename = "schedules:read")]
     SchedulesRead,
@@ -50,6 +54,7 @@ impl Scope {
             Scope::TasksWrite => "tasks:write",
             Scope::TasksWork => "tasks:work",
             Scope::EventsRead => "events:read",
+            Scope::ConsumersWrite => "consumers:write",
             Scope::SchedulesRead => "schedules:read",
             Scope::SchedulesWrite => "schedules:write",
             Scope::Admin => "admin",
@@ -127,8 +132,11 @@ impl Tokens {
     pub fn load_or_create(data_dir: &Path, env_token: Option<String>) -> std::io::Result<Tokens> {
         let path = data_dir.join("tokens.json");
         let mut tokens = match std::fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text)
-                .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?,
+            Ok(text) => {
+                warn_if_others_can_read(&path);
+                serde_json::from_str(&text)
+                    .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Tokens::default(),
             Err(e) => return Err(e),
         };
@@ -148,18 +156,55 @@ impl Tokens {
                 scopes: vec![Scope::Admin],
                 rate_limit: None,
             });
-            std::fs::create_dir_all(data_dir)?;
+            create_private_dir(data_dir)?;
             write_private(
                 &path,
                 &serde_json::to_string_pretty(&tokens).expect("tokens serialise"),
             )?;
-            eprintln!(
-                "tasklog: made an admin token and saved it in {}\n  curl -H 'Authorization: Bearer {token}' ...",
-                path.display()
-            );
+            // The secret goes to a terminal only: logs keep what stderr says.
+            if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                eprintln!(
+                    "tasklog: made an admin token and saved it in {}\n  curl -H 'Authorization: Bearer {token}' ...",
+                    path.display()
+                );
+            } else {
+                tracing::info!(
+                    tokens = %path.display(),
+                    "made an admin token; read it from the tokens file (readable by this user only)"
+                );
+            }
         }
         Ok(tokens)
     }
+}
+
+/// Says so when a tokens file can be read by users other than its owner.
+fn warn_if_others_can_read(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(metadata) = std::fs::metadata(path) {
+            let mode = metadata.permissions().mode();
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    tokens = %path.display(),
+                    mode = format!("{:o}", mode & 0o777),
+                    "the tokens file can be read by other users; make it readable by its owner only (chmod 600)"
+                );
+            }
+        }
+    }
+}
+
+/// Makes the data directory, readable by this user only, if it is not there.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    Ok(())
 }
 
 /// Two random UUIDs (244 random bits) as 64 hex characters.

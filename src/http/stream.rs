@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, put};
 use axum::Router;
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
@@ -33,11 +33,16 @@ use deserr::Deserr;
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 pub fn routes(state: &AppState) -> Router<AppState> {
-    let routes = Router::new()
+    let read = Router::new()
         .route("/v1/events/stream", get(stream))
         .route("/v1/consumers", get(list_consumers))
-        .route("/v1/consumers/{name}", get(show_consumer).put(acknowledge));
-    super::scoped(routes, state, Scope::EventsRead)
+        .route("/v1/consumers/{name}", get(show_consumer));
+    let write = Router::new().route("/v1/consumers/{name}", put(acknowledge));
+    super::scoped(read, state, Scope::EventsRead).merge(super::scoped(
+        write,
+        state,
+        Scope::ConsumersWrite,
+    ))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -306,3 +306,34 @@ async fn an_idle_stream_gets_keep_alive_comments() {
     let chunk = chunk.expect("no keep-alive came").unwrap().unwrap();
     assert!(chunk.starts_with(b":"), "{chunk:?}");
 }
+
+#[tokio::test]
+async fn moving_a_consumer_needs_its_own_scope_and_writes_only_when_it_moves() {
+    let api = TestServer::start().await;
+    api.create("a", "email", 1).await;
+    let ack = |token: &'static str| {
+        api.request(
+            reqwest::Method::PUT,
+            "/v1/consumers/warehouse",
+            Some(token),
+            Some(json!({"position": 1})),
+        )
+    };
+    let refused = ack(ANALYST).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{:?}", refused.body);
+    let listed = api
+        .request(reqwest::Method::GET, "/v1/consumers", Some(ANALYST), None)
+        .await;
+    assert_eq!(listed.status, StatusCode::OK);
+
+    assert_eq!(ack(ADMIN).await.status, StatusCode::OK);
+    let head = api.position().await;
+    for _ in 0..3 {
+        assert_eq!(ack(ADMIN).await.status, StatusCode::OK);
+    }
+    assert_eq!(
+        api.position().await,
+        head,
+        "acknowledging the same position wrote"
+    );
+}

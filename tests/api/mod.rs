@@ -65,6 +65,8 @@ pub const WORKER: &str = "worker-secret";
 pub const LIMITED: &str = "limited-secret";
 /// A token with no scope at all.
 pub const NOBODY: &str = "nobody-secret";
+/// A token that reads the event log, and may not move a consumer.
+pub const ANALYST: &str = "analyst-secret";
 
 fn tokens() -> Tokens {
     let token = |name: &str, token: &str, scopes: Vec<Scope>| Token {
@@ -87,6 +89,7 @@ fn tokens() -> Tokens {
             token("reader", READER, vec![Scope::TasksRead]),
             token("worker", WORKER, vec![Scope::TasksWork, Scope::TasksRead]),
             token("nobody", NOBODY, vec![]),
+            token("analyst", ANALYST, vec![Scope::EventsRead]),
             limited,
         ],
     }

@@ -72,3 +72,55 @@ async fn output_cut_short_by_its_reader_ends_quietly() {
         assert!(output.status.success(), "{}: {stderr}", args[0]);
     }
 }
+
+/// A first start makes the data directory and its files readable by this
+/// user only, and keeps the admin token it made out of its log.
+#[cfg(unix)]
+#[test]
+fn a_first_start_keeps_its_files_and_its_token_private() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut child = tasklog(&["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env("RUST_LOG", "info")
+        .env_remove("TASKLOG_TOKEN")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = String::new();
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("tasklog is serving") {
+            break;
+        }
+    }
+    let mode = |name: &str| {
+        let path = data.join(name);
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777
+    };
+    let modes = [
+        ("", mode("")),
+        ("tokens.json", mode("tokens.json")),
+        ("tasklog.sqlite", mode("tasklog.sqlite")),
+        ("tasklog.sqlite-wal", mode("tasklog.sqlite-wal")),
+    ];
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(modes[0].1, 0o700, "the data directory");
+    for (name, mode) in &modes[1..] {
+        assert_eq!(*mode, 0o600, "{name}");
+    }
+    let tokens: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("tokens.json")).unwrap()).unwrap();
+    let secret = tokens["tokens"][0]["token"].as_str().unwrap();
+    assert!(!log.contains(secret), "the token is in the log: {log}");
+    assert!(
+        log.contains("tokens.json"),
+        "the log says where the token is: {log}"
+    );
+}

@@ -50,14 +50,23 @@ struct Inner {
 
 impl SqliteStore {
     /// Opens the store at `path`, creating the file and its schema if needed.
+    /// A new file, and a directory made for it, are this user's only (0600,
+    /// 0700): the log holds every task's data.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StorageError> {
         let path = path.as_ref().to_path_buf();
         if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
+            create_private_dir(dir)
                 .map_err(|e| StorageError::caused_by(format!("creating {}", dir.display()), e))?;
         }
         let failed = |e| StorageError::caused_by(format!("opening {}", path.display()), e);
+        let new_file = !path.exists();
         let mut conn = Connection::open(&path).map_err(failed)?;
+        if new_file {
+            // Before the first write: SQLite gives the WAL the file's permissions.
+            make_private(&path).map_err(|e| {
+                StorageError::caused_by(format!("protecting {}", path.display()), e)
+            })?;
+        }
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = NORMAL;
@@ -117,6 +126,23 @@ impl SqliteStore {
         .map_err(|e| StorageError::caused_by("a read task failed", e))?;
         result.map_err(|e| ReadError::Storage(StorageError::caused_by("reading the log", e)))
     }
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+fn make_private(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
 }
 
 fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
