@@ -40,6 +40,8 @@ impl TaskState {
 pub struct Lease {
     pub worker: String,
     pub expires_at: DateTime<Utc>,
+    /// The token (its name) that claimed the task, if the claim came with one.
+    pub holder: Option<String>,
 }
 
 /// A task as it stands after the events folded into it.
@@ -125,12 +127,15 @@ impl TaskView {
                 task.lease = Some(Lease {
                     worker: started.worker.clone(),
                     expires_at: started.lease_expires_at,
+                    holder: recorded.metadata.actor.clone(),
                 });
             }
             TaskEvent::LeaseRenewed(renewed) => {
+                let holder = task.lease.take().and_then(|lease| lease.holder);
                 task.lease = Some(Lease {
                     worker: renewed.worker.clone(),
                     expires_at: renewed.lease_expires_at,
+                    holder,
                 });
             }
             TaskEvent::Completed(_) => {

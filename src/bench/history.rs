@@ -170,7 +170,10 @@ fn task_events(
             worker: worker.clone(),
             lease: chrono::Duration::minutes(5),
         });
-        commands.push(TaskCommand::Complete { worker });
+        commands.push(TaskCommand::Complete {
+            worker,
+            token: None,
+        });
     }
     let mut events: Vec<NewEvent> = Vec::new();
     for command in &commands {

@@ -292,6 +292,7 @@ pub async fn heartbeat(
     let command = Command::Heartbeat {
         worker: body.worker.0,
         lease: chrono::Duration::seconds(body.lease_seconds.0 as i64),
+        token: Some(actor.name.clone()),
     };
     run(&state, &actor, &id, command).await
 }
@@ -310,6 +311,7 @@ pub async fn complete(
 ) -> Result<Response, ApiError> {
     let command = Command::Complete {
         worker: body.worker.0,
+        token: Some(actor.name.clone()),
     };
     run(&state, &actor, &id, command).await
 }
@@ -329,6 +331,7 @@ pub async fn fail(
     let command = Command::Fail {
         worker: body.worker.0,
         error: body.error.0,
+        token: Some(actor.name.clone()),
     };
     run(&state, &actor, &id, command).await
 }

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Duration, Utc};
 use tasklog_events::task_event::*;
 use tasklog_events::TaskEvent;
-use tasklog_projections::{TaskState, TaskView};
+use tasklog_projections::{Lease, TaskState, TaskView};
 
 use super::rfc3339;
 pub use super::Rejection;
@@ -17,16 +17,21 @@ pub enum Command {
         worker: String,
         lease: Duration,
     },
+    /// A lease is held by the worker's name and the token that claimed the
+    /// task: `token` is the one a request comes with (None from tasklog itself).
     Heartbeat {
         worker: String,
         lease: Duration,
+        token: Option<String>,
     },
     Complete {
         worker: String,
+        token: Option<String>,
     },
     Fail {
         worker: String,
         error: String,
+        token: Option<String>,
     },
     Cancel {
         reason: Option<String>,
@@ -66,12 +71,16 @@ pub fn decide(
         }
     };
     // Only the worker holding a live lease may act on a running task.
-    let holder = |worker: &str| {
+    let holder = |worker: &str, token: &Option<String>| {
         in_state(&[TaskState::Running], "worked on")?;
+        let other_token =
+            |lease: &Lease| lease.holder.is_some() && token.is_some() && lease.holder != *token;
         match &task.lease {
-            Some(lease) if lease.worker != worker => Err(Rejection::NotLeaseHolder {
-                worker: worker.to_owned(),
-            }),
+            Some(lease) if lease.worker != worker || other_token(lease) => {
+                Err(Rejection::NotLeaseHolder {
+                    worker: worker.to_owned(),
+                })
+            }
             Some(lease) if lease.expires_at <= now => Err(Rejection::LeaseExpired {
                 at: lease.expires_at,
             }),
@@ -96,21 +105,29 @@ pub fn decide(
                 attempt: task.attempts + 1,
             })
         }
-        Command::Heartbeat { worker, lease } => {
-            holder(worker)?;
+        Command::Heartbeat {
+            worker,
+            lease,
+            token,
+        } => {
+            holder(worker, token)?;
             TaskEvent::LeaseRenewed(TaskLeaseRenewed {
                 worker: worker.clone(),
                 lease_expires_at: now + *lease,
             })
         }
-        Command::Complete { worker } => {
-            holder(worker)?;
+        Command::Complete { worker, token } => {
+            holder(worker, token)?;
             TaskEvent::Completed(TaskCompleted {
                 worker: worker.clone(),
             })
         }
-        Command::Fail { worker, error } => {
-            holder(worker)?;
+        Command::Fail {
+            worker,
+            error,
+            token,
+        } => {
+            holder(worker, token)?;
             let failed = TaskEvent::Failed(TaskFailed {
                 worker: worker.clone(),
                 error: error.clone(),

@@ -239,3 +239,35 @@ async fn a_rebuild_from_position_zero_equals_the_live_views_after_a_random_workl
 fn wire_time(time: chrono::DateTime<chrono::Utc>) -> String {
     tasklog::http::wire::wire_time(time)
 }
+
+#[tokio::test]
+async fn a_lease_is_held_by_the_worker_and_the_token_that_claimed_it() {
+    let api = TestServer::start().await;
+    let id = api.create("a", "email", 1).await;
+    let post = |token: &'static str, path: String, body: Value| {
+        let api = &api;
+        async move {
+            api.post_json(reqwest::Method::POST, &path, token, body)
+                .await
+        }
+    };
+    let claimed = post(
+        WORKER,
+        "/v1/tasks/claim".into(),
+        claim_body("w1", &["email"]),
+    )
+    .await;
+    assert_eq!(claimed.status, StatusCode::OK, "{:?}", claimed.body);
+    let worker = json!({"worker": "w1"});
+    let complete = format!("/v1/tasks/{id}/complete");
+    // Another token that sends the same worker name does not hold the lease.
+    let other = post(ADMIN, complete.clone(), worker.clone()).await;
+    assert_eq!(other.status, StatusCode::CONFLICT, "{:?}", other.body);
+    assert_eq!(other.body["reason"], "not_lease_holder");
+    let heartbeat = json!({"worker": "w1", "leaseSeconds": 60});
+    let other = post(ADMIN, format!("/v1/tasks/{id}/heartbeat"), heartbeat).await;
+    assert_eq!(other.body["reason"], "not_lease_holder");
+    let holder = post(WORKER, complete, worker).await;
+    assert_eq!(holder.status, StatusCode::OK, "{:?}", holder.body);
+    assert_eq!(holder.body["state"], "completed");
+}

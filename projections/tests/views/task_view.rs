@@ -21,6 +21,8 @@ fn lease(worker: &str, until: f64) -> Option<Lease> {
     Some(Lease {
         worker: worker.into(),
         expires_at: at(until),
+        // The test events carry no actor.
+        holder: None,
     })
 }
 

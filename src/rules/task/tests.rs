@@ -71,7 +71,14 @@ fn a_new_task_is_created() {
 #[test]
 fn commands_on_a_missing_task_are_not_found() {
     assert_eq!(
-        when(None, Command::Complete { worker: "w".into() }, 0),
+        when(
+            None,
+            Command::Complete {
+                worker: "w".into(),
+                token: None
+            },
+            0
+        ),
         Err(Rejection::TaskNotFound)
     );
 }
@@ -121,7 +128,7 @@ fn a_running_task_cannot_be_claimed_again_and_the_conflict_names_its_state() {
     assert!(matches!(
         when(
             given(&[created(), started("w", 50)]),
-            Command::Complete { worker: "v".into() },
+            Command::Complete { worker: "v".into(), token: None },
             20
         ),
         Err(Rejection::NotLeaseHolder { worker }) if worker == "v"
@@ -129,7 +136,10 @@ fn a_running_task_cannot_be_claimed_again_and_the_conflict_names_its_state() {
     assert_eq!(
         when(
             given(&[created()]),
-            Command::Complete { worker: "w".into() },
+            Command::Complete {
+                worker: "w".into(),
+                token: None
+            },
             20
         ),
         Err(Rejection::WrongState {
@@ -144,20 +154,33 @@ fn a_running_task_cannot_be_claimed_again_and_the_conflict_names_its_state() {
 fn only_the_lease_holder_completes_fails_or_heartbeats() {
     let task = || given(&[created(), started("w", 50)]);
     assert_eq!(
-        when(task(), Command::Complete { worker: "w".into() }, 20),
+        when(
+            task(),
+            Command::Complete {
+                worker: "w".into(),
+                token: None
+            },
+            20
+        ),
         Ok(vec![TaskEvent::Completed(TaskCompleted {
             worker: "w".into()
         })])
     );
-    assert!(
-        conflict(when(task(), Command::Complete { worker: "v".into() }, 20))
-            .contains("another worker")
-    );
+    assert!(conflict(when(
+        task(),
+        Command::Complete {
+            worker: "v".into(),
+            token: None
+        },
+        20
+    ))
+    .contains("another worker"));
     assert!(conflict(when(
         task(),
         Command::Fail {
             worker: "v".into(),
-            error: "x".into()
+            error: "x".into(),
+            token: None,
         },
         20
     ))
@@ -167,6 +190,7 @@ fn only_the_lease_holder_completes_fails_or_heartbeats() {
         Command::Heartbeat {
             worker: "w".into(),
             lease: Duration::seconds(60),
+            token: None,
         },
         20,
     )
@@ -183,10 +207,15 @@ fn only_the_lease_holder_completes_fails_or_heartbeats() {
 #[test]
 fn a_lapsed_lease_ends_the_workers_say() {
     let task = given(&[created(), started("w", 50)]);
-    assert!(
-        conflict(when(task, Command::Complete { worker: "w".into() }, 50))
-            .contains("lease expired")
-    );
+    assert!(conflict(when(
+        task,
+        Command::Complete {
+            worker: "w".into(),
+            token: None
+        },
+        50
+    ))
+    .contains("lease expired"));
 }
 
 #[test]
@@ -280,6 +309,7 @@ fn fail(worker: &str) -> Command {
     Command::Fail {
         worker: worker.into(),
         error: "boom".into(),
+        token: None,
     }
 }
 
