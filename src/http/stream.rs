@@ -65,7 +65,7 @@ pub struct StreamQuery {
 #[utoipa::path(get, path = "/v1/events/stream", tag = "analytics", operation_id = "streamEvents",
     params(StreamQuery, ("Last-Event-ID" = Option<u64>, Header, description = "resume after this log position: the `id` of the last event received")),
     responses((status = 200, description = "Server-Sent Events: each `data` a CloudEvents JSON object (`CloudEvent`), each `id` its log position",
-        content_type = "text/event-stream", body = String)))]
+        content_type = "text/event-stream", body = SseEvent)))]
 pub async fn stream(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -139,6 +139,18 @@ fn sse_events(
             }
         },
     )
+}
+
+/// One Server-Sent Event of the stream, as an SSE client reads it (documents
+/// the stream; the server writes the frames).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SseEvent {
+    /// The event's log position: send it back as `Last-Event-ID` to resume.
+    pub id: String,
+    /// `message`.
+    pub event: Option<String>,
+    /// The event as a CloudEvents JSON object (`CloudEvent`), as text.
+    pub data: String,
 }
 
 /// Where a durable consumer is, and how far behind the head.

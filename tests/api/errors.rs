@@ -319,6 +319,23 @@ async fn no_token_or_a_bad_one_is_401_and_a_missing_scope_403() {
 #[tokio::test]
 async fn unknown_routes_and_methods_answer_with_the_error_body() {
     let api = TestServer::start().await;
+    let (client, base) = api.client();
+    let beyond_the_head = client
+        .get(format!("{base}/v1/tasks"))
+        .bearer_auth(ADMIN)
+        .header("Tasklog-Min-Position", "1000000");
+    let started = std::time::Instant::now();
+    rejected(
+        &api,
+        "min_position_beyond_the_head",
+        api.send(beyond_the_head),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "it waited"
+    );
     rejected(
         &api,
         "unknown_route",
