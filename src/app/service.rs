@@ -98,6 +98,11 @@ impl Service {
         })
     }
 
+    /// The head of the log: the newest durable event's position.
+    pub async fn head(&self) -> Result<Position, ServiceError> {
+        Ok(self.store.head().await?)
+    }
+
     /// The task as the views show it now.
     pub fn view(&self, id: TaskId) -> Option<TaskView> {
         self.views.read().tasks.get(&id).cloned()

@@ -9,7 +9,9 @@ use clap::Args;
 use futures::StreamExt;
 use serde_json::{json, Value};
 
-use super::{percentile, rss_bytes, run_concurrently, sse_data, BenchStore, Figure, Output};
+use super::{
+    creates_streamed, percentile, rss_bytes, run_concurrently, BenchStore, Figure, Output,
+};
 use crate::app::clock::SystemClock;
 use crate::http::auth::{new_secret, Scope, Token, Tokens};
 use crate::http::Limits;
@@ -235,17 +237,8 @@ fn create_body(n: u64, task_type: &str, now: chrono::DateTime<Utc>) -> Value {
 /// Follows `/v1/events/stream` of the fresh store until `creates` creates arrived;
 /// returns when each arrived, by task id.
 async fn watch_stream(api: Client, creates: u64) -> Result<HashMap<String, Instant>, Failure> {
-    let response = api
-        .http
-        .get(format!(
-            "{}/v1/events/stream?eventType=TaskCreated&from=0",
-            api.base
-        ))
-        .bearer_auth(&api.token)
-        .send()
-        .await?;
     let mut arrived = HashMap::new();
-    let events = sse_data(response);
+    let events = creates_streamed(&api.http, &api.base, &api.token, 0).await?;
     futures::pin_mut!(events);
     while (arrived.len() as u64) < creates {
         let data = tokio::time::timeout(std::time::Duration::from_secs(30), events.next())

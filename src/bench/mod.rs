@@ -165,6 +165,19 @@ fn rounded(value: f64) -> f64 {
     (value * 1000.0).round() / 1000.0
 }
 
+/// The task creates after position `after` on the event stream at `base`,
+/// each a CloudEvent's JSON text, as they arrive.
+pub async fn creates_streamed(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    after: u64,
+) -> Result<impl futures::Stream<Item = Result<Vec<u8>, Failure>> + Send, Failure> {
+    let url = format!("{base}/v1/events/stream?from={after}&eventType=TaskCreated");
+    let response = http.get(url).bearer_auth(token).send().await?;
+    Ok(sse_data(response))
+}
+
 /// The `data` of each Server-Sent Event in `response`, as it arrives.
 pub fn sse_data(
     response: reqwest::Response,

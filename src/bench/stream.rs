@@ -18,7 +18,7 @@ use futures::StreamExt;
 use serde_json::json;
 
 use super::server_process::ServerProcess;
-use super::{percentile, sse_data, BenchStore, Figure, Output};
+use super::{creates_streamed, percentile, BenchStore, Figure, Output};
 use crate::http::auth::new_secret;
 use crate::Failure;
 
@@ -191,16 +191,7 @@ async fn subscribe(
     count: Arc<AtomicU64>,
     probe: Option<Arc<Mutex<HashMap<String, Instant>>>>,
 ) -> Result<(), Failure> {
-    let response = server
-        .http
-        .get(format!(
-            "{}/v1/events/stream?from={after}&eventType=TaskCreated",
-            server.base
-        ))
-        .bearer_auth(&server.token)
-        .send()
-        .await?;
-    let events = sse_data(response);
+    let events = creates_streamed(&server.http, &server.base, &server.token, after).await?;
     futures::pin_mut!(events);
     while let Some(data) = events.next().await {
         let data = data?;

@@ -254,12 +254,7 @@ async fn consistency(
         let wanted = Position(wanted);
         if state.service.views.position() < wanted {
             // A position past the log's head names no write: no wait makes it true.
-            let head = state
-                .service
-                .store
-                .head()
-                .await
-                .map_err(ApiError::unavailable)?;
+            let head = state.service.head().await?;
             if wanted > head {
                 return Err(ApiError::InvalidHeader {
                     name: "Tasklog-Min-Position",

@@ -234,12 +234,7 @@ pub async fn acknowledge(
     if !is_valid_consumer_name(&name) {
         problems.insert("name".into(), "must be 1 to 64 of a-z, 0-9, - and _".into());
     }
-    let head = state
-        .service
-        .store
-        .head()
-        .await
-        .map_err(ApiError::unavailable)?;
+    let head = state.service.head().await?;
     if body.position > head.0 {
         problems.insert(
             "position".into(),
