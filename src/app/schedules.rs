@@ -6,9 +6,6 @@
 //! expected revision lets only one create it. `ScheduleFired` then moves the
 //! schedule on, again once, by the revision it was decided on.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
 use chrono::{DateTime, Utc};
 use tasklog_events::schedule_event::ScheduleId;
 use tasklog_events::{Metadata, Position};
@@ -27,37 +24,6 @@ const RUNS_PER_TICK: usize = 100;
 /// skipped (one `ScheduleRunsSkipped` event), so a schedule that owes runs
 /// from long ago makes a bounded number of them, not every one since its start.
 pub const MAX_MISSED_RUNS: u32 = 100;
-
-/// Schedules an API command is changing on this node, with how many commands:
-/// the schedule job leaves them be meanwhile, so a pause or a delete wins
-/// over a schedule catching up instead of losing every race to it.
-#[derive(Clone, Default)]
-pub struct Commanded(Arc<Mutex<HashMap<ScheduleId, usize>>>);
-
-impl Commanded {
-    fn enter(&self, id: ScheduleId) -> CommandGuard {
-        *self.0.lock().expect("commanded").entry(id).or_default() += 1;
-        CommandGuard(self.clone(), id)
-    }
-
-    fn contains(&self, id: ScheduleId) -> bool {
-        self.0.lock().expect("commanded").contains_key(&id)
-    }
-}
-
-struct CommandGuard(Commanded, ScheduleId);
-
-impl Drop for CommandGuard {
-    fn drop(&mut self) {
-        let mut commanded = self.0 .0.lock().expect("commanded");
-        if let Some(count) = commanded.get_mut(&self.1) {
-            *count -= 1;
-            if *count == 0 {
-                commanded.remove(&self.1);
-            }
-        }
-    }
-}
 
 /// The schedule as the views show it now.
 pub fn view(service: &Service, id: ScheduleId) -> Option<ScheduleView> {

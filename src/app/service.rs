@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{future, TryStreamExt};
+use tasklog_events::schedule_event::ScheduleId;
 use tasklog_events::{EventStore, Fanout, Position, TaskId};
 use tasklog_projections::{ProjectionRunner, Projections, TaskView};
 
@@ -55,7 +56,7 @@ pub struct Service {
     /// concurrent claims here try others and running limits count them.
     pub(super) claiming: Arc<Mutex<HashMap<TaskId, String>>>,
     /// Schedules an API command is changing here; their runs wait meanwhile.
-    pub(super) schedule_commands: super::schedules::Commanded,
+    pub(super) schedule_commands: Commanded,
 }
 
 impl Service {
@@ -119,5 +120,36 @@ impl Service {
         Ok(TaskView::fold(
             events.iter().take_while(|event| until(event)),
         ))
+    }
+}
+
+/// Schedules an API command is changing on this node, with how many commands:
+/// the schedule job leaves them be meanwhile, so a pause or a delete wins
+/// over a schedule catching up instead of losing every race to it.
+#[derive(Clone, Default)]
+pub struct Commanded(Arc<Mutex<HashMap<ScheduleId, usize>>>);
+
+impl Commanded {
+    pub(super) fn enter(&self, id: ScheduleId) -> CommandGuard {
+        *self.0.lock().expect("commanded").entry(id).or_default() += 1;
+        CommandGuard(self.clone(), id)
+    }
+
+    pub(super) fn contains(&self, id: ScheduleId) -> bool {
+        self.0.lock().expect("commanded").contains_key(&id)
+    }
+}
+
+pub(super) struct CommandGuard(Commanded, ScheduleId);
+
+impl Drop for CommandGuard {
+    fn drop(&mut self) {
+        let mut commanded = self.0 .0.lock().expect("commanded");
+        if let Some(count) = commanded.get_mut(&self.1) {
+            *count -= 1;
+            if *count == 0 {
+                commanded.remove(&self.1);
+            }
+        }
     }
 }
