@@ -1,10 +1,11 @@
-//! `tasklog serve`: opens the store, folds the views, starts the background
+//! `tasklog serve`: opens the store, loads the views, starts the background
 //! jobs and the HTTP API.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tasklog_events::EventStore;
+use tasklog_projections::ReadModelTables;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -29,12 +30,13 @@ impl Server {
     pub async fn start(
         listener: TcpListener,
         store: Arc<dyn EventStore>,
+        views: Arc<dyn ReadModelTables>,
         tokens: Tokens,
         clock: Arc<dyn Clock>,
         limits: Limits,
     ) -> Result<Server, Box<dyn std::error::Error + Send + Sync>> {
         let addr = listener.local_addr()?;
-        let service = Service::start(store, clock).await?;
+        let service = Service::start(store, views, clock).await?;
         let (stopping, stopped) = watch::channel(false);
         let state = AppState {
             service: service.clone(),
@@ -63,6 +65,9 @@ impl Server {
         let _ = self.stopping.send(true);
         let served = self.http.await.map_err(std::io::Error::other)?;
         self.jobs.abort();
+        let _ = self.jobs.await;
+        // Lets go of the read models, so a server may open them again.
+        self.state.service.views.stop().await;
         served
     }
 }

@@ -9,9 +9,14 @@
 //! - [`schedule_view`]: one recurring schedule and when its next run is due.
 //! - [`queue_index`]: pending tasks in claim order, leases and expirations by time.
 //! - [`stats`]: counts per state and type, run durations; and the queues' running limits.
-//! - [`runner`]: follows the log into [`Projections`] and tells how far it got.
+//! - [`read_model`]: what is stored on disk after each batch, and read back.
+//! - [`rebuild`]: the stored read models folded again from the log, and checked.
+//! - [`runner`]: follows the log into [`Projections`] and the stored rows, and
+//!   tells how far it got.
 
 pub mod queue_index;
+pub mod read_model;
+pub mod rebuild;
 pub mod runner;
 pub mod schedule_view;
 pub mod stats;
@@ -25,12 +30,16 @@ use tasklog_events::schedule_event::{ScheduleEvent, ScheduleId};
 use tasklog_events::{Position, RecordedEvent, StreamName, TaskEvent, TaskId};
 
 pub use queue_index::QueueIndex;
+pub use read_model::{
+    Changes, ReadModelError, ReadModelTables, Snapshot, TaskQuery, READ_MODEL_VERSION,
+};
 pub use runner::{ProjectionRunner, SharedProjections};
 pub use schedule_view::ScheduleView;
 pub use stats::Stats;
 pub use task_view::{Lease, TaskState, TaskView};
 
-/// Every read model, as of `position`.
+/// Every read model, as of `position`. The live service keeps only the hot
+/// tasks here (pending and running); `Projections::rebuild` keeps them all.
 #[derive(Debug, Default)]
 pub struct Projections {
     pub tasks: HashMap<TaskId, TaskView>,
@@ -49,7 +58,7 @@ pub struct Projections {
 }
 
 /// Where a durable consumer is in the log.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ConsumerView {
     pub position: Position,
     pub acknowledged_time: chrono::DateTime<chrono::Utc>,
@@ -58,7 +67,7 @@ pub struct ConsumerView {
 }
 
 /// A task type's queue settings.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QueueSettings {
     /// At most this many tasks of the type run at once.
     pub max_running: Option<u32>,
@@ -120,12 +129,22 @@ impl Projections {
         let before = view.as_ref().map(stats::Before::of);
         TaskView::apply(&mut view, recorded, &event);
         let Some(view) = view else { return };
-        if before.is_none() {
-            self.by_creation.insert(view.created_position, id);
-        }
         self.stats.update(before, &view);
+        self.insert_task(view);
+    }
+
+    /// Files a task in the task map, the listing order and the queue index.
+    pub fn insert_task(&mut self, view: TaskView) {
+        self.by_creation.insert(view.created_position, view.id);
         self.queue.update(&view);
-        self.tasks.insert(id, view);
+        self.tasks.insert(view.id, view);
+    }
+
+    /// Takes a finished task out of memory once its row is stored.
+    pub fn evict(&mut self, id: TaskId) {
+        if let Some(view) = self.tasks.remove(&id) {
+            self.by_creation.remove(&view.created_position);
+        }
     }
 
     /// Every view folded from `events` on an empty start: a rebuild.

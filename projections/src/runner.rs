@@ -1,59 +1,108 @@
-//! The runner: follows the log from the projections' checkpoint and folds each
-//! event in, publishing how far it got so writers can answer only once their
-//! own events are visible (read-your-writes).
+//! The runner: follows the log from the stored position, folds each batch of
+//! events into the hot set in memory and into the stored rows (one
+//! transaction per batch, with the position), and then publishes how far it
+//! got, so writers answer only once their own events are visible
+//! (read-your-writes) and readers of the rows see at least that.
 
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use futures::StreamExt;
-use tasklog_events::{EventStore, Position};
+use tasklog_events::{EventStore, Position, RecordedEvent, StreamName, TaskId};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
-use crate::Projections;
+use crate::read_model::{Changes, ReadModelError, ReadModelTables, TaskQuery};
+use crate::{Projections, TaskView};
 
 pub type SharedProjections = Arc<RwLock<Projections>>;
 
-/// How many events the runner folds under one lock.
-const CHUNK: usize = 1024;
+/// At most this many events go into one stored batch. Batches grow while the
+/// runner is busy, which is where the cost per event falls.
+const CHUNK: usize = 4096;
 
 #[derive(Clone)]
 pub struct ProjectionRunner {
     pub projections: SharedProjections,
+    tables: Arc<dyn ReadModelTables>,
     applied: watch::Receiver<Position>,
+    follower: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
 impl ProjectionRunner {
-    /// Starts folding the log into `projections`, from the position they have.
-    /// The runner stops when the last clone of the returned handle is gone.
-    pub fn spawn(store: Arc<dyn EventStore>, projections: Projections) -> Self {
+    /// Starts folding the log into `projections` and `tables`, from the
+    /// position they share. The runner stops when the last clone of the
+    /// returned handle is gone.
+    pub fn spawn(
+        store: Arc<dyn EventStore>,
+        tables: Arc<dyn ReadModelTables>,
+        projections: Projections,
+    ) -> Self {
         let start = projections.position;
         let projections = Arc::new(RwLock::new(projections));
         let (publish, applied) = watch::channel(start);
-        let shared = projections.clone();
-        tokio::spawn(async move {
-            let closed = publish.clone();
+        let follower = Follower {
+            store,
+            views: projections.clone(),
+            tables: tables.clone(),
+            publish,
+        };
+        let follower = tokio::spawn(async move {
+            let closed = follower.publish.clone();
             tokio::select! {
                 _ = closed.closed() => {}
-                _ = follow(store, shared, publish, start) => {}
+                _ = follower.follow(start) => {}
             }
         });
         ProjectionRunner {
             projections,
+            tables,
             applied,
+            follower: Arc::new(Mutex::new(Some(follower))),
         }
     }
 
-    /// The views, for reading; hold the guard briefly, the runner waits on it.
+    /// Stops following the log, and waits until the runner has let go of the
+    /// tables (a batch being stored finishes first).
+    pub async fn stop(&self) {
+        let follower = self.follower.lock().expect("runner handle").take();
+        if let Some(follower) = follower {
+            follower.abort();
+            let _ = follower.await;
+        }
+    }
+
+    /// The stored read models this runner folds into.
+    pub fn tables(&self) -> Arc<dyn ReadModelTables> {
+        self.tables.clone()
+    }
+
+    /// The hot views, for reading; hold the guard briefly, the runner waits on it.
     pub fn read(&self) -> RwLockReadGuard<'_, Projections> {
         self.projections.read().expect("projections lock")
     }
 
-    /// The views, for the jobs that move the queue index on with time.
+    /// The hot views, for the jobs that move the queue index on with time.
     pub fn write(&self) -> RwLockWriteGuard<'_, Projections> {
         self.projections.write().expect("projections lock")
     }
 
-    /// The last position folded in.
+    /// The task as the views show it: from the hot set, else its stored row
+    /// (which is at least as new as [`position`](Self::position)).
+    pub fn task(&self, id: TaskId) -> Result<Option<TaskView>, ReadModelError> {
+        if let Some(task) = self.read().tasks.get(&id) {
+            return Ok(Some(task.clone()));
+        }
+        Ok(self.tables.tasks(&[id])?.pop())
+    }
+
+    /// A page of stored rows in creation order.
+    pub fn list(&self, query: &TaskQuery) -> Result<Vec<TaskView>, ReadModelError> {
+        self.tables.list(query)
+    }
+
+    /// The last position folded in and stored.
     pub fn position(&self) -> Position {
         *self.applied.borrow()
     }
@@ -67,37 +116,143 @@ impl ProjectionRunner {
     }
 }
 
-async fn follow(
-    store: Arc<dyn EventStore>,
-    views: SharedProjections,
-    publish: watch::Sender<Position>,
-    mut after: Position,
-) {
-    loop {
-        let mut events = store.subscribe_all(after).ready_chunks(CHUNK);
-        while let Some(chunk) = events.next().await {
-            let mut failed = None;
-            {
-                let mut views = views.write().expect("projections lock");
-                for event in chunk {
-                    match event {
-                        Ok(event) => {
-                            views.apply(&event);
-                            after = event.position;
-                        }
-                        Err(error) => {
-                            failed = Some(error);
-                            break;
-                        }
+pub(crate) struct Follower {
+    pub(crate) store: Arc<dyn EventStore>,
+    pub(crate) views: SharedProjections,
+    pub(crate) tables: Arc<dyn ReadModelTables>,
+    pub(crate) publish: watch::Sender<Position>,
+}
+
+impl Follower {
+    async fn follow(&self, mut after: Position) {
+        loop {
+            let mut events = self.store.subscribe_all(after).ready_chunks(CHUNK);
+            while let Some(chunk) = events.next().await {
+                let failed = chunk.iter().position(Result::is_err);
+                let batch: Vec<RecordedEvent> = chunk
+                    .iter()
+                    .take(failed.unwrap_or(chunk.len()))
+                    .filter_map(|event| event.as_ref().ok().cloned())
+                    .collect();
+                if let Some(last) = batch.last() {
+                    if let Err(error) = self.apply(&batch).await {
+                        tracing::warn!(%error, "the views could not store a batch; reloading them");
+                        after = self.reload().await;
+                        break;
                     }
+                    after = last.position;
+                    self.publish.send_replace(after);
+                }
+                if let Some(Err(error)) = failed.map(|i| &chunk[i]) {
+                    tracing::warn!(%error, "the projection runner lost the log; resubscribing");
+                    break;
                 }
             }
-            publish.send_replace(after);
-            if let Some(error) = failed {
-                tracing::warn!(%error, "the projection runner lost the log; resubscribing");
-                break;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Folds `batch` into memory, stores what it changed with its last
+    /// position, then lets finished tasks leave memory.
+    pub(crate) async fn apply(&self, batch: &[RecordedEvent]) -> Result<(), ReadModelError> {
+        let cold = self.cold_tasks(batch);
+        let priors = if cold.is_empty() {
+            Vec::new()
+        } else {
+            let tables = self.tables.clone();
+            blocking(move || tables.tasks(&cold)).await?
+        };
+        let changes = {
+            let mut views = self.views.write().expect("projections lock");
+            priors.into_iter().for_each(|task| views.insert_task(task));
+            let from = views.position;
+            batch.iter().for_each(|event| views.apply(event));
+            changes(&views, from, batch)
+        };
+        let tables = self.tables.clone();
+        let changes = blocking(move || tables.commit(&changes).map(|()| changes)).await?;
+        let mut views = self.views.write().expect("projections lock");
+        for task in changes.tasks.iter().filter(|t| t.state.is_finished()) {
+            views.evict(task.id);
+        }
+        Ok(())
+    }
+
+    /// Tasks that `batch` changes but that already left memory: their prior
+    /// rows are read back before the batch is folded.
+    fn cold_tasks(&self, batch: &[RecordedEvent]) -> Vec<TaskId> {
+        let views = self.views.read().expect("projections lock");
+        let cold: BTreeSet<TaskId> = batch
+            .iter()
+            .filter(|event| event.revision > 0)
+            .filter_map(|event| match StreamName::parse(&event.stream) {
+                Some(StreamName::Task(id)) if !views.tasks.contains_key(&id) => Some(id),
+                _ => None,
+            })
+            .collect();
+        cold.into_iter().collect()
+    }
+
+    /// Memory as the tables hold it, after a failed commit left memory ahead.
+    async fn reload(&self) -> Position {
+        loop {
+            let tables = self.tables.clone();
+            match blocking(move || tables.load()).await {
+                Ok(snapshot) => {
+                    let projections = snapshot.into_projections();
+                    let position = projections.position;
+                    *self.views.write().expect("projections lock") = projections;
+                    return position;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "the views cannot be loaded; trying again");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
             }
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// What folding `batch` into `views` changed, to be stored.
+fn changes(views: &Projections, from: Position, batch: &[RecordedEvent]) -> Changes {
+    let (mut tasks, mut schedules) = (BTreeSet::new(), BTreeSet::new());
+    let (mut queues, mut consumers) = (BTreeSet::new(), BTreeSet::new());
+    for event in batch {
+        match StreamName::parse(&event.stream) {
+            Some(StreamName::Task(id)) => _ = tasks.insert(id),
+            Some(StreamName::Schedule(id)) => _ = schedules.insert(id),
+            Some(StreamName::Queue(name)) => _ = queues.insert(name),
+            Some(StreamName::Consumer(name)) => _ = consumers.insert(name),
+            Some(StreamName::Idempotency(_)) | None => {}
+        }
+    }
+    Changes {
+        from,
+        position: views.position,
+        stats: (!tasks.is_empty()).then(|| views.stats.clone()),
+        tasks: tasks
+            .into_iter()
+            .filter_map(|id| views.tasks.get(&id).cloned())
+            .collect(),
+        schedules: schedules
+            .into_iter()
+            .map(|id| (id, views.schedules.get(&id).cloned()))
+            .collect(),
+        queues: queues
+            .into_iter()
+            .filter_map(|name| Some((name.clone(), views.queues.get(&name)?.clone())))
+            .collect(),
+        consumers: consumers
+            .into_iter()
+            .filter_map(|name| Some((name.clone(), views.consumers.get(&name)?.clone())))
+            .collect(),
+    }
+}
+
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ReadModelError> + Send + 'static,
+) -> Result<T, ReadModelError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| ReadModelError(error.to_string()))?
 }

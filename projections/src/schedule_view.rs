@@ -6,7 +6,7 @@ use tasklog_events::schedule_event::*;
 use tasklog_events::RecordedEvent;
 
 /// A schedule as it stands after the events folded into it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ScheduleView {
     pub id: ScheduleId,
     pub definition: ScheduleCreated,

@@ -2,17 +2,20 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 use crate::task_view::{TaskState, TaskView};
 
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
     /// Tasks per (type, state).
+    #[serde(with = "counts_as_list")]
     pub counts: BTreeMap<(String, TaskState), u64>,
     /// Finished runs per type: how many, and their total seconds.
     pub runs: BTreeMap<String, RunTotals>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunTotals {
     pub count: u64,
     pub seconds: f64,
@@ -65,5 +68,26 @@ impl Stats {
             .filter(|((_, s), _)| *s == state)
             .map(|(_, n)| n)
             .sum()
+    }
+}
+
+/// JSON maps need string keys: the counts are stored as `[type, state, count]` rows.
+mod counts_as_list {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::task_view::TaskState;
+
+    type Counts = BTreeMap<(String, TaskState), u64>;
+
+    pub fn serialize<S: Serializer>(counts: &Counts, serializer: S) -> Result<S::Ok, S::Error> {
+        let rows: Vec<_> = counts.iter().map(|((t, s), n)| (t, s, n)).collect();
+        rows.serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Counts, D::Error> {
+        let rows = Vec::<(String, TaskState, u64)>::deserialize(deserializer)?;
+        Ok(rows.into_iter().map(|(t, s, n)| ((t, s), n)).collect())
     }
 }

@@ -1,14 +1,14 @@
 //! The task view: one task as the contract shows it, folded from its stream.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use tasklog_events::task_event::{RetryPolicy, ScheduledRun};
 use tasklog_events::{Position, RecordedEvent, TaskEvent, TaskId};
 
 /// The contract's task states.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskState {
     Pending,
@@ -25,6 +25,11 @@ impl TaskState {
         TaskState::Completed,
     ];
 
+    /// Whether the task is done: it leaves the hot set once its row is stored.
+    pub fn is_finished(self) -> bool {
+        matches!(self, TaskState::Failed | TaskState::Completed)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             TaskState::Pending => "pending",
@@ -36,7 +41,7 @@ impl TaskState {
 }
 
 /// Who holds a running task, and until when.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Lease {
     pub worker: String,
     pub expires_at: DateTime<Utc>,
@@ -44,8 +49,9 @@ pub struct Lease {
     pub holder: Option<String>,
 }
 
-/// A task as it stands after the events folded into it.
-#[derive(Clone, Debug, PartialEq)]
+/// A task as it stands after the events folded into it; read-model tables
+/// keep it as JSON in this shape (a change bumps `READ_MODEL_VERSION`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TaskView {
     pub id: TaskId,
     pub name: String,

@@ -7,10 +7,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::{future, TryStreamExt};
 use tasklog_events::schedule_event::ScheduleId;
 use tasklog_events::{EventStore, Fanout, Position, TaskId};
-use tasklog_projections::{ProjectionRunner, Projections, TaskView};
+use tasklog_projections::{ProjectionRunner, ReadModelError, ReadModelTables, TaskQuery, TaskView};
 
 use crate::app::clock::Clock;
 use crate::rules::Rejection;
@@ -21,7 +20,7 @@ pub(super) const VISIBLE_WITHIN: Duration = Duration::from_secs(10);
 /// How many recent events live subscribers share from memory; one further
 /// behind reads the log until it catches up.
 const SUBSCRIBER_RING: usize = 4096;
-/// How often a long fold of the log at start says how far it got.
+/// How often a long catch-up at start says how far it got.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +36,21 @@ pub enum ServiceError {
     /// An idempotency key came back with a different request (HTTP 422).
     #[error("the Idempotency-Key was used with a different request body")]
     KeyReused,
+}
+
+impl From<ReadModelError> for ServiceError {
+    fn from(error: ReadModelError) -> Self {
+        ServiceError::Unavailable(error.into())
+    }
+}
+
+/// Runs a call on the stored views off the async threads.
+async fn blocking<T: Send + 'static>(
+    tables: Arc<dyn ReadModelTables>,
+    call: impl FnOnce(&dyn ReadModelTables) -> Result<T, ReadModelError> + Send + 'static,
+) -> Result<T, ServiceError> {
+    let done = tokio::task::spawn_blocking(move || call(&*tables)).await;
+    Ok(done.map_err(|e| ServiceError::Unavailable(e.into()))??)
 }
 
 impl From<tasklog_events::ReadError> for ServiceError {
@@ -60,34 +74,45 @@ pub struct Service {
 }
 
 impl Service {
-    /// Folds the whole log into fresh views and follows it from there.
+    /// Loads the stored views (the hot set, the small models and their
+    /// position), follows the log from there, and returns once they have
+    /// caught up with the head the start saw.
     pub async fn start(
         store: Arc<dyn EventStore>,
+        tables: Arc<dyn ReadModelTables>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, ServiceError> {
-        let head = store.head().await?;
-        tracing::info!(%head, "folding the log into the views");
         let started = std::time::Instant::now();
-        let mut projections = Projections::default();
-        let mut next_report = started + PROGRESS_EVERY;
-        tasklog_events::read_all_pages(&*store, Position::START, 8192)
-            .try_for_each(|page| {
-                page.iter().for_each(|event| projections.apply(event));
-                if std::time::Instant::now() >= next_report {
-                    next_report += PROGRESS_EVERY;
-                    let at = projections.position;
-                    tracing::info!(%at, %head, "folding the log into the views");
-                }
-                future::ok(())
-            })
-            .await?;
+        let head = store.head().await?;
+        let mut snapshot = blocking(tables.clone(), |t| t.load()).await?;
+        if snapshot.position > head {
+            tracing::warn!(views = %snapshot.position, %head,
+                "the stored views are ahead of the log (another store's?); building them again");
+            snapshot = blocking(tables.clone(), |t| t.clear().and_then(|()| t.load())).await?;
+        }
         tracing::info!(
-            position = %projections.position,
-            tasks = projections.tasks.len(),
+            position = %snapshot.position,
+            hot_tasks = snapshot.hot.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "loaded the stored views"
+        );
+        let views = ProjectionRunner::spawn(store.clone(), tables, snapshot.into_projections());
+        let behind = head.0 - views.position().0;
+        if behind > 0 {
+            tracing::info!(from = %views.position(), %head, events = behind, "catching up with the log");
+        }
+        while !views.wait_for(head, PROGRESS_EVERY).await {
+            let at = views.position();
+            let done = (at.0 - (head.0 - behind)) as f64;
+            tracing::info!(%at, %head, events_per_s = (done / started.elapsed().as_secs_f64()) as u64,
+                "catching up with the log");
+        }
+        tracing::info!(
+            position = %views.position(),
+            hot_tasks = views.read().tasks.len(),
             seconds = started.elapsed().as_secs_f64(),
             "the views are caught up"
         );
-        let views = ProjectionRunner::spawn(store.clone(), projections);
         let subscriptions = Fanout::start(store.clone(), SUBSCRIBER_RING).await?;
         Ok(Service {
             store,
@@ -105,8 +130,13 @@ impl Service {
     }
 
     /// The task as the views show it now.
-    pub fn view(&self, id: TaskId) -> Option<TaskView> {
-        self.views.read().tasks.get(&id).cloned()
+    pub fn view(&self, id: TaskId) -> Result<Option<TaskView>, ServiceError> {
+        Ok(self.views.task(id)?)
+    }
+
+    /// A page of tasks in creation order, as the views show them now.
+    pub fn list(&self, query: &TaskQuery) -> Result<Vec<TaskView>, ServiceError> {
+        Ok(self.views.list(query)?)
     }
 
     /// The task folded from the first events of its stream that `until` admits:

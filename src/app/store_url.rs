@@ -14,7 +14,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use tasklog_events::{EventStore, StorageError};
-use tasklog_store_sqlite::SqliteStore;
+use tasklog_projections::ReadModelTables;
+use tasklog_store_sqlite::{SqliteReadModels, SqliteStore};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StoreUrl {
@@ -58,6 +59,28 @@ impl StoreUrl {
 }
 
 /// A store this build left out (its cargo feature was off).
+impl StoreUrl {
+    /// Where the read models of this store live: beside the embedded store's
+    /// file; in memory for PostgreSQL and EventStoreDB, whose nodes fold the
+    /// log again at each start (their own tables are to come; docs/read-models.md).
+    pub fn views_path(&self) -> Option<PathBuf> {
+        match self {
+            StoreUrl::Sqlite(path) => Some(PathBuf::from(format!("{}-views", path.display()))),
+            StoreUrl::Postgres(_) | StoreUrl::EventStoreDb(_) => None,
+        }
+    }
+
+    /// Opens (or creates) this store's read-model tables.
+    pub fn open_views(&self) -> Result<Arc<dyn ReadModelTables>, StorageError> {
+        let path = self.views_path();
+        let tables = SqliteReadModels::open(path.as_deref()).map_err(|e| {
+            let place = path.map_or("memory".into(), |p| p.display().to_string());
+            StorageError::caused_by(format!("opening the read models in {place}"), e)
+        })?;
+        Ok(Arc::new(tables))
+    }
+}
+
 pub fn not_built_in(feature: &str) -> StorageError {
     StorageError::new(format!(
         "this build of tasklog has no {feature} store: build it with the `{feature}` feature"

@@ -13,7 +13,9 @@ use tasklog_events::{
     AppendError, DomainEvent, ExpectedRevision, Metadata, Position, RecordedEvent, StreamName,
     TaskEvent, TaskId,
 };
-use tasklog_projections::{ConsumerView, Projections, QueueSettings, ScheduleView, TaskView};
+use tasklog_projections::{
+    ConsumerView, ProjectionRunner, Projections, QueueSettings, ScheduleView, TaskView,
+};
 
 use super::service::{Service, ServiceError};
 use crate::rules::schedules::{self, ScheduleCommand};
@@ -32,8 +34,13 @@ pub trait Aggregate: Sized {
     /// The stream that holds the aggregate's events.
     fn stream(id: Self::Id) -> StreamName;
 
-    /// The aggregate as `views` show it (None: no such thing, or deleted).
-    fn from_views(views: &Projections, id: Self::Id) -> Option<Self>;
+    /// The aggregate as the in-memory views show it (None: no such thing, or deleted).
+    fn from_projections(views: &Projections, id: Self::Id) -> Option<Self>;
+
+    /// The aggregate as the views show it; those kept only on disk are read there.
+    fn from_views(views: &ProjectionRunner, id: Self::Id) -> Result<Option<Self>, ServiceError> {
+        Ok(Self::from_projections(&views.read(), id))
+    }
 
     /// The revision of the last event folded in.
     fn revision(&self) -> u64;
@@ -52,7 +59,7 @@ pub trait Aggregate: Sized {
 
     /// The aggregate folded from its stream's events, by the views' own code.
     fn fold(id: Self::Id, events: &[RecordedEvent]) -> Option<Self> {
-        Self::from_views(&Projections::rebuild(events), id)
+        Self::from_projections(&Projections::rebuild(events), id)
     }
 }
 
@@ -88,12 +95,12 @@ pub struct Loaded<A> {
 
 impl<A: Aggregate> Loaded<A> {
     /// What the views show; they may lag the log.
-    pub fn from_views(service: &Service, id: A::Id) -> Self {
-        let state = A::from_views(&service.views.read(), id);
+    pub fn from_views(service: &Service, id: A::Id) -> Result<Self, ServiceError> {
+        let state = A::from_views(&service.views, id)?;
         let expected = state.as_ref().map_or(ExpectedRevision::NoStream, |s| {
             ExpectedRevision::Exact(s.revision())
         });
-        Loaded { state, expected }
+        Ok(Loaded { state, expected })
     }
 
     /// What the log holds now.
@@ -133,14 +140,14 @@ impl Service {
     ) -> Result<Written<A>, ServiceError> {
         if A::BLIND {
             let loaded = Loaded {
-                state: A::from_views(&self.views.read(), id.clone()),
+                state: A::from_views(&self.views, id.clone())?,
                 expected: ExpectedRevision::Any,
             };
             return self.write_once(id, loaded, command, metadata).await;
         }
         for attempt in 0..MAX_ATTEMPTS {
             let loaded = if attempt == 0 {
-                Loaded::from_views(self, id.clone())
+                Loaded::from_views(self, id.clone())?
             } else {
                 Loaded::from_log(self, id.clone()).await?
             };
@@ -209,11 +216,10 @@ impl Service {
             .wait_for(position, super::service::VISIBLE_WITHIN)
             .await
         {
-            let views = self.views.read();
-            return Ok(Written {
-                state: A::from_views(&views, id),
-                position: views.position,
-            });
+            // Read the position first: the state is at least as new.
+            let position = self.views.position();
+            let state = A::from_views(&self.views, id)?;
+            return Ok(Written { state, position });
         }
         tracing::warn!(%position, "the views lag the log; answering from the log");
         let state = Loaded::<A>::from_log(self, id).await?.state;
@@ -230,8 +236,12 @@ impl Aggregate for TaskView {
         StreamName::Task(id)
     }
 
-    fn from_views(views: &Projections, id: TaskId) -> Option<Self> {
+    fn from_projections(views: &Projections, id: TaskId) -> Option<Self> {
         views.tasks.get(&id).cloned()
+    }
+
+    fn from_views(views: &ProjectionRunner, id: TaskId) -> Result<Option<Self>, ServiceError> {
+        Ok(views.task(id)?)
     }
 
     fn revision(&self) -> u64 {
@@ -260,7 +270,7 @@ impl Aggregate for ScheduleView {
         StreamName::Schedule(id)
     }
 
-    fn from_views(views: &Projections, id: ScheduleId) -> Option<Self> {
+    fn from_projections(views: &Projections, id: ScheduleId) -> Option<Self> {
         views.schedules.get(&id).cloned()
     }
 
@@ -294,7 +304,7 @@ impl Aggregate for QueueSettings {
         StreamName::Queue(task_type)
     }
 
-    fn from_views(views: &Projections, task_type: String) -> Option<Self> {
+    fn from_projections(views: &Projections, task_type: String) -> Option<Self> {
         views.queues.get(&task_type).cloned()
     }
 
@@ -329,7 +339,7 @@ impl Aggregate for ConsumerView {
         StreamName::Consumer(name)
     }
 
-    fn from_views(views: &Projections, name: String) -> Option<Self> {
+    fn from_projections(views: &Projections, name: String) -> Option<Self> {
         views.consumers.get(&name).cloned()
     }
 

@@ -53,7 +53,15 @@ pub async fn run(bench: ApiBench) -> Result<Vec<Figure>, Failure> {
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let clock = Arc::new(SystemClock);
-    let server = Server::start(listener, store, tokens, clock, Limits::default()).await?;
+    let server = Server::start(
+        listener,
+        store,
+        fresh.url.open_views()?,
+        tokens,
+        clock,
+        Limits::default(),
+    )
+    .await?;
     let api = Client {
         http: reqwest::Client::builder()
             .pool_max_idle_per_host(256)

@@ -7,6 +7,7 @@
 
 pub mod args;
 pub mod log_commands;
+pub mod rebuild;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -36,8 +37,12 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP server.
     Serve(ServeArgs),
-    /// Rebuild every projection from position 0 and print what they hold.
+    /// Fold the whole log in memory and print what the views hold; the stored
+    /// read models are left as they are.
     Replay(StoreArgs),
+    /// Fold the whole log into the stored read models again (the server must
+    /// be stopped), or with `--check` compare them with a fresh fold.
+    Rebuild(rebuild::RebuildArgs),
     /// Check the whole log: positions, revisions and the hash chain. Exits 1
     /// naming the first bad position if anything was edited, removed or moved.
     Verify(StoreArgs),
@@ -66,6 +71,7 @@ pub fn run(cli: Cli) -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve(args).await,
             Command::Replay(args) => replay(args).await,
+            Command::Rebuild(args) => rebuild::rebuild(args).await,
             Command::Verify(args) => verify(args).await,
             Command::Export(args) => crate::cli::log_commands::export(args).await,
             Command::Tail(args) => crate::cli::log_commands::tail(args).await,
@@ -87,10 +93,11 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
     let url = args.store.store_url();
     tracing::info!(store = %url, "opening the store");
     let store = url.open().await?;
+    let views = url.open_views()?;
     let tokens = Tokens::load_or_create(&args.store.data_dir, std::env::var("TASKLOG_TOKEN").ok())?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let clock = Arc::new(SystemClock);
-    let server = Server::start(listener, store, tokens, clock, args.limits()).await?;
+    let server = Server::start(listener, store, views, tokens, clock, args.limits()).await?;
     tracing::info!(addr = %server.addr, store = %url, "tasklog is serving");
     shutdown_signal().await;
     tracing::info!("shutting down");

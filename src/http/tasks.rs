@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use serde_json::Map;
 use tasklog_events::{Position, TaskId};
-use tasklog_projections::TaskState;
+use tasklog_projections::{TaskQuery, TaskState};
 
 use super::body::{Json, Path, Query};
 use super::error::{ApiError, ErrorBody};
@@ -134,7 +134,7 @@ pub async fn show(
 ) -> Result<Response, ApiError> {
     let task_id = task_id(&id)?;
     let task = match (when.as_of, when.revision) {
-        (None, None) => state.service.view(task_id),
+        (None, None) => state.service.view(task_id)?,
         (Some(_), Some(_)) => {
             return Err(ApiError::invalid_field(
                 "asOf",
@@ -209,26 +209,39 @@ pub async fn list(
     if !problems.is_empty() {
         return Err(ApiError::InvalidFields(problems));
     }
-    let views = state.service.views.read();
-    let mut matching = views
-        .by_creation
-        .range(Position(after.0 + 1)..)
-        .filter_map(|(_, id)| views.tasks.get(id))
-        .filter(|t| wanted_state.is_none_or(|s| t.state == s))
-        .filter(|t| filter.admits(t))
-        .filter(|t| {
-            query
-                .task_type
-                .as_deref()
-                .is_none_or(|ty| t.task_type == ty)
-        });
-    let tasks: Vec<_> = matching.by_ref().take(limit).collect();
-    let next_cursor = match (tasks.last(), matching.next()) {
-        (Some(last), Some(_)) => Some(encode_cursor(last.created_position)),
+    // Pages of stored rows narrowed by their indexes; the whole filter is checked here.
+    let mut rows = TaskQuery {
+        after,
+        state: wanted_state,
+        task_type: query.task_type.clone(),
+        label: filter.selector.as_ref().and_then(Selector::first_equality),
+        tag: filter.tags.first().cloned(),
+        limit: limit + 1,
+    };
+    let mut tasks = Vec::new();
+    let more = loop {
+        let page = state.service.list(&rows)?;
+        let exhausted = page.len() < rows.limit;
+        if let Some(last) = page.last() {
+            rows.after = last.created_position;
+        }
+        tasks.extend(page.into_iter().filter(|t| filter.admits(t)));
+        if tasks.len() > limit {
+            break true;
+        }
+        if exhausted {
+            break false;
+        }
+        // Few rows passed the filter: read further in larger pages.
+        rows.limit = (rows.limit * 4).min(4096);
+    };
+    tasks.truncate(limit);
+    let next_cursor = match tasks.last() {
+        Some(last) if more => Some(encode_cursor(last.created_position)),
         _ => None,
     };
     let body = TaskList {
-        tasks: tasks.into_iter().map(Task::from).collect(),
+        tasks: tasks.iter().map(Task::from).collect(),
         next_cursor,
     };
     Ok(axum::Json(body).into_response())

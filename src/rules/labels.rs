@@ -108,6 +108,16 @@ impl Selector {
             Requirement::NotIn(key, values) => labels.get(key).is_none_or(|v| !values.contains(v)),
         })
     }
+
+    /// The first `key=value` requirement: a stored list reads its label index.
+    pub fn first_equality(&self) -> Option<(String, String)> {
+        self.0.iter().find_map(|requirement| match requirement {
+            Requirement::In(key, values) if values.len() == 1 => {
+                Some((key.clone(), values[0].clone()))
+            }
+            _ => None,
+        })
+    }
 }
 
 impl FromStr for Selector {

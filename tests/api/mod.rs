@@ -115,12 +115,20 @@ impl TestServer {
     }
 
     async fn launch(dir: &Path, now: DateTime<Utc>, limits: Limits) -> TestServer {
-        let store = StoreUrl::default_in(dir).open().await.unwrap();
+        let url = StoreUrl::default_in(dir);
+        let (store, views) = (url.open().await.unwrap(), url.open_views().unwrap());
         let clock = ManualClock::new(now);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let server = Server::start(listener, store, tokens(), Arc::new(clock.clone()), limits)
-            .await
-            .unwrap();
+        let server = Server::start(
+            listener,
+            store,
+            views,
+            tokens(),
+            Arc::new(clock.clone()),
+            limits,
+        )
+        .await
+        .unwrap();
         let base = format!("http://{}", server.addr);
         TestServer {
             server,

@@ -7,6 +7,7 @@ use futures::TryStreamExt;
 use reqwest::StatusCode;
 use serde_json::json;
 use tasklog_events::{read_all_pages, Position, RecordedEvent};
+use tasklog_projections::rebuild::check;
 use tasklog_projections::Projections;
 
 use super::*;
@@ -218,10 +219,17 @@ async fn a_rebuild_from_position_zero_equals_the_live_views_after_a_random_workl
             .await
     );
     let rebuilt = Projections::rebuild(&events);
+    // The stored rows, list order, counts and small models equal the fold...
+    let differences = check(&*state.service.store, views.tables()).await.unwrap();
+    assert_eq!(differences, Vec::<String>::new());
+    // ...and memory holds the tasks in flight, as the fold has them.
     let live = views.projections.read().unwrap();
     assert_eq!(live.position, rebuilt.position);
-    assert_eq!(live.tasks, rebuilt.tasks);
-    assert_eq!(live.by_creation, rebuilt.by_creation);
+    let in_flight = rebuilt.tasks.iter().filter(|(_, t)| !t.state.is_finished());
+    assert_eq!(
+        live.tasks,
+        in_flight.map(|(id, t)| (*id, t.clone())).collect()
+    );
     assert_eq!(live.stats, rebuilt.stats);
     assert_eq!(live.consumers, rebuilt.consumers);
     let all_types: Vec<String> = types.iter().map(|t| t.to_string()).collect();

@@ -9,9 +9,13 @@
 //! - this module: [`SqliteStore`], the [`EventStore`] reads.
 //! - `writer`: the writer and syncer threads (group commit, fdatasync on ack).
 //! - `schema`: the tables, their migrations, and reading rows back as events.
+//! - [`read_models`]: the read-model tables, in a file beside the log.
 
+pub mod read_models;
 mod schema;
 mod writer;
+
+pub use read_models::SqliteReadModels;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

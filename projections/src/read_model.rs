@@ -1,0 +1,107 @@
+//! Read models on disk: what the applier stores after each batch of events,
+//! and what readers ask of the stored rows. The stores implement
+//! [`ReadModelTables`] in SQL; this crate only says what goes in and out.
+//!
+//! Every task ever created has a row; memory keeps only the hot set (pending
+//! and running tasks) and the small models (stats, schedules, queue settings,
+//! consumers), which are stored whole beside the rows. Rows and the position
+//! they were folded to are committed in one transaction, so after a crash they
+//! agree and a start resumes from there.
+
+use std::fmt;
+
+use tasklog_events::schedule_event::ScheduleId;
+use tasklog_events::{Position, TaskId};
+
+use crate::{ConsumerView, Projections, QueueSettings, ScheduleView, Stats, TaskState, TaskView};
+
+/// The shape of the stored rows. Any change to a fold or to a row's shape
+/// bumps it; a store holding another version is rebuilt from the log at start.
+pub const READ_MODEL_VERSION: u32 = 1;
+
+/// What one batch of events changed, committed with the position it reaches.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// The position applied before the batch: tasks created after it are new rows.
+    pub from: Position,
+    /// The last position of the batch.
+    pub position: Position,
+    /// Every task the batch touched, as it now stands.
+    pub tasks: Vec<TaskView>,
+    /// Touched schedules; `None`: deleted.
+    pub schedules: Vec<(ScheduleId, Option<ScheduleView>)>,
+    pub queues: Vec<(String, QueueSettings)>,
+    pub consumers: Vec<(String, ConsumerView)>,
+    /// The counts, when a task changed.
+    pub stats: Option<Stats>,
+}
+
+/// What a start loads instead of folding the log: the stored position, the
+/// tasks in flight, and the small models.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub position: Position,
+    pub hot: Vec<TaskView>,
+    pub schedules: Vec<ScheduleView>,
+    pub queues: Vec<(String, QueueSettings)>,
+    pub consumers: Vec<(String, ConsumerView)>,
+    pub stats: Stats,
+}
+
+impl Snapshot {
+    /// The in-memory views as of the snapshot's position.
+    pub fn into_projections(self) -> Projections {
+        let mut projections = Projections {
+            position: self.position,
+            stats: self.stats,
+            queues: self.queues.into_iter().collect(),
+            consumers: self.consumers.into_iter().collect(),
+            schedules: self.schedules.into_iter().map(|s| (s.id, s)).collect(),
+            ..Projections::default()
+        };
+        for task in self.hot {
+            projections.insert_task(task);
+        }
+        projections
+    }
+}
+
+/// A page of tasks in creation order. `label` and `tag` narrow what the store
+/// reads through their indexes; the caller checks the whole filter on the rows.
+#[derive(Clone, Debug, Default)]
+pub struct TaskQuery {
+    /// Tasks created after this position.
+    pub after: Position,
+    pub state: Option<TaskState>,
+    pub task_type: Option<String>,
+    pub label: Option<(String, String)>,
+    pub tag: Option<String>,
+    pub limit: usize,
+}
+
+/// The stored read models. Calls block (a point read takes microseconds); the
+/// applier runs its commits on a blocking thread.
+pub trait ReadModelTables: Send + Sync {
+    /// The stored position, hot set and small models; position 0 when empty.
+    fn load(&self) -> Result<Snapshot, ReadModelError>;
+    /// The stored rows of these tasks (absent ones are left out).
+    fn tasks(&self, ids: &[TaskId]) -> Result<Vec<TaskView>, ReadModelError>;
+    /// Up to `limit` rows in creation order.
+    fn list(&self, query: &TaskQuery) -> Result<Vec<TaskView>, ReadModelError>;
+    /// Stores a batch's rows and moves the position, in one transaction.
+    fn commit(&self, changes: &Changes) -> Result<(), ReadModelError>;
+    /// Drops every row: the next load starts from position 0.
+    fn clear(&self) -> Result<(), ReadModelError>;
+}
+
+/// The tables could not be read or written.
+#[derive(Debug)]
+pub struct ReadModelError(pub String);
+
+impl fmt::Display for ReadModelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "read models: {}", self.0)
+    }
+}
+
+impl std::error::Error for ReadModelError {}

@@ -1,0 +1,88 @@
+//! `tasklog rebuild`: the stored read models folded again from the whole log,
+//! or, with `--check`, compared with a fresh fold of it.
+
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use tasklog_projections::rebuild::{check, rebuild as refold};
+
+use super::args::StoreArgs;
+use crate::Failure;
+
+/// How often a rebuild writes a progress line when no terminal shows a bar.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Args)]
+pub struct RebuildArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Compare the stored read models with a fresh fold of the log instead of
+    /// rebuilding them; exits 1 naming each difference.
+    #[arg(long)]
+    pub check: bool,
+}
+
+pub async fn rebuild(args: RebuildArgs) -> Result<(), Failure> {
+    let store = args.store.open_existing().await?;
+    let url = args.store.store_url();
+    if url.views_path().is_none() {
+        return Err(format!(
+            "the read models of {url} live in each server's memory and are folded at its start: nothing to rebuild"
+        )
+        .into());
+    }
+    let views = url.open_views()?;
+    let mut out = std::io::stdout().lock();
+    if args.check {
+        let differences = check(&*store, views).await?;
+        for difference in &differences {
+            writeln!(out, "{difference}")?;
+        }
+        if !differences.is_empty() {
+            return Err(format!(
+                "the read models differ from a fold of the log in {} ways",
+                differences.len()
+            )
+            .into());
+        }
+        writeln!(out, "the read models equal a fold of the log")?;
+        return Ok(());
+    }
+    let started = Instant::now();
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} events, {per_sec}, {eta} left",
+            )
+            .expect("a progress template"),
+        );
+        bar
+    });
+    let mut next_line = started + PROGRESS_EVERY;
+    let events = refold(store, views, |at, head| match &bar {
+        Some(bar) => {
+            bar.set_length(head.0);
+            bar.set_position(at.0);
+        }
+        None if Instant::now() >= next_line => {
+            next_line += PROGRESS_EVERY;
+            tracing::info!(%at, %head, "rebuilding the read models");
+        }
+        None => {}
+    })
+    .await?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    writeln!(out, "events: {events}")?;
+    writeln!(out, "seconds: {seconds:.3}")?;
+    writeln!(
+        out,
+        "rebuild_events_per_s: {:.0}",
+        events as f64 / seconds.max(1e-9)
+    )?;
+    Ok(())
+}
