@@ -92,6 +92,12 @@ pub trait ReadModelTables: Send + Sync {
     fn commit(&self, changes: &Changes) -> Result<(), ReadModelError>;
     /// Drops every row: the next load starts from position 0.
     fn clear(&self) -> Result<(), ReadModelError>;
+    /// Empties the tables for a rebuild and makes them quick to fill (the list
+    /// indexes go, nothing is flushed until the end); a rebuild killed
+    /// midway leaves a consistent prefix, which the next start goes on from.
+    fn begin_rebuild(&self) -> Result<(), ReadModelError>;
+    /// Puts the list indexes back and flushes the rows.
+    fn finish_rebuild(&self) -> Result<(), ReadModelError>;
 }
 
 /// The tables could not be read or written.

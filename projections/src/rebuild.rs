@@ -4,11 +4,13 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use futures::TryStreamExt;
-use tasklog_events::{read_all_pages, EventStore, Position};
-use tokio::sync::watch;
+use futures::{StreamExt, TryStreamExt};
+use tasklog_events::{read_all_pages, EventStore, Position, ReadError, RecordedEvent};
+use tokio::sync::{mpsc, watch};
 
-use crate::read_model::{ReadModelTables, TaskQuery};
+use tokio::task::JoinHandle;
+
+use crate::read_model::{Changes, ReadModelError, ReadModelTables, TaskQuery};
 use crate::runner::{blocking, Follower};
 use crate::Projections;
 
@@ -26,29 +28,58 @@ pub async fn rebuild(
     mut progress: impl FnMut(Position, Position),
 ) -> Result<u64, Failure> {
     let head = store.head().await?;
-    let cleared = tables.clone();
-    blocking(move || cleared.clear()).await?;
+    let begun = tables.clone();
+    blocking(move || begun.begin_rebuild()).await?;
     let follower = Follower {
         store: store.clone(),
         views: Arc::new(RwLock::new(Projections::default())),
-        tables,
+        tables: tables.clone(),
         publish: watch::channel(Position::START).0,
     };
-    let mut pages = read_all_pages(&*store, Position::START, REBUILD_BATCH);
+    // Two stages on two threads: a batch is folded while the one before is stored.
+    let mut storing: Option<JoinHandle<Result<Changes, ReadModelError>>> = None;
+    let mut pages = read_ahead(store.clone());
     let mut folded = 0;
-    while let Some(mut page) = pages.try_next().await? {
+    while let Some(mut page) = pages.recv().await.transpose()? {
         page.retain(|event| event.position <= head);
-        let Some(last) = page.last().map(|event| event.position) else {
+        if page.is_empty() {
             break;
-        };
-        follower.apply(&page).await?;
+        }
+        let changes = follower.fold(&page).await?;
         folded += page.len() as u64;
-        progress(last, head);
-        if last >= head {
+        if let Some(stored) = storing.take() {
+            let stored = stored.await??;
+            follower.stored(&stored);
+            progress(stored.position, head);
+        }
+        let tables = tables.clone();
+        storing = Some(tokio::task::spawn_blocking(move || {
+            tables.commit(&changes).map(|()| changes)
+        }));
+        if page.last().is_some_and(|event| event.position >= head) {
             break;
         }
     }
+    if let Some(stored) = storing {
+        let stored = stored.await??;
+        progress(stored.position, head);
+    }
+    blocking(move || tables.finish_rebuild()).await?;
     Ok(folded)
+}
+
+/// The log's pages, read on a task of their own while the last is folded.
+fn read_ahead(store: Arc<dyn EventStore>) -> mpsc::Receiver<Result<Vec<RecordedEvent>, ReadError>> {
+    let (pages, receiver) = mpsc::channel(2);
+    tokio::spawn(async move {
+        let mut reader = read_all_pages(&*store, Position::START, REBUILD_BATCH);
+        while let Some(page) = reader.next().await {
+            if pages.send(page).await.is_err() {
+                break;
+            }
+        }
+    });
+    receiver
 }
 
 /// The differences between the stored read models and a fold of the log up

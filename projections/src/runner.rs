@@ -4,11 +4,12 @@
 //! got, so writers answer only once their own events are visible
 //! (read-your-writes) and readers of the rows see at least that.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use futures::StreamExt;
+use tasklog_events::schedule_event::ScheduleId;
 use tasklog_events::{EventStore, Position, RecordedEvent, StreamName, TaskId};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -155,42 +156,57 @@ impl Follower {
     /// Folds `batch` into memory, stores what it changed with its last
     /// position, then lets finished tasks leave memory.
     pub(crate) async fn apply(&self, batch: &[RecordedEvent]) -> Result<(), ReadModelError> {
-        let cold = self.cold_tasks(batch);
+        let changes = self.fold(batch).await?;
+        let tables = self.tables.clone();
+        let changes = blocking(move || tables.commit(&changes).map(|()| changes)).await?;
+        self.stored(&changes);
+        Ok(())
+    }
+
+    /// Folds `batch` into memory (reading back the rows of tasks that left it)
+    /// and says what changed.
+    pub(crate) async fn fold(&self, batch: &[RecordedEvent]) -> Result<Changes, ReadModelError> {
+        let touched = Touched::by(batch);
+        let cold = self.cold_tasks(&touched);
         let priors = if cold.is_empty() {
             Vec::new()
         } else {
             let tables = self.tables.clone();
             blocking(move || tables.tasks(&cold)).await?
         };
-        let changes = {
-            let mut views = self.views.write().expect("projections lock");
-            priors.into_iter().for_each(|task| views.insert_task(task));
-            let from = views.position;
-            batch.iter().for_each(|event| views.apply(event));
-            changes(&views, from, batch)
-        };
-        let tables = self.tables.clone();
-        let changes = blocking(move || tables.commit(&changes).map(|()| changes)).await?;
         let mut views = self.views.write().expect("projections lock");
-        for task in changes.tasks.iter().filter(|t| t.state.is_finished()) {
-            views.evict(task.id);
-        }
-        Ok(())
+        priors.into_iter().for_each(|task| views.insert_task(task));
+        let from = views.position;
+        batch.iter().for_each(|event| views.apply(event));
+        Ok(touched.changes(&views, from))
     }
 
-    /// Tasks that `batch` changes but that already left memory: their prior
-    /// rows are read back before the batch is folded.
-    fn cold_tasks(&self, batch: &[RecordedEvent]) -> Vec<TaskId> {
+    /// Once `changes` are stored, the tasks they finished leave memory, unless
+    /// a later batch changed them again (then they leave after that one).
+    pub(crate) fn stored(&self, changes: &Changes) {
+        let mut views = self.views.write().expect("projections lock");
+        for task in changes.tasks.iter().filter(|t| t.state.is_finished()) {
+            if views
+                .tasks
+                .get(&task.id)
+                .is_some_and(|t| t.position <= changes.position)
+            {
+                views.evict(task.id);
+            }
+        }
+    }
+
+    /// Tasks that a batch changes but that already left memory: their prior
+    /// rows are read back before the batch is folded. A task whose first
+    /// event is in the batch has none.
+    fn cold_tasks(&self, touched: &Touched) -> Vec<TaskId> {
         let views = self.views.read().expect("projections lock");
-        let cold: BTreeSet<TaskId> = batch
+        touched
+            .tasks
             .iter()
-            .filter(|event| event.revision > 0)
-            .filter_map(|event| match StreamName::parse(&event.stream) {
-                Some(StreamName::Task(id)) if !views.tasks.contains_key(&id) => Some(id),
-                _ => None,
-            })
-            .collect();
-        cold.into_iter().collect()
+            .filter(|(id, first)| **first > 0 && !views.tasks.contains_key(id))
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     /// Memory as the tables hold it, after a failed commit left memory ahead.
@@ -213,39 +229,61 @@ impl Follower {
     }
 }
 
-/// What folding `batch` into `views` changed, to be stored.
-fn changes(views: &Projections, from: Position, batch: &[RecordedEvent]) -> Changes {
-    let (mut tasks, mut schedules) = (BTreeSet::new(), BTreeSet::new());
-    let (mut queues, mut consumers) = (BTreeSet::new(), BTreeSet::new());
-    for event in batch {
-        match StreamName::parse(&event.stream) {
-            Some(StreamName::Task(id)) => _ = tasks.insert(id),
-            Some(StreamName::Schedule(id)) => _ = schedules.insert(id),
-            Some(StreamName::Queue(name)) => _ = queues.insert(name),
-            Some(StreamName::Consumer(name)) => _ = consumers.insert(name),
-            Some(StreamName::Idempotency(_)) | None => {}
+/// What a batch of events touches: tasks (with the first revision the batch
+/// holds of each), schedules, queues and consumers.
+#[derive(Default)]
+struct Touched {
+    tasks: BTreeMap<TaskId, u64>,
+    schedules: BTreeSet<ScheduleId>,
+    queues: BTreeSet<String>,
+    consumers: BTreeSet<String>,
+}
+
+impl Touched {
+    fn by(batch: &[RecordedEvent]) -> Self {
+        let mut touched = Touched::default();
+        for event in batch {
+            match StreamName::parse(&event.stream) {
+                Some(StreamName::Task(id)) => {
+                    let first = touched.tasks.entry(id).or_insert(event.revision);
+                    *first = (*first).min(event.revision);
+                }
+                Some(StreamName::Schedule(id)) => _ = touched.schedules.insert(id),
+                Some(StreamName::Queue(name)) => _ = touched.queues.insert(name),
+                Some(StreamName::Consumer(name)) => _ = touched.consumers.insert(name),
+                Some(StreamName::Idempotency(_)) | None => {}
+            }
         }
+        touched
     }
-    Changes {
-        from,
-        position: views.position,
-        stats: (!tasks.is_empty()).then(|| views.stats.clone()),
-        tasks: tasks
-            .into_iter()
-            .filter_map(|id| views.tasks.get(&id).cloned())
-            .collect(),
-        schedules: schedules
-            .into_iter()
-            .map(|id| (id, views.schedules.get(&id).cloned()))
-            .collect(),
-        queues: queues
-            .into_iter()
-            .filter_map(|name| Some((name.clone(), views.queues.get(&name)?.clone())))
-            .collect(),
-        consumers: consumers
-            .into_iter()
-            .filter_map(|name| Some((name.clone(), views.consumers.get(&name)?.clone())))
-            .collect(),
+
+    /// The rows to store, as `views` hold them after the batch.
+    fn changes(self, views: &Projections, from: Position) -> Changes {
+        Changes {
+            from,
+            position: views.position,
+            stats: (!self.tasks.is_empty()).then(|| views.stats.clone()),
+            tasks: self
+                .tasks
+                .into_keys()
+                .filter_map(|id| views.tasks.get(&id).cloned())
+                .collect(),
+            schedules: self
+                .schedules
+                .into_iter()
+                .map(|id| (id, views.schedules.get(&id).cloned()))
+                .collect(),
+            queues: self
+                .queues
+                .into_iter()
+                .filter_map(|name| Some((name.clone(), views.queues.get(&name)?.clone())))
+                .collect(),
+            consumers: self
+                .consumers
+                .into_iter()
+                .filter_map(|name| Some((name.clone(), views.consumers.get(&name)?.clone())))
+                .collect(),
+        }
     }
 }
 
