@@ -1,2 +1,3 @@
 mod crash;
+mod crash_views;
 mod fixture;
