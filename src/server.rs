@@ -16,6 +16,14 @@ use crate::app::service::Service;
 use crate::http::auth::{RateLimiters, Tokens};
 use crate::http::{self, AppState, Limits};
 
+/// How a server runs: the limits on its clients, and how long finished tasks
+/// stay in the views (`None`: for good).
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    pub limits: Limits,
+    pub retain_finished: Option<chrono::Duration>,
+}
+
 /// A running server: its address, its state, and the way to stop it.
 pub struct Server {
     pub addr: SocketAddr,
@@ -33,7 +41,7 @@ impl Server {
         views: Arc<dyn ReadModelTables>,
         tokens: Tokens,
         clock: Arc<dyn Clock>,
-        limits: Limits,
+        settings: Settings,
     ) -> Result<Server, Box<dyn std::error::Error + Send + Sync>> {
         let addr = listener.local_addr()?;
         let service = Service::start(store, views, clock).await?;
@@ -42,10 +50,10 @@ impl Server {
             service: service.clone(),
             rate_limits: Arc::new(RateLimiters::for_tokens(&tokens)),
             tokens: Arc::new(tokens),
-            limits,
+            limits: settings.limits,
             stopping: stopped.clone(),
         };
-        let jobs = tokio::spawn(jobs::run(service));
+        let jobs = tokio::spawn(jobs::run(service, settings.retain_finished));
         let mut stopped = stopped;
         let http = tokio::spawn(http::run(listener, state.clone(), async move {
             let _ = stopped.wait_for(|stopping| *stopping).await;

@@ -10,6 +10,8 @@
 
 use std::fmt;
 
+use chrono::{DateTime, Utc};
+
 use tasklog_events::schedule_event::ScheduleId;
 use tasklog_events::{Position, TaskId};
 
@@ -92,6 +94,9 @@ pub trait ReadModelTables: Send + Sync {
     fn commit(&self, changes: &Changes) -> Result<(), ReadModelError>;
     /// Drops every row: the next load starts from position 0.
     fn clear(&self) -> Result<(), ReadModelError>;
+    /// Drops up to `limit` rows of tasks that finished before `before` (with
+    /// their list entries); their history stays in the log. How many went.
+    fn drop_finished(&self, before: DateTime<Utc>, limit: usize) -> Result<usize, ReadModelError>;
     /// Empties the tables for a rebuild and makes them quick to fill (the list
     /// indexes go, nothing is flushed until the end); a rebuild killed
     /// midway leaves a consistent prefix, which the next start goes on from.

@@ -8,10 +8,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use tasklog_events::schedule_event::ScheduleId;
 use tasklog_events::{EventStore, Position, RecordedEvent, StreamName, TaskId};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::read_model::{Changes, ReadModelError, ReadModelTables, TaskQuery};
@@ -29,7 +30,17 @@ pub struct ProjectionRunner {
     tables: Arc<dyn ReadModelTables>,
     applied: watch::Receiver<Position>,
     follower: Arc<Mutex<Option<JoinHandle<()>>>>,
+    drops: mpsc::Sender<DropFinished>,
 }
+
+/// A request to the runner to drop finished tasks' rows between two batches.
+struct DropFinished {
+    before: DateTime<Utc>,
+    done: oneshot::Sender<Result<usize, ReadModelError>>,
+}
+
+/// Rows dropped per transaction, so a large drop does not hold up the batches.
+const DROP_CHUNK: usize = 1000;
 
 impl ProjectionRunner {
     /// Starts folding the log into `projections` and `tables`, from the
@@ -43,6 +54,7 @@ impl ProjectionRunner {
         let start = projections.position;
         let projections = Arc::new(RwLock::new(projections));
         let (publish, applied) = watch::channel(start);
+        let (drops, drop_requests) = mpsc::channel(1);
         let follower = Follower {
             store,
             views: projections.clone(),
@@ -53,7 +65,7 @@ impl ProjectionRunner {
             let closed = follower.publish.clone();
             tokio::select! {
                 _ = closed.closed() => {}
-                _ = follower.follow(start) => {}
+                _ = follower.follow(start, drop_requests) => {}
             }
         });
         ProjectionRunner {
@@ -61,7 +73,18 @@ impl ProjectionRunner {
             tables,
             applied,
             follower: Arc::new(Mutex::new(Some(follower))),
+            drops,
         }
+    }
+
+    /// Drops the stored rows of tasks that finished before `before`; their
+    /// history stays in the log. How many were dropped.
+    pub async fn drop_finished(&self, before: DateTime<Utc>) -> Result<usize, ReadModelError> {
+        let (done, dropped) = oneshot::channel();
+        let stopped = || ReadModelError("the projection runner stopped".into());
+        let request = DropFinished { before, done };
+        self.drops.send(request).await.map_err(|_| stopped())?;
+        dropped.await.map_err(|_| stopped())?
     }
 
     /// Stops following the log, and waits until the runner has let go of the
@@ -125,10 +148,19 @@ pub(crate) struct Follower {
 }
 
 impl Follower {
-    async fn follow(&self, mut after: Position) {
+    async fn follow(&self, mut after: Position, mut drops: mpsc::Receiver<DropFinished>) {
         loop {
             let mut events = self.store.subscribe_all(after).ready_chunks(CHUNK);
-            while let Some(chunk) = events.next().await {
+            loop {
+                // Drops run between batches, so they never meet a batch's rows halfway.
+                let chunk = tokio::select! {
+                    chunk = events.next() => chunk,
+                    Some(DropFinished { before, done }) = drops.recv() => {
+                        let _ = done.send(self.drop_finished(before).await);
+                        continue;
+                    }
+                };
+                let Some(chunk) = chunk else { break };
                 let failed = chunk.iter().position(Result::is_err);
                 let batch: Vec<RecordedEvent> = chunk
                     .iter()
@@ -153,6 +185,19 @@ impl Follower {
         }
     }
 
+    /// Drops the rows of tasks finished before `before`, a chunk per transaction.
+    async fn drop_finished(&self, before: DateTime<Utc>) -> Result<usize, ReadModelError> {
+        let mut dropped = 0;
+        loop {
+            let tables = self.tables.clone();
+            let chunk = blocking(move || tables.drop_finished(before, DROP_CHUNK)).await?;
+            dropped += chunk;
+            if chunk < DROP_CHUNK {
+                return Ok(dropped);
+            }
+        }
+    }
+
     /// Folds `batch` into memory, stores what it changed with its last
     /// position, then lets finished tasks leave memory.
     pub(crate) async fn apply(&self, batch: &[RecordedEvent]) -> Result<(), ReadModelError> {
@@ -168,12 +213,16 @@ impl Follower {
     pub(crate) async fn fold(&self, batch: &[RecordedEvent]) -> Result<Changes, ReadModelError> {
         let touched = Touched::by(batch);
         let cold = self.cold_tasks(&touched);
-        let priors = if cold.is_empty() {
+        let mut priors = if cold.is_empty() {
             Vec::new()
         } else {
             let tables = self.tables.clone();
-            blocking(move || tables.tasks(&cold)).await?
+            let wanted = cold.clone();
+            blocking(move || tables.tasks(&wanted)).await?
         };
+        if priors.len() < cold.len() {
+            priors.extend(self.dropped_tasks(&cold, &priors).await?);
+        }
         let mut views = self.views.write().expect("projections lock");
         priors.into_iter().for_each(|task| views.insert_task(task));
         let from = views.position;
@@ -207,6 +256,28 @@ impl Follower {
             .filter(|(id, first)| **first > 0 && !views.tasks.contains_key(id))
             .map(|(id, _)| *id)
             .collect()
+    }
+
+    /// Tasks whose rows were dropped (`--retain-finished`) and that changed
+    /// again (a retry): folded from their streams up to the views' position,
+    /// so they come back.
+    async fn dropped_tasks(
+        &self,
+        cold: &[TaskId],
+        found: &[TaskView],
+    ) -> Result<Vec<TaskView>, ReadModelError> {
+        let until = self.views.read().expect("projections lock").position;
+        let mut folded = Vec::new();
+        for id in cold.iter().filter(|id| found.iter().all(|t| t.id != **id)) {
+            let events = self
+                .store
+                .read_stream(&id.stream(), 0, usize::MAX)
+                .await
+                .map_err(|error| ReadModelError(error.to_string()))?;
+            let before = events.iter().take_while(|e| e.position <= until);
+            folded.extend(TaskView::fold(before));
+        }
+        Ok(folded)
     }
 
     /// Memory as the tables hold it, after a failed commit left memory ahead.

@@ -1,5 +1,6 @@
 //! Time moves tasks on its own: pending tasks expire, lapsed leases go back to
-//! the queue, schedules create their due runs. Each is an event like every other, appended with the revision it
+//! the queue, schedules create their due runs, and finished tasks past the
+//! retention leave the views. Each is an event like every other, appended with the revision it
 //! was decided on, so with several nodes each happens once.
 
 use std::time::Duration;
@@ -13,14 +14,30 @@ use crate::rules::task::Command;
 /// How often the jobs look at the clock.
 const TICK: Duration = Duration::from_millis(100);
 
-/// Runs the jobs until the process ends.
-pub async fn run(service: Service) {
+/// How often finished tasks past `--retain-finished` are dropped from the views.
+const RETENTION_EVERY: chrono::Duration = chrono::Duration::minutes(1);
+
+/// Runs the jobs until the process ends; with `retain_finished`, tasks that
+/// finished longer ago than that leave the views (not the log).
+pub async fn run(service: Service, retain_finished: Option<chrono::Duration>) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_drop = None;
     loop {
         tick.tick().await;
         if let Err(error) = run_due(&service).await {
             tracing::warn!(%error, "the expiry and lease jobs failed; retrying");
+        }
+        let now = service.clock.now();
+        if let Some(retain) = retain_finished {
+            if last_drop.is_none_or(|at| now - at >= RETENTION_EVERY) {
+                last_drop = Some(now);
+                match service.views.drop_finished(now - retain).await {
+                    Ok(0) => {}
+                    Ok(dropped) => tracing::info!(dropped, "finished tasks left the views"),
+                    Err(error) => tracing::warn!(%error, "dropping finished tasks failed"),
+                }
+            }
         }
     }
 }

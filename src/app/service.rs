@@ -134,6 +134,11 @@ impl Service {
         Ok(self.views.task(id)?)
     }
 
+    /// Whether the log holds the task's stream.
+    pub async fn in_log(&self, id: TaskId) -> Result<bool, ServiceError> {
+        Ok(!self.store.read_stream(&id.stream(), 0, 1).await?.is_empty())
+    }
+
     /// A page of tasks in creation order, as the views show them now.
     pub fn list(&self, query: &TaskQuery) -> Result<Vec<TaskView>, ServiceError> {
         Ok(self.views.list(query)?)

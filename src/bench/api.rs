@@ -14,8 +14,8 @@ use super::{
 };
 use crate::app::clock::SystemClock;
 use crate::http::auth::{new_secret, Scope, Token, Tokens};
-use crate::http::Limits;
 use crate::server::Server;
+use crate::server::Settings;
 use crate::Failure;
 
 #[derive(Debug, Args)]
@@ -59,7 +59,7 @@ pub async fn run(bench: ApiBench) -> Result<Vec<Figure>, Failure> {
         fresh.url.open_views()?,
         tokens,
         clock,
-        Limits::default(),
+        Settings::default(),
     )
     .await?;
     let api = Client {

@@ -10,6 +10,7 @@ use tasklog_events::EventStore;
 
 use crate::app::store_url::StoreUrl;
 use crate::http::Limits;
+use crate::server::Settings;
 use crate::Failure;
 
 /// Where the log lives; every command that reads it takes these.
@@ -100,9 +101,23 @@ pub struct ServeArgs {
     /// Seconds a shutdown waits for requests and event streams in flight.
     #[arg(long, env = "TASKLOG_SHUTDOWN_GRACE", default_value_t = Limits::default().shutdown_grace.as_secs())]
     pub shutdown_grace: u64,
+    /// Completed and failed tasks leave the views (lists, GET) this long after
+    /// they finished, like `30d` or `12h`; their history stays in the log.
+    /// Off by default.
+    #[arg(long, env = "TASKLOG_RETAIN_FINISHED", value_parser = humantime::parse_duration)]
+    pub retain_finished: Option<Duration>,
 }
 
 impl ServeArgs {
+    pub fn settings(&self) -> Settings {
+        Settings {
+            limits: self.limits(),
+            retain_finished: self
+                .retain_finished
+                .map(|d| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)),
+        }
+    }
+
     pub fn limits(&self) -> Limits {
         Limits {
             max_connections: self.max_connections.max(1),

@@ -97,7 +97,7 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
     let tokens = Tokens::load_or_create(&args.store.data_dir, std::env::var("TASKLOG_TOKEN").ok())?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let clock = Arc::new(SystemClock);
-    let server = Server::start(listener, store, views, tokens, clock, args.limits()).await?;
+    let server = Server::start(listener, store, views, tokens, clock, args.settings()).await?;
     tracing::info!(addr = %server.addr, store = %url, "tasklog is serving");
     shutdown_signal().await;
     tracing::info!("shutting down");

@@ -27,7 +27,8 @@ pub struct ErrorBody {
     /// What went wrong, for people.
     pub message: String,
     /// For `invalid_fields`: what is wrong with each field, by its path
-    /// (`task.tags` for a field of a nested object).
+    /// (`task.tags` for a field of a nested object). For `task_not_retained`:
+    /// `events`, the path of the task's history.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub details: Option<Map<String, Value>>,
 }
@@ -35,6 +36,11 @@ pub struct ErrorBody {
 /// Everything the API can answer instead of what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// HTTP 404: the task finished before the retention window
+    /// (`--retain-finished`) and left the views; `details.events` is where
+    /// its history is.
+    #[error("task {id} finished before the retention window (--retain-finished) and left the views; its history is at /v1/tasks/{id}/events, and ?asOf= or ?revision= show it as it was")]
+    NotRetained { id: String },
     /// HTTP 400: the body or the query has invalid fields, each named in `details`.
     #[error("the request has invalid fields")]
     InvalidFields(Map<String, Value>),
@@ -143,6 +149,7 @@ impl ApiError {
                 Rejection::ScheduleNotPaused => (S::CONFLICT, "schedule_not_paused"),
                 Rejection::NotNextRun { .. } => (S::CONFLICT, "not_next_run"),
             },
+            ApiError::NotRetained { .. } => (S::NOT_FOUND, "task_not_retained"),
             ApiError::ConsumerNotFound => (S::NOT_FOUND, "consumer_not_found"),
             ApiError::RouteNotFound => (S::NOT_FOUND, "route_not_found"),
             ApiError::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method_not_allowed"),
@@ -215,6 +222,10 @@ impl ApiError {
         let message = self.to_string();
         let details = match self {
             ApiError::InvalidFields(details) => Some(details),
+            ApiError::NotRetained { id } => Some(Map::from_iter([(
+                "events".to_owned(),
+                format!("/v1/tasks/{id}/events").into(),
+            )])),
             _ => None,
         };
         let body = ErrorBody {

@@ -126,7 +126,7 @@ pub async fn create(
 #[utoipa::path(get, path = "/v1/tasks/{id}", tag = "tasks", operation_id = "getTask",
     params(("id" = String, Path, description = "the task id"), TimeTravel),
     responses((status = 200, description = "the task", body = Task),
-        (status = 404, description = "`task_not_found`", body = ErrorBody)))]
+        (status = 404, description = "`task_not_found`, or `task_not_retained`: it finished before `--retain-finished` and left the views; `details.events` is its history", body = ErrorBody)))]
 pub async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -156,8 +156,14 @@ pub async fn show(
                 .await?
         }
     };
-    let task = task.ok_or(Rejection::TaskNotFound)?;
-    Ok(axum::Json(Task::from(&task)).into_response())
+    match task {
+        Some(task) => Ok(axum::Json(Task::from(&task)).into_response()),
+        // Not in the views: never made, or dropped by the retention.
+        None if state.service.in_log(task_id).await? => Err(ApiError::NotRetained {
+            id: task_id.to_string(),
+        }),
+        None => Err(ApiError::Rejected(Rejection::TaskNotFound)),
+    }
 }
 
 /// Tasks in the order they were created, filtered by state and type, a page at a time.

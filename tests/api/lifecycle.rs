@@ -224,3 +224,63 @@ async fn health_and_openapi_need_no_token_and_the_document_is_the_checked_in_one
     .unwrap();
     assert_eq!(served.body, checked_in);
 }
+
+/// With `--retain-finished`, a task that finished longer ago than that leaves
+/// the views: lists skip it and GET says where its history is, which still
+/// reads, as does the task as it was. Tasks that finished since stay.
+#[tokio::test]
+async fn finished_tasks_past_the_retention_leave_the_views_and_keep_their_history() {
+    let api = TestServer::start_settings(Settings {
+        retain_finished: Some(chrono::Duration::hours(1)),
+        ..Settings::default()
+    })
+    .await;
+    api.clock.advance(chrono::Duration::hours(-1)); // before the tasks are available
+    let old = api.create("old", "email", 0).await;
+    api.clock.advance(chrono::Duration::hours(1));
+    let claimed = api
+        .post("/v1/tasks/claim", claim_body("w", &["email"]))
+        .await;
+    assert_eq!(claimed.body["id"], old.as_str());
+    let done = api
+        .post(&format!("/v1/tasks/{old}/complete"), json!({"worker": "w"}))
+        .await;
+    assert_eq!(done.body["state"], "completed");
+    let recent = api.create("recent", "email", 0).await;
+    api.clock.advance(chrono::Duration::minutes(61)); // `recent` expires: it finishes now
+
+    let mut gone = api.get(&format!("/v1/tasks/{old}")).await;
+    for _ in 0..100 {
+        if gone.status == StatusCode::NOT_FOUND {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        gone = api.get(&format!("/v1/tasks/{old}")).await;
+    }
+    assert_eq!(gone.status, StatusCode::NOT_FOUND, "{:?}", gone.body);
+    assert_eq!(gone.body["reason"], "task_not_retained");
+    assert_eq!(
+        gone.body["details"]["events"],
+        format!("/v1/tasks/{old}/events")
+    );
+
+    let listed = api.get("/v1/tasks?limit=100").await.body;
+    let ids: Vec<&str> = listed["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [recent.as_str()]);
+    assert_eq!(
+        api.get(&format!("/v1/tasks/{recent}")).await.body["state"],
+        "failed"
+    );
+
+    let history = api.get(&format!("/v1/tasks/{old}/events")).await;
+    assert_eq!(history.status, StatusCode::OK);
+    let as_it_was = api.get(&format!("/v1/tasks/{old}?revision=2")).await;
+    assert_eq!(as_it_was.body["state"], "completed");
+    let unknown = api.get("/v1/tasks/0123456789abcdef0123456789abcdef").await;
+    assert_eq!(unknown.body["reason"], "task_not_found");
+}

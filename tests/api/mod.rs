@@ -24,7 +24,7 @@ use tasklog::app::clock::ManualClock;
 use tasklog::app::store_url::StoreUrl;
 use tasklog::http::auth::{RateLimit, Scope, Token, Tokens};
 use tasklog::http::Limits;
-use tasklog::server::Server;
+use tasklog::server::{Server, Settings};
 
 /// The clock every test starts at.
 pub fn start_time() -> DateTime<Utc> {
@@ -103,18 +103,27 @@ impl TestServer {
 
     /// [`TestServer::start`], taking at most `limits` from its clients.
     pub async fn start_with(limits: Limits) -> TestServer {
+        TestServer::start_settings(Settings {
+            limits,
+            ..Settings::default()
+        })
+        .await
+    }
+
+    /// [`TestServer::start`], with these settings.
+    pub async fn start_settings(settings: Settings) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let mut server = TestServer::launch(dir.path(), start_time(), limits).await;
+        let mut server = TestServer::launch(dir.path(), start_time(), settings).await;
         server._dir = Some(dir);
         server
     }
 
     /// A server on the embedded store in `dir`, its clock at `now`.
     pub async fn start_in(dir: &Path, now: DateTime<Utc>) -> TestServer {
-        TestServer::launch(dir, now, Limits::default()).await
+        TestServer::launch(dir, now, Settings::default()).await
     }
 
-    async fn launch(dir: &Path, now: DateTime<Utc>, limits: Limits) -> TestServer {
+    async fn launch(dir: &Path, now: DateTime<Utc>, settings: Settings) -> TestServer {
         let url = StoreUrl::default_in(dir);
         let (store, views) = (url.open().await.unwrap(), url.open_views().unwrap());
         let clock = ManualClock::new(now);
@@ -125,7 +134,7 @@ impl TestServer {
             views,
             tokens(),
             Arc::new(clock.clone()),
-            limits,
+            settings,
         )
         .await
         .unwrap();

@@ -13,6 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use tasklog_events::{Position, TaskId};
 use tasklog_projections::{
@@ -31,6 +32,7 @@ const SCHEMA: &str = "
         id               BLOB NOT NULL,        -- 16 bytes
         state            TEXT NOT NULL,
         type             TEXT NOT NULL,
+        finished_time    INTEGER,              -- µs since 1970 once completed or failed
         view             TEXT NOT NULL         -- JSON: the whole task view
     );
     CREATE UNIQUE INDEX IF NOT EXISTS tasks_id ON tasks (id);
@@ -52,6 +54,9 @@ const LIST_INDEXES: &str = "
     CREATE INDEX IF NOT EXISTS tasks_state ON tasks (state, created_position);
     CREATE INDEX IF NOT EXISTS tasks_type ON tasks (type, created_position);
     CREATE INDEX IF NOT EXISTS tasks_type_state ON tasks (type, state, created_position);
+    CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (finished_time) WHERE finished_time IS NOT NULL;
+    CREATE INDEX IF NOT EXISTS task_labels_task ON task_labels (created_position);
+    CREATE INDEX IF NOT EXISTS task_tags_task ON task_tags (created_position);
 ";
 
 const TABLES: [&str; 5] = [
@@ -257,12 +262,23 @@ impl ReadModelTables for SqliteReadModels {
         tx.commit().map_err(failed)
     }
 
+    fn drop_finished(&self, before: DateTime<Utc>, limit: usize) -> Result<usize, ReadModelError> {
+        let mut conn = self.writer.lock().expect("read model writer");
+        let tx = conn.transaction().map_err(failed)?;
+        let dropped = drop_finished(&tx, before, limit).map_err(failed)?;
+        tx.commit().map_err(failed)?;
+        Ok(dropped)
+    }
+
     fn begin_rebuild(&self) -> Result<(), ReadModelError> {
         self.clear()?;
         self.execute(
             "DROP INDEX IF EXISTS tasks_state;
              DROP INDEX IF EXISTS tasks_type;
              DROP INDEX IF EXISTS tasks_type_state;
+             DROP INDEX IF EXISTS tasks_finished;
+             DROP INDEX IF EXISTS task_labels_task;
+             DROP INDEX IF EXISTS task_tags_task;
              PRAGMA synchronous = OFF;",
         )
     }
@@ -314,8 +330,10 @@ fn load(conn: &Connection) -> rusqlite::Result<Snapshot> {
 
 fn store(tx: &rusqlite::Transaction<'_>, changes: &Changes) -> rusqlite::Result<()> {
     let mut upsert = tx.prepare_cached(
-        "INSERT INTO tasks (created_position, id, state, type, view) VALUES (?, ?, ?, ?, ?)
-         ON CONFLICT (created_position) DO UPDATE SET state = excluded.state, view = excluded.view",
+        "INSERT INTO tasks (created_position, id, state, type, finished_time, view)
+         VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (created_position) DO UPDATE SET
+            state = excluded.state, finished_time = excluded.finished_time, view = excluded.view",
     )?;
     let mut label = tx.prepare_cached(
         "INSERT OR IGNORE INTO task_labels (key, value, created_position) VALUES (?, ?, ?)",
@@ -329,6 +347,9 @@ fn store(tx: &rusqlite::Transaction<'_>, changes: &Changes) -> rusqlite::Result<
             task.id.0.as_bytes(),
             task.state.as_str(),
             task.task_type,
+            task.state
+                .is_finished()
+                .then(|| task.modified_time.timestamp_micros()),
             encode(task)?,
         ])?;
         // Labels and tags are set when a task is created and never change.
@@ -368,6 +389,31 @@ fn store(tx: &rusqlite::Transaction<'_>, changes: &Changes) -> rusqlite::Result<
         [changes.position.0 as i64],
     )?;
     Ok(())
+}
+
+fn drop_finished(
+    tx: &rusqlite::Transaction<'_>,
+    before: DateTime<Utc>,
+    limit: usize,
+) -> rusqlite::Result<usize> {
+    tx.execute_batch(
+        "CREATE TEMP TABLE IF NOT EXISTS dropping (created_position INTEGER PRIMARY KEY);
+         DELETE FROM temp.dropping;",
+    )?;
+    let chosen = tx.execute(
+        "INSERT INTO temp.dropping SELECT created_position FROM tasks
+         WHERE finished_time IS NOT NULL AND finished_time < ? ORDER BY finished_time LIMIT ?",
+        params![before.timestamp_micros(), limit as i64],
+    )?;
+    for table in ["task_labels", "task_tags", "tasks"] {
+        tx.execute(
+            &format!(
+                "DELETE FROM {table} WHERE created_position IN (SELECT created_position FROM temp.dropping)"
+            ),
+            [],
+        )?;
+    }
+    Ok(chosen)
 }
 
 fn encode<T: serde::Serialize>(value: &T) -> rusqlite::Result<String> {

@@ -493,7 +493,7 @@ pub async fn fanout_subscribers_each_get_the_log_once_in_order(store: Arc<dyn Ev
             while got.len() < 450 {
                 let event = subscription.next().await.expect("ended").unwrap();
                 got.push((*event).clone());
-                if pause_every > 0 && got.len() as u64 % pause_every == 0 {
+                if pause_every > 0 && (got.len() as u64).is_multiple_of(pause_every) {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
             }
