@@ -149,17 +149,19 @@ fn make_private(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
+/// A connection that only reads `path`, set up by `pragmas` (its cache, its map).
+fn open_reader_with(path: &Path, pragmas: &str) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    conn.execute_batch(
-        "PRAGMA query_only = ON;
-         PRAGMA busy_timeout = 5000;
-         PRAGMA mmap_size = 1073741824;",
-    )?;
+    conn.execute_batch("PRAGMA query_only = ON; PRAGMA busy_timeout = 5000;")?;
+    conn.execute_batch(pragmas)?;
     Ok(conn)
+}
+
+fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
+    open_reader_with(path, "PRAGMA mmap_size = 1073741824;")
 }
 
 /// Drops the events a read saw that are not yet durable.

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
 use tasklog_events::{Position, TaskId};
 use tasklog_projections::{
     Changes, ReadModelError, ReadModelTables, Snapshot, Stats, TaskQuery, TaskView,
@@ -165,17 +165,8 @@ fn lock(path: &Path) -> Result<std::fs::File, ReadModelError> {
 }
 
 fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
     // A small cache and no map of the file: memory must not grow with the rows.
-    conn.execute_batch(
-        "PRAGMA query_only = ON;
-         PRAGMA busy_timeout = 5000;
-         PRAGMA cache_size = -4096;",
-    )?;
-    Ok(conn)
+    crate::open_reader_with(path, "PRAGMA cache_size = -4096;")
 }
 
 impl ReadModelTables for SqliteReadModels {
