@@ -25,20 +25,44 @@ const REBUILD_BATCH: usize = 16_384;
 pub async fn rebuild(
     store: Arc<dyn EventStore>,
     tables: Arc<dyn ReadModelTables>,
-    mut progress: impl FnMut(Position, Position),
+    progress: impl FnMut(Position, Position),
 ) -> Result<u64, Failure> {
     let head = store.head().await?;
     let begun = tables.clone();
     blocking(move || begun.begin_rebuild()).await?;
+    let (_, folded) = catch_up(
+        store,
+        tables.clone(),
+        Projections::default(),
+        head,
+        progress,
+    )
+    .await?;
+    blocking(move || tables.finish_rebuild()).await?;
+    Ok(folded)
+}
+
+/// Folds the log from `views`' position up to `head` into them and into
+/// `tables` (which must be at that position), in large batches, each folded
+/// while the one before is stored: how a start far behind the log catches
+/// up. Returns the views and how many events were folded.
+pub async fn catch_up(
+    store: Arc<dyn EventStore>,
+    tables: Arc<dyn ReadModelTables>,
+    views: Projections,
+    head: Position,
+    mut progress: impl FnMut(Position, Position),
+) -> Result<(Projections, u64), Failure> {
+    let after = views.position;
     let follower = Follower {
         store: store.clone(),
-        views: Arc::new(RwLock::new(Projections::default())),
+        views: Arc::new(RwLock::new(views)),
         tables: tables.clone(),
-        publish: watch::channel(Position::START).0,
+        publish: watch::channel(after).0,
     };
     // Two stages on two threads: a batch is folded while the one before is stored.
     let mut storing: Option<JoinHandle<Result<Changes, ReadModelError>>> = None;
-    let mut pages = read_ahead(store.clone());
+    let mut pages = read_ahead(store, after);
     let mut folded = 0;
     while let Some(mut page) = pages.recv().await.transpose()? {
         page.retain(|event| event.position <= head);
@@ -62,17 +86,21 @@ pub async fn rebuild(
     }
     if let Some(stored) = storing {
         let stored = stored.await??;
+        follower.stored(&stored);
         progress(stored.position, head);
     }
-    blocking(move || tables.finish_rebuild()).await?;
-    Ok(folded)
+    let views = std::mem::take(&mut *follower.views.write().expect("projections lock"));
+    Ok((views, folded))
 }
 
 /// The log's pages, read on a task of their own while the last is folded.
-fn read_ahead(store: Arc<dyn EventStore>) -> mpsc::Receiver<Result<Vec<RecordedEvent>, ReadError>> {
+fn read_ahead(
+    store: Arc<dyn EventStore>,
+    after: Position,
+) -> mpsc::Receiver<Result<Vec<RecordedEvent>, ReadError>> {
     let (pages, receiver) = mpsc::channel(2);
     tokio::spawn(async move {
-        let mut reader = read_all_pages(&*store, Position::START, REBUILD_BATCH);
+        let mut reader = read_all_pages(&*store, after, REBUILD_BATCH);
         while let Some(page) = reader.next().await {
             if pages.send(page).await.is_err() {
                 break;

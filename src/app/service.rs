@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tasklog_events::schedule_event::ScheduleId;
 use tasklog_events::{EventStore, Fanout, Position, TaskId};
+use tasklog_projections::rebuild::catch_up;
 use tasklog_projections::{ProjectionRunner, ReadModelError, ReadModelTables, TaskQuery, TaskView};
 
 use crate::app::clock::Clock;
@@ -20,6 +21,8 @@ pub(super) const VISIBLE_WITHIN: Duration = Duration::from_secs(10);
 /// How many recent events live subscribers share from memory; one further
 /// behind reads the log until it catches up.
 const SUBSCRIBER_RING: usize = 4096;
+/// A start further behind the log than this catches up in large batches.
+const CATCH_UP_IN_BULK: u64 = 50_000;
 /// How often a long catch-up at start says how far it got.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
@@ -96,7 +99,22 @@ impl Service {
             seconds = started.elapsed().as_secs_f64(),
             "loaded the stored views"
         );
-        let views = ProjectionRunner::spawn(store.clone(), tables, snapshot.into_projections());
+        let mut projections = snapshot.into_projections();
+        if head.0 - projections.position.0 > CATCH_UP_IN_BULK {
+            // Far behind (a first start on a long log, new views, a long stop):
+            // large batches, each folded while the one before is stored.
+            tracing::info!(from = %projections.position, %head, "catching up with the log in bulk");
+            let mut next_report = std::time::Instant::now() + PROGRESS_EVERY;
+            let report = |at: Position, head: Position| {
+                if std::time::Instant::now() >= next_report {
+                    next_report += PROGRESS_EVERY;
+                    tracing::info!(%at, %head, "catching up with the log in bulk");
+                }
+            };
+            let caught_up = catch_up(store.clone(), tables.clone(), projections, head, report);
+            projections = caught_up.await.map_err(ServiceError::Unavailable)?.0;
+        }
+        let views = ProjectionRunner::spawn(store.clone(), tables, projections);
         let behind = head.0 - views.position().0;
         if behind > 0 {
             tracing::info!(from = %views.position(), %head, events = behind, "catching up with the log");

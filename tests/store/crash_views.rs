@@ -258,3 +258,75 @@ async fn post(http: &reqwest::Client, base: &str, path: &str, body: Value) -> Op
     assert!(status.is_success(), "{path}: {status} {text}");
     Some(serde_json::from_str(&text).unwrap_or(Value::Null))
 }
+
+/// A start far behind the log catches up in bulk from the stored position:
+/// folded in two legs, the stored views equal one fold of the whole log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_catch_up_resumes_from_the_stored_position() {
+    use tasklog_events::task_event::{TaskCompleted, TaskCreated, TaskStarted};
+    use tasklog_events::{
+        DomainEvent, EventStore, ExpectedRevision, Metadata, Position, TaskEvent, TaskId,
+    };
+    use tasklog_projections::rebuild::{catch_up, check};
+    use tasklog_projections::ReadModelTables;
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = tasklog::app::store_url::StoreUrl::default_in(dir.path());
+    let store = url.open().await.unwrap();
+    let now = chrono::Utc::now();
+    for n in 0..600 {
+        let mut events = vec![TaskEvent::Created(TaskCreated {
+            name: format!("t{n}"),
+            task_type: ["email", "resize"][n % 2].into(),
+            available_time: now,
+            expiration_time: now + chrono::Duration::days(1),
+            ..TaskCreated::default()
+        })];
+        if n % 5 != 0 {
+            events.push(TaskEvent::Started(TaskStarted {
+                worker: "w".into(),
+                attempt: 1,
+                lease_expires_at: now + chrono::Duration::minutes(5),
+            }));
+        }
+        if n % 5 > 1 {
+            events.push(TaskEvent::Completed(TaskCompleted { worker: "w".into() }));
+        }
+        let events = events
+            .iter()
+            .map(|e| e.to_new_event(now, Metadata::default()))
+            .collect();
+        let stream = TaskId::new().stream();
+        store
+            .append(&stream, ExpectedRevision::NoStream, events)
+            .await
+            .unwrap();
+    }
+    let head = store.head().await.unwrap();
+    let tables = url.open_views().unwrap();
+    let half = Position(head.0 / 2);
+    let (first, _) = catch_up(
+        store.clone(),
+        tables.clone(),
+        Default::default(),
+        half,
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(first.position, half);
+    let loaded = tables.load().unwrap();
+    assert_eq!(loaded.position, half);
+    let (all, folded) = catch_up(
+        store.clone(),
+        tables.clone(),
+        loaded.into_projections(),
+        head,
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(all.position, head);
+    assert_eq!(folded, head.0 - half.0);
+    assert_eq!(check(&*store, tables).await.unwrap(), Vec::<String>::new());
+}
