@@ -264,11 +264,8 @@ async fn post(http: &reqwest::Client, base: &str, path: &str, body: Value) -> Op
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bulk_catch_up_resumes_from_the_stored_position() {
     use tasklog_events::task_event::{TaskCompleted, TaskCreated, TaskStarted};
-    use tasklog_events::{
-        DomainEvent, EventStore, ExpectedRevision, Metadata, Position, TaskEvent, TaskId,
-    };
+    use tasklog_events::{ExpectedRevision, Metadata, Position, TaskEvent, TaskId};
     use tasklog_projections::rebuild::{catch_up, check};
-    use tasklog_projections::ReadModelTables;
 
     let dir = tempfile::tempdir().unwrap();
     let url = tasklog::app::store_url::StoreUrl::default_in(dir.path());
