@@ -127,6 +127,18 @@ impl SqliteReadModels {
         Ok(tables)
     }
 
+    /// Runs `write` in one transaction on the writer's connection.
+    fn write<T>(
+        &self,
+        write: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T, ReadModelError> {
+        let mut conn = self.writer.lock().expect("read model writer");
+        let tx = conn.transaction().map_err(failed)?;
+        let written = write(&tx).map_err(failed)?;
+        tx.commit().map_err(failed)?;
+        Ok(written)
+    }
+
     /// Runs `read` on a read connection (the writer's, in memory).
     fn read<T>(
         &self,
@@ -232,33 +244,24 @@ impl ReadModelTables for SqliteReadModels {
     }
 
     fn commit(&self, changes: &Changes) -> Result<(), ReadModelError> {
-        let mut conn = self.writer.lock().expect("read model writer");
-        let tx = conn.transaction().map_err(failed)?;
-        store(&tx, changes).map_err(failed)?;
-        tx.commit().map_err(failed)
+        self.write(|tx| store(tx, changes))
     }
 
     fn clear(&self) -> Result<(), ReadModelError> {
-        let mut conn = self.writer.lock().expect("read model writer");
-        let tx = conn.transaction().map_err(failed)?;
-        for table in TABLES {
-            tx.execute(&format!("DELETE FROM {table}"), [])
-                .map_err(failed)?;
-        }
-        tx.execute(
-            "INSERT INTO read_model (id, version, position) VALUES (1, ?, 0)",
-            [READ_MODEL_VERSION],
-        )
-        .map_err(failed)?;
-        tx.commit().map_err(failed)
+        self.write(|tx| {
+            for table in TABLES {
+                tx.execute(&format!("DELETE FROM {table}"), [])?;
+            }
+            tx.execute(
+                "INSERT INTO read_model (id, version, position) VALUES (1, ?, 0)",
+                [READ_MODEL_VERSION],
+            )?;
+            Ok(())
+        })
     }
 
     fn drop_finished(&self, before: DateTime<Utc>, limit: usize) -> Result<usize, ReadModelError> {
-        let mut conn = self.writer.lock().expect("read model writer");
-        let tx = conn.transaction().map_err(failed)?;
-        let dropped = drop_finished(&tx, before, limit).map_err(failed)?;
-        tx.commit().map_err(failed)?;
-        Ok(dropped)
+        self.write(|tx| drop_finished(tx, before, limit))
     }
 
     fn begin_rebuild(&self) -> Result<(), ReadModelError> {
