@@ -47,15 +47,6 @@ impl From<ReadModelError> for ServiceError {
     }
 }
 
-/// Runs a call on the stored views off the async threads.
-async fn blocking<T: Send + 'static>(
-    tables: Arc<dyn ReadModelTables>,
-    call: impl FnOnce(&dyn ReadModelTables) -> Result<T, ReadModelError> + Send + 'static,
-) -> Result<T, ServiceError> {
-    let done = tokio::task::spawn_blocking(move || call(&*tables)).await;
-    Ok(done.map_err(|e| ServiceError::Unavailable(e.into()))??)
-}
-
 impl From<tasklog_events::ReadError> for ServiceError {
     fn from(error: tasklog_events::ReadError) -> Self {
         ServiceError::Unavailable(error.into())
@@ -87,11 +78,13 @@ impl Service {
     ) -> Result<Self, ServiceError> {
         let started = std::time::Instant::now();
         let head = store.head().await?;
-        let mut snapshot = blocking(tables.clone(), |t| t.load()).await?;
+        // Before anything is served: reading the tasks in flight may block here.
+        let mut snapshot = tables.load()?;
         if snapshot.position > head {
             tracing::warn!(views = %snapshot.position, %head,
                 "the stored views are ahead of the log (another store's?); building them again");
-            snapshot = blocking(tables.clone(), |t| t.clear().and_then(|()| t.load())).await?;
+            tables.clear()?;
+            snapshot = tables.load()?;
         }
         tracing::info!(
             position = %snapshot.position,
