@@ -127,18 +127,6 @@ impl Service {
         command: Command,
         metadata: &Metadata,
     ) -> Result<TaskWritten, ServiceError> {
-        if let Command::Create(_) = &command {
-            // A new task's stream must not exist, which the append checks
-            // without a read of the views; if it does, the log decides below.
-            let new = Loaded {
-                state: None,
-                expected: ExpectedRevision::NoStream,
-            };
-            match self.write_once(id, new, &command, metadata).await {
-                Err(ServiceError::Contended) => {}
-                outcome => return TaskWritten::of(outcome?),
-            }
-        }
         TaskWritten::of(self.write::<TaskView>(id, &command, metadata).await?)
     }
 
