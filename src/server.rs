@@ -74,8 +74,15 @@ impl Server {
         let served = self.http.await.map_err(std::io::Error::other)?;
         self.jobs.abort();
         let _ = self.jobs.await;
-        // Lets go of the read models, so a server may open them again.
-        self.state.service.views.stop().await;
+        // Stores what the log holds, so a clean stop leaves nothing to catch
+        // up, then lets go of the read models, so a server may open them again.
+        let views = &self.state.service.views;
+        if let Ok(head) = self.state.service.head().await {
+            views
+                .wait_for(head, std::time::Duration::from_secs(5))
+                .await;
+        }
+        views.stop().await;
         served
     }
 }
