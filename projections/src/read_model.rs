@@ -9,7 +9,9 @@
 //! agree and a start resumes from there.
 
 use std::fmt;
+use std::sync::Arc;
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use tasklog_events::schedule_event::ScheduleId;
@@ -81,28 +83,38 @@ pub struct TaskQuery {
     pub limit: usize,
 }
 
-/// The stored read models. Calls block (a point read takes microseconds); the
-/// applier runs its commits on a blocking thread.
+/// The stored read models, in a file of the node's own (SQLite) or in the
+/// database that nodes share (PostgreSQL).
+#[async_trait]
 pub trait ReadModelTables: Send + Sync {
-    /// The stored position, hot set and small models; position 0 when empty.
-    fn load(&self) -> Result<Snapshot, ReadModelError>;
-    /// The stored rows of these tasks (absent ones are left out).
-    fn tasks(&self, ids: &[TaskId]) -> Result<Vec<TaskView>, ReadModelError>;
+    /// The stored position, hot set and small models, as of one moment;
+    /// position 0 when empty.
+    async fn load(&self) -> Result<Snapshot, ReadModelError>;
+    /// The stored rows of these tasks (absent ones are left out). Where
+    /// nodes share the tables, a row may be newer than this node's position.
+    async fn tasks(&self, ids: &[TaskId]) -> Result<Vec<TaskView>, ReadModelError>;
     /// Up to `limit` rows in creation order.
-    fn list(&self, query: &TaskQuery) -> Result<Vec<TaskView>, ReadModelError>;
+    async fn list(&self, query: &TaskQuery) -> Result<Vec<TaskView>, ReadModelError>;
     /// Stores a batch's rows and moves the position, in one transaction.
-    fn commit(&self, changes: &Changes) -> Result<(), ReadModelError>;
+    /// Where nodes share the tables, a batch another node already stored is
+    /// left as it is (every node folds the same log into the same rows); a
+    /// batch that starts past the stored position is an error.
+    async fn commit(&self, changes: Arc<Changes>) -> Result<(), ReadModelError>;
     /// Drops every row: the next load starts from position 0.
-    fn clear(&self) -> Result<(), ReadModelError>;
+    async fn clear(&self) -> Result<(), ReadModelError>;
     /// Drops up to `limit` rows of tasks that finished before `before` (with
     /// their list entries); their history stays in the log. How many went.
-    fn drop_finished(&self, before: DateTime<Utc>, limit: usize) -> Result<usize, ReadModelError>;
+    async fn drop_finished(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<usize, ReadModelError>;
     /// Empties the tables for a rebuild and makes them quick to fill (the list
     /// indexes go, nothing is flushed until the end); a rebuild killed
     /// midway leaves a consistent prefix, which the next start goes on from.
-    fn begin_rebuild(&self) -> Result<(), ReadModelError>;
+    async fn begin_rebuild(&self) -> Result<(), ReadModelError>;
     /// Puts the list indexes back and flushes the rows.
-    fn finish_rebuild(&self) -> Result<(), ReadModelError>;
+    async fn finish_rebuild(&self) -> Result<(), ReadModelError>;
 }
 
 /// The tables could not be read or written.

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::read_model::{Changes, ReadModelError, ReadModelTables, TaskQuery};
-use crate::runner::{blocking, Follower};
+use crate::runner::Follower;
 use crate::Projections;
 
 type Failure = Box<dyn std::error::Error + Send + Sync>;
@@ -28,8 +28,7 @@ pub async fn rebuild(
     progress: impl FnMut(Position, Position),
 ) -> Result<u64, Failure> {
     let head = store.head().await?;
-    let begun = tables.clone();
-    blocking(move || begun.begin_rebuild()).await?;
+    tables.begin_rebuild().await?;
     let (_, folded) = catch_up(
         store,
         tables.clone(),
@@ -38,7 +37,7 @@ pub async fn rebuild(
         progress,
     )
     .await?;
-    blocking(move || tables.finish_rebuild()).await?;
+    tables.finish_rebuild().await?;
     Ok(folded)
 }
 
@@ -61,7 +60,7 @@ pub async fn catch_up(
         publish: watch::channel(after).0,
     };
     // Two stages on two threads: a batch is folded while the one before is stored.
-    let mut storing: Option<JoinHandle<Result<Changes, ReadModelError>>> = None;
+    let mut storing: Option<JoinHandle<Result<Arc<Changes>, ReadModelError>>> = None;
     let mut pages = read_ahead(store, after);
     let mut folded = 0;
     while let Some(mut page) = pages.recv().await.transpose()? {
@@ -69,7 +68,7 @@ pub async fn catch_up(
         if page.is_empty() {
             break;
         }
-        let changes = follower.fold(&page).await?;
+        let changes = Arc::new(follower.fold(&page).await?);
         folded += page.len() as u64;
         if let Some(stored) = storing.take() {
             let stored = stored.await??;
@@ -77,8 +76,8 @@ pub async fn catch_up(
             progress(stored.position, head);
         }
         let tables = tables.clone();
-        storing = Some(tokio::task::spawn_blocking(move || {
-            tables.commit(&changes).map(|()| changes)
+        storing = Some(tokio::spawn(async move {
+            tables.commit(changes.clone()).await.map(|()| changes)
         }));
         if page.last().is_some_and(|event| event.position >= head) {
             break;
@@ -116,8 +115,7 @@ pub async fn check(
     store: &dyn EventStore,
     tables: Arc<dyn ReadModelTables>,
 ) -> Result<Vec<String>, Failure> {
-    let loader = tables.clone();
-    let stored = blocking(move || loader.load()).await?;
+    let stored = tables.load().await?;
     let mut fresh = Projections::default();
     let mut pages = read_all_pages(store, Position::START, 8192);
     'log: while let Some(page) = pages.try_next().await? {
@@ -144,9 +142,7 @@ pub async fn check(
     let mut rows = 0;
     let mut order = fresh.by_creation.values();
     loop {
-        let reader = tables.clone();
-        let page_query = query.clone();
-        let page = blocking(move || reader.list(&page_query)).await?;
+        let page = tables.list(&query).await?;
         for row in &page {
             rows += 1;
             match order.next() {

@@ -114,16 +114,17 @@ impl ProjectionRunner {
 
     /// The task as the views show it: from the hot set, else its stored row
     /// (which is at least as new as [`position`](Self::position)).
-    pub fn task(&self, id: TaskId) -> Result<Option<TaskView>, ReadModelError> {
-        if let Some(task) = self.read().tasks.get(&id) {
-            return Ok(Some(task.clone()));
+    pub async fn task(&self, id: TaskId) -> Result<Option<TaskView>, ReadModelError> {
+        let hot = self.read().tasks.get(&id).cloned();
+        if hot.is_some() {
+            return Ok(hot);
         }
-        Ok(self.tables.tasks(&[id])?.pop())
+        Ok(self.tables.tasks(&[id]).await?.pop())
     }
 
     /// A page of stored rows in creation order.
-    pub fn list(&self, query: &TaskQuery) -> Result<Vec<TaskView>, ReadModelError> {
-        self.tables.list(query)
+    pub async fn list(&self, query: &TaskQuery) -> Result<Vec<TaskView>, ReadModelError> {
+        self.tables.list(query).await
     }
 
     /// The last position folded in and stored.
@@ -189,8 +190,7 @@ impl Follower {
     async fn drop_finished(&self, before: DateTime<Utc>) -> Result<usize, ReadModelError> {
         let mut dropped = 0;
         loop {
-            let tables = self.tables.clone();
-            let chunk = blocking(move || tables.drop_finished(before, DROP_CHUNK)).await?;
+            let chunk = self.tables.drop_finished(before, DROP_CHUNK).await?;
             dropped += chunk;
             if chunk < DROP_CHUNK {
                 return Ok(dropped);
@@ -201,9 +201,8 @@ impl Follower {
     /// Folds `batch` into memory, stores what it changed with its last
     /// position, then lets finished tasks leave memory.
     pub(crate) async fn apply(&self, batch: &[RecordedEvent]) -> Result<(), ReadModelError> {
-        let changes = self.fold(batch).await?;
-        let tables = self.tables.clone();
-        let changes = blocking(move || tables.commit(&changes).map(|()| changes)).await?;
+        let changes = Arc::new(self.fold(batch).await?);
+        self.tables.commit(changes.clone()).await?;
         self.stored(&changes);
         Ok(())
     }
@@ -216,12 +215,15 @@ impl Follower {
         let mut priors = if cold.is_empty() {
             Vec::new()
         } else {
-            let tables = self.tables.clone();
-            let wanted = cold.clone();
-            blocking(move || tables.tasks(&wanted)).await?
+            self.tables.tasks(&cold).await?
         };
+        // A row newer than this node's views (another node sharing the
+        // tables stored it) already holds events of this batch: such a task
+        // is folded from its stream instead, like a dropped one.
+        let until = self.views.read().expect("projections lock").position;
+        priors.retain(|task| task.position <= until);
         if priors.len() < cold.len() {
-            priors.extend(self.dropped_tasks(&cold, &priors).await?);
+            priors.extend(self.unstored_tasks(&cold, &priors, until).await?);
         }
         let mut views = self.views.write().expect("projections lock");
         priors.into_iter().for_each(|task| views.insert_task(task));
@@ -258,15 +260,15 @@ impl Follower {
             .collect()
     }
 
-    /// Tasks whose rows were dropped (`--retain-finished`) and that changed
-    /// again (a retry): folded from their streams up to the views' position,
-    /// so they come back.
-    async fn dropped_tasks(
+    /// Tasks without a usable row: dropped (`--retain-finished`) and
+    /// changed again (a retry), or stored by another node ahead of this one.
+    /// Folded from their streams up to the views' position `until`.
+    async fn unstored_tasks(
         &self,
         cold: &[TaskId],
         found: &[TaskView],
+        until: Position,
     ) -> Result<Vec<TaskView>, ReadModelError> {
-        let until = self.views.read().expect("projections lock").position;
         let mut folded = Vec::new();
         for id in cold.iter().filter(|id| found.iter().all(|t| t.id != **id)) {
             let events = self
@@ -283,8 +285,7 @@ impl Follower {
     /// Memory as the tables hold it, after a failed commit left memory ahead.
     async fn reload(&self) -> Position {
         loop {
-            let tables = self.tables.clone();
-            match blocking(move || tables.load()).await {
+            match self.tables.load().await {
                 Ok(snapshot) => {
                     let projections = snapshot.into_projections();
                     let position = projections.position;
@@ -356,12 +357,4 @@ impl Touched {
                 .collect(),
         }
     }
-}
-
-pub(crate) async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, ReadModelError> + Send + 'static,
-) -> Result<T, ReadModelError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|error| ReadModelError(error.to_string()))?
 }

@@ -85,7 +85,7 @@ impl Service {
                         continue;
                     }
                 }
-                let loaded = write::Loaded::from_views(self, id)?;
+                let loaded = write::Loaded::from_views(self, id).await?;
                 let outcome = self.write_once(id, loaded, &command, metadata).await;
                 let outcome = outcome.and_then(TaskWritten::of);
                 self.claiming.lock().expect("claims").remove(&id);

@@ -55,7 +55,7 @@ impl Service {
                         return Err(ServiceError::KeyReused);
                     }
                     let id = reserved.task_id;
-                    if let Some(task) = self.view(id)? {
+                    if let Some(task) = self.view(id).await? {
                         let position = self.views.position();
                         return Ok((TaskWritten { task, position }, true));
                     }

@@ -78,13 +78,12 @@ impl Service {
     ) -> Result<Self, ServiceError> {
         let started = std::time::Instant::now();
         let head = store.head().await?;
-        // Before anything is served: reading the tasks in flight may block here.
-        let mut snapshot = tables.load()?;
+        let mut snapshot = tables.load().await?;
         if snapshot.position > head {
             tracing::warn!(views = %snapshot.position, %head,
                 "the stored views are ahead of the log (another store's?); building them again");
-            tables.clear()?;
-            snapshot = tables.load()?;
+            tables.clear().await?;
+            snapshot = tables.load().await?;
         }
         tracing::info!(
             position = %snapshot.position,
@@ -141,8 +140,8 @@ impl Service {
     }
 
     /// The task as the views show it now.
-    pub fn view(&self, id: TaskId) -> Result<Option<TaskView>, ServiceError> {
-        Ok(self.views.task(id)?)
+    pub async fn view(&self, id: TaskId) -> Result<Option<TaskView>, ServiceError> {
+        Ok(self.views.task(id).await?)
     }
 
     /// Whether the log holds the task's stream.
@@ -151,8 +150,8 @@ impl Service {
     }
 
     /// A page of tasks in creation order, as the views show them now.
-    pub fn list(&self, query: &TaskQuery) -> Result<Vec<TaskView>, ServiceError> {
-        Ok(self.views.list(query)?)
+    pub async fn list(&self, query: &TaskQuery) -> Result<Vec<TaskView>, ServiceError> {
+        Ok(self.views.list(query).await?)
     }
 
     /// The task folded from the first events of its stream that `until` admits:

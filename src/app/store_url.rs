@@ -58,11 +58,11 @@ impl StoreUrl {
     }
 }
 
-/// A store this build left out (its cargo feature was off).
 impl StoreUrl {
-    /// Where the read models of this store live: beside the embedded store's
-    /// file; in memory for PostgreSQL and EventStoreDB, whose nodes fold the
-    /// log again at each start (their own tables are to come; docs/read-models.md).
+    /// Where the read models of this store live when they are a file of the
+    /// node's own: beside the embedded store's file. PostgreSQL keeps them in
+    /// the store's schema, shared by the nodes; EventStoreDB nodes keep them
+    /// in memory and fold the log at each start (docs/read-models.md).
     pub fn views_path(&self) -> Option<PathBuf> {
         match self {
             StoreUrl::Sqlite(path) => Some(PathBuf::from(format!("{}-views", path.display()))),
@@ -70,8 +70,18 @@ impl StoreUrl {
         }
     }
 
+    /// Whether the read models outlive a server: in a file or in the database.
+    pub fn keeps_views(&self) -> bool {
+        !matches!(self, StoreUrl::EventStoreDb(_))
+    }
+
     /// Opens (or creates) this store's read-model tables.
-    pub fn open_views(&self) -> Result<Arc<dyn ReadModelTables>, StorageError> {
+    pub async fn open_views(&self) -> Result<Arc<dyn ReadModelTables>, StorageError> {
+        #[cfg(feature = "postgres")]
+        if let StoreUrl::Postgres(url) = self {
+            let tables = tasklog_store_postgres::PostgresReadModels::connect(url).await?;
+            return Ok(Arc::new(tables));
+        }
         let path = self.views_path();
         let tables = SqliteReadModels::open(path.as_deref()).map_err(|e| {
             let place = path.map_or("memory".into(), |p| p.display().to_string());
@@ -81,6 +91,7 @@ impl StoreUrl {
     }
 }
 
+/// A store this build left out (its cargo feature was off).
 pub fn not_built_in(feature: &str) -> StorageError {
     StorageError::new(format!(
         "this build of tasklog has no {feature} store: build it with the `{feature}` feature"

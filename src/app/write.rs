@@ -5,6 +5,8 @@
 //! conflicts, the state is folded again from the log and the command decided
 //! again. The answer waits until the views include the write.
 
+use std::future::Future;
+
 use chrono::{DateTime, Utc};
 use tasklog_events::consumer_event::{ConsumerAcknowledged, ConsumerEvent};
 use tasklog_events::queue_event::{QueueEvent, QueueLimitSet};
@@ -26,8 +28,8 @@ use crate::rules::Rejection;
 const MAX_ATTEMPTS: usize = 8;
 
 /// The state of one stream that commands are decided on.
-pub trait Aggregate: Sized {
-    type Id: Clone;
+pub trait Aggregate: Sized + Send {
+    type Id: Clone + Send;
     type Command;
     type Event: DomainEvent;
 
@@ -38,8 +40,12 @@ pub trait Aggregate: Sized {
     fn from_projections(views: &Projections, id: Self::Id) -> Option<Self>;
 
     /// The aggregate as the views show it; those kept only on disk are read there.
-    fn from_views(views: &ProjectionRunner, id: Self::Id) -> Result<Option<Self>, ServiceError> {
-        Ok(Self::from_projections(&views.read(), id))
+    fn from_views(
+        views: &ProjectionRunner,
+        id: Self::Id,
+    ) -> impl Future<Output = Result<Option<Self>, ServiceError>> + Send {
+        let found = Self::from_projections(&views.read(), id);
+        async move { Ok(found) }
     }
 
     /// The revision of the last event folded in.
@@ -95,8 +101,8 @@ pub struct Loaded<A> {
 
 impl<A: Aggregate> Loaded<A> {
     /// What the views show; they may lag the log.
-    pub fn from_views(service: &Service, id: A::Id) -> Result<Self, ServiceError> {
-        let state = A::from_views(&service.views, id)?;
+    pub async fn from_views(service: &Service, id: A::Id) -> Result<Self, ServiceError> {
+        let state = A::from_views(&service.views, id).await?;
         let expected = state.as_ref().map_or(ExpectedRevision::NoStream, |s| {
             ExpectedRevision::Exact(s.revision())
         });
@@ -140,14 +146,14 @@ impl Service {
     ) -> Result<Written<A>, ServiceError> {
         if A::BLIND {
             let loaded = Loaded {
-                state: A::from_views(&self.views, id.clone())?,
+                state: A::from_views(&self.views, id.clone()).await?,
                 expected: ExpectedRevision::Any,
             };
             return self.write_once(id, loaded, command, metadata).await;
         }
         for attempt in 0..MAX_ATTEMPTS {
             let loaded = if attempt == 0 {
-                Loaded::from_views(self, id.clone())?
+                Loaded::from_views(self, id.clone()).await?
             } else {
                 Loaded::from_log(self, id.clone()).await?
             };
@@ -218,7 +224,7 @@ impl Service {
         {
             // Read the position first: the state is at least as new.
             let position = self.views.position();
-            let state = A::from_views(&self.views, id)?;
+            let state = A::from_views(&self.views, id).await?;
             return Ok(Written { state, position });
         }
         tracing::warn!(%position, "the views lag the log; answering from the log");
@@ -240,8 +246,11 @@ impl Aggregate for TaskView {
         views.tasks.get(&id).cloned()
     }
 
-    fn from_views(views: &ProjectionRunner, id: TaskId) -> Result<Option<Self>, ServiceError> {
-        Ok(views.task(id)?)
+    async fn from_views(
+        views: &ProjectionRunner,
+        id: TaskId,
+    ) -> Result<Option<Self>, ServiceError> {
+        Ok(views.task(id).await?)
     }
 
     fn revision(&self) -> u64 {

@@ -56,7 +56,7 @@ pub async fn run(bench: ApiBench) -> Result<Vec<Figure>, Failure> {
     let server = Server::start(
         listener,
         store,
-        fresh.url.open_views()?,
+        fresh.url.open_views().await?,
         tokens,
         clock,
         Settings::default(),

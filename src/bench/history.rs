@@ -84,7 +84,7 @@ pub async fn run(bench: HistoryBench) -> Result<Vec<Figure>, Failure> {
 
     // `tasklog rebuild`: the whole log folded into emptied tables.
     let started = Instant::now();
-    let rebuilt = rebuild(store.clone(), fresh.url.open_views()?, |_, _| {}).await?;
+    let rebuilt = rebuild(store.clone(), fresh.url.open_views().await?, |_, _| {}).await?;
     let rebuild_seconds = started.elapsed().as_secs_f64();
     let views_bytes = fresh.url.views_path().map(|path| {
         ["", "-wal"]

@@ -26,13 +26,13 @@ pub struct RebuildArgs {
 pub async fn rebuild(args: RebuildArgs) -> Result<(), Failure> {
     let store = args.store.open_existing().await?;
     let url = args.store.store_url();
-    if url.views_path().is_none() {
+    if !url.keeps_views() {
         return Err(format!(
             "the read models of {url} live in each server's memory and are folded at its start: nothing to rebuild"
         )
         .into());
     }
-    let views = url.open_views()?;
+    let views = url.open_views().await?;
     let mut out = std::io::stdout().lock();
     if args.check {
         let differences = check(&*store, views).await?;

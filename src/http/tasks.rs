@@ -134,7 +134,7 @@ pub async fn show(
 ) -> Result<Response, ApiError> {
     let task_id = task_id(&id)?;
     let task = match (when.as_of, when.revision) {
-        (None, None) => state.service.view(task_id)?,
+        (None, None) => state.service.view(task_id).await?,
         (Some(_), Some(_)) => {
             return Err(ApiError::invalid_field(
                 "asOf",
@@ -226,7 +226,7 @@ pub async fn list(
     };
     let mut tasks = Vec::new();
     let more = loop {
-        let page = state.service.list(&rows)?;
+        let page = state.service.list(&rows).await?;
         let exhausted = page.len() < rows.limit;
         if let Some(last) = page.last() {
             rows.after = last.created_position;

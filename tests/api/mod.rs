@@ -125,7 +125,7 @@ impl TestServer {
 
     async fn launch(dir: &Path, now: DateTime<Utc>, settings: Settings) -> TestServer {
         let url = StoreUrl::default_in(dir);
-        let (store, views) = (url.open().await.unwrap(), url.open_views().unwrap());
+        let (store, views) = (url.open().await.unwrap(), url.open_views().await.unwrap());
         let clock = ManualClock::new(now);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let server = Server::start(

@@ -21,7 +21,33 @@ async fn two_nodes_on_postgres_act_as_one_service() {
     let Some(schema) = TestSchema::create().await else {
         return;
     };
-    two_nodes_act_as_one_service(&schema.store_url()).await;
+    let url = schema.store_url();
+    two_nodes_act_as_one_service(&url).await;
+
+    // The nodes, killed, shared one set of stored views: they equal a fold
+    // of the log, every row folded once and none skipped.
+    let checked = Command::new(env!("CARGO_BIN_EXE_tasklog"))
+        .args(["rebuild", "--check", "--store", &url])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&checked.stdout);
+    assert!(checked.status.success(), "{said}");
+    assert!(said.contains("the read models equal a fold of the log"));
+
+    // A node started again goes on from the stored position.
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(&url, dir.path());
+    assert!(node.loaded_position > 100, "{}", node.loaded_position);
+    let (status, _, listed) = node
+        .call(
+            reqwest::Method::GET,
+            "/v1/tasks?type=race&limit=100",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed["tasks"].as_array().unwrap().len(), 40, "{listed}");
 }
 
 /// Runs against a server when `TASKLOG_TEST_ESDB_URL` names one; otherwise
@@ -39,6 +65,8 @@ struct Node {
     child: Child,
     base: String,
     http: reqwest::Client,
+    /// The position of the stored views the node loaded at its start.
+    loaded_position: u64,
 }
 
 impl Node {
@@ -55,11 +83,19 @@ impl Node {
             .expect("tasklog starts");
         // The address is in the log line that says the node is serving.
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut loaded_position = 0;
         let addr = loop {
             let line = lines
                 .next()
                 .expect("the node says where it serves before it stops")
                 .unwrap();
+            let line = without_colours(&line);
+            if line.contains("loaded the stored views") {
+                loaded_position = field(&line, "position")
+                    .expect("a position")
+                    .parse()
+                    .unwrap();
+            }
             if line.contains("tasklog is serving") {
                 break address_in(&line).expect("an address in the serving line");
             }
@@ -70,6 +106,7 @@ impl Node {
             child,
             base: format!("http://{addr}"),
             http: reqwest::Client::new(),
+            loaded_position,
         }
     }
 
@@ -162,6 +199,26 @@ fn address_in(line: &str) -> Option<String> {
         .find(|(_, c)| !c.is_ascii_digit())
         .map_or(rest.len(), |(i, _)| i);
     Some(rest[..end].to_owned())
+}
+
+/// A log line without its terminal colour codes.
+fn without_colours(line: &str) -> String {
+    let mut plain = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            chars.by_ref().find(|c| *c == 'm');
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+}
+
+/// The value of `name=` in a log line.
+fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let start = line.find(&format!(" {name}="))? + name.len() + 2;
+    line[start..].split_whitespace().next()
 }
 
 fn count(history: &[String], event_type: &str) -> usize {

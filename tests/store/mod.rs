@@ -1,3 +1,4 @@
 mod crash;
 mod crash_views;
 mod fixture;
+mod shared_views;

@@ -16,14 +16,18 @@
 //! - `writer`: the per-node writer task (head row lock, group commit).
 //! - `listener`: `LISTEN/NOTIFY` turned into head updates.
 //! - `schema`: the versioned migrations, and reading rows back as events.
+//! - [`read_models`]: the read models the nodes share, in the same schema.
 //! - [`testing`] (feature `testing`): a fresh schema per test.
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 mod listener;
+mod read_models;
 mod schema;
 mod writer;
+
+pub use read_models::PostgresReadModels;
 
 use std::sync::Arc;
 

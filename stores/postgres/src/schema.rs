@@ -31,6 +31,38 @@ const MIGRATIONS: &[&str] = &[
         position bigint  NOT NULL,
         hash     bytea   NOT NULL
      );",
+    // 2: the read models the nodes share (read_models.rs): a row per task
+    // with its list indexes, the small models as JSON, and the position
+    // they are folded to.
+    "CREATE TABLE read_model (
+        only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+        version  integer NOT NULL,  -- READ_MODEL_VERSION of the code that wrote the rows
+        position bigint  NOT NULL   -- the last log position folded into them
+     );
+     INSERT INTO read_model (version, position) VALUES (0, 0);
+     CREATE TABLE tasks (
+        created_position bigint PRIMARY KEY,  -- the listing order and the cursor
+        id               uuid   NOT NULL UNIQUE,
+        state            text   NOT NULL,
+        type             text   NOT NULL,
+        finished_time    bigint,              -- µs since 1970 once completed or failed
+        view             text   NOT NULL      -- JSON: the whole task view
+     );
+     CREATE INDEX tasks_state ON tasks (state, created_position);
+     CREATE INDEX tasks_type ON tasks (type, created_position);
+     CREATE INDEX tasks_type_state ON tasks (type, state, created_position);
+     CREATE INDEX tasks_finished ON tasks (finished_time) WHERE finished_time IS NOT NULL;
+     CREATE TABLE task_labels (
+        key text NOT NULL, value text NOT NULL, created_position bigint NOT NULL,
+        PRIMARY KEY (key, value, created_position));
+     CREATE INDEX task_labels_task ON task_labels (created_position);
+     CREATE TABLE task_tags (
+        tag text NOT NULL, created_position bigint NOT NULL,
+        PRIMARY KEY (tag, created_position));
+     CREATE INDEX task_tags_task ON task_tags (created_position);
+     CREATE TABLE small_models (
+        model text NOT NULL, key text NOT NULL, value text NOT NULL,
+        PRIMARY KEY (model, key));",
 ];
 
 /// Creates `schema` if needed and brings it up to date. Several nodes may start

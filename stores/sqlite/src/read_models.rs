@@ -11,8 +11,9 @@
 //! whose nodes keep no files.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use tasklog_events::{Position, TaskId};
@@ -67,8 +68,14 @@ const TABLES: [&str; 5] = [
     "small_models",
 ];
 
-/// Read models in one SQLite file (or in memory).
+/// Read models in one SQLite file (or in memory). Point reads run where they
+/// are asked for (they take microseconds); writes and loads on a blocking thread.
+#[derive(Clone)]
 pub struct SqliteReadModels {
+    inner: Arc<Tables>,
+}
+
+struct Tables {
     path: Option<PathBuf>,
     /// Held while open: one process at a time folds into a file, since each
     /// keeps the hot set in its memory.
@@ -106,7 +113,7 @@ impl SqliteReadModels {
             .query_row("SELECT version FROM read_model", [], |row| row.get(0))
             .optional()
             .map_err(failed)?;
-        let tables = SqliteReadModels {
+        let tables = Tables {
             path: path.map(Path::to_path_buf),
             _lock: lock,
             writer: Mutex::new(conn),
@@ -124,7 +131,42 @@ impl SqliteReadModels {
             }
             None => tables.clear()?,
         }
-        Ok(tables)
+        Ok(SqliteReadModels {
+            inner: Arc::new(tables),
+        })
+    }
+
+    /// Runs `work` on a blocking thread.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Tables) -> Result<T, ReadModelError> + Send + 'static,
+    ) -> Result<T, ReadModelError> {
+        let tables = self.inner.clone();
+        tokio::task::spawn_blocking(move || work(&tables))
+            .await
+            .map_err(|error| ReadModelError(error.to_string()))?
+    }
+}
+
+impl Tables {
+    /// Drops every row and sets the position to 0.
+    fn clear(&self) -> Result<(), ReadModelError> {
+        self.write(|tx| {
+            for table in TABLES {
+                tx.execute(&format!("DELETE FROM {table}"), [])?;
+            }
+            tx.execute(
+                "INSERT INTO read_model (id, version, position) VALUES (1, ?, 0)",
+                [READ_MODEL_VERSION],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Runs `sql` outside a transaction (pragmas, indexes).
+    fn execute(&self, sql: &str) -> Result<(), ReadModelError> {
+        let conn = self.writer.lock().expect("read model writer");
+        conn.execute_batch(sql).map_err(failed)
     }
 
     /// Runs `write` in one transaction on the writer's connection.
@@ -181,19 +223,23 @@ fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
     crate::open_reader_with(path, "PRAGMA cache_size = -4096;")
 }
 
+#[async_trait]
 impl ReadModelTables for SqliteReadModels {
-    fn load(&self) -> Result<Snapshot, ReadModelError> {
-        self.read(|conn| {
-            // One read transaction: the rows and the position agree.
-            conn.execute_batch("BEGIN")?;
-            let snapshot = load(conn);
-            conn.execute_batch("COMMIT")?;
-            snapshot
+    async fn load(&self) -> Result<Snapshot, ReadModelError> {
+        self.blocking(|tables| {
+            tables.read(|conn| {
+                // One read transaction: the rows and the position agree.
+                conn.execute_batch("BEGIN")?;
+                let snapshot = load(conn);
+                conn.execute_batch("COMMIT")?;
+                snapshot
+            })
         })
+        .await
     }
 
-    fn tasks(&self, ids: &[TaskId]) -> Result<Vec<TaskView>, ReadModelError> {
-        self.read(|conn| {
+    async fn tasks(&self, ids: &[TaskId]) -> Result<Vec<TaskView>, ReadModelError> {
+        self.inner.read(|conn| {
             let mut select = conn.prepare_cached("SELECT view FROM tasks WHERE id = ?")?;
             let mut found = Vec::with_capacity(ids.len());
             for id in ids {
@@ -208,7 +254,7 @@ impl ReadModelTables for SqliteReadModels {
         })
     }
 
-    fn list(&self, query: &TaskQuery) -> Result<Vec<TaskView>, ReadModelError> {
+    async fn list(&self, query: &TaskQuery) -> Result<Vec<TaskView>, ReadModelError> {
         let mut sql = String::from("SELECT t.view FROM ");
         let mut args: Vec<rusqlite::types::Value> = Vec::new();
         // The rarest term drives the read: a label, then a tag, then state and type.
@@ -234,7 +280,7 @@ impl ReadModelTables for SqliteReadModels {
         }
         sql += " ORDER BY t.created_position LIMIT ?";
         args.push((query.limit.min(i64::MAX as usize) as i64).into());
-        self.read(|conn| {
+        self.inner.read(|conn| {
             let mut select = conn.prepare_cached(&sql)?;
             let rows = select.query_map(rusqlite::params_from_iter(args), |row| {
                 row.get::<_, String>(0)
@@ -243,53 +289,53 @@ impl ReadModelTables for SqliteReadModels {
         })
     }
 
-    fn commit(&self, changes: &Changes) -> Result<(), ReadModelError> {
-        self.write(|tx| store(tx, changes))
+    async fn commit(&self, changes: Arc<Changes>) -> Result<(), ReadModelError> {
+        self.blocking(move |tables| tables.write(|tx| store(tx, &changes)))
+            .await
     }
 
-    fn clear(&self) -> Result<(), ReadModelError> {
-        self.write(|tx| {
-            for table in TABLES {
-                tx.execute(&format!("DELETE FROM {table}"), [])?;
-            }
-            tx.execute(
-                "INSERT INTO read_model (id, version, position) VALUES (1, ?, 0)",
-                [READ_MODEL_VERSION],
-            )?;
-            Ok(())
+    async fn clear(&self) -> Result<(), ReadModelError> {
+        self.blocking(Tables::clear).await
+    }
+
+    async fn drop_finished(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<usize, ReadModelError> {
+        self.blocking(move |tables| tables.write(|tx| drop_finished(tx, before, limit)))
+            .await
+    }
+
+    async fn begin_rebuild(&self) -> Result<(), ReadModelError> {
+        self.blocking(|tables| {
+            tables.clear()?;
+            tables.execute(
+                "DROP INDEX IF EXISTS tasks_state;
+                 DROP INDEX IF EXISTS tasks_type;
+                 DROP INDEX IF EXISTS tasks_type_state;
+                 DROP INDEX IF EXISTS tasks_finished;
+                 DROP INDEX IF EXISTS task_labels_task;
+                 DROP INDEX IF EXISTS task_tags_task;
+                 PRAGMA synchronous = OFF;",
+            )
         })
+        .await
     }
 
-    fn drop_finished(&self, before: DateTime<Utc>, limit: usize) -> Result<usize, ReadModelError> {
-        self.write(|tx| drop_finished(tx, before, limit))
-    }
-
-    fn begin_rebuild(&self) -> Result<(), ReadModelError> {
-        self.clear()?;
-        self.execute(
-            "DROP INDEX IF EXISTS tasks_state;
-             DROP INDEX IF EXISTS tasks_type;
-             DROP INDEX IF EXISTS tasks_type_state;
-             DROP INDEX IF EXISTS tasks_finished;
-             DROP INDEX IF EXISTS task_labels_task;
-             DROP INDEX IF EXISTS task_tags_task;
-             PRAGMA synchronous = OFF;",
-        )
-    }
-
-    fn finish_rebuild(&self) -> Result<(), ReadModelError> {
-        self.execute(LIST_INDEXES)?;
-        let synchronous = if self.path.is_some() { "NORMAL" } else { "OFF" };
-        self.execute(&format!(
-            "PRAGMA synchronous = {synchronous}; PRAGMA wal_checkpoint(TRUNCATE);"
-        ))
-    }
-}
-
-impl SqliteReadModels {
-    fn execute(&self, sql: &str) -> Result<(), ReadModelError> {
-        let conn = self.writer.lock().expect("read model writer");
-        conn.execute_batch(sql).map_err(failed)
+    async fn finish_rebuild(&self) -> Result<(), ReadModelError> {
+        self.blocking(|tables| {
+            tables.execute(LIST_INDEXES)?;
+            let synchronous = if tables.path.is_some() {
+                "NORMAL"
+            } else {
+                "OFF"
+            };
+            tables.execute(&format!(
+                "PRAGMA synchronous = {synchronous}; PRAGMA wal_checkpoint(TRUNCATE);"
+            ))
+        })
+        .await
     }
 }
 
