@@ -79,7 +79,7 @@ impl Server {
         let views = &self.state.service.views;
         if let Ok(head) = self.state.service.head().await {
             views
-                .wait_for(head, std::time::Duration::from_secs(5))
+                .wait_stored(head, std::time::Duration::from_secs(5))
                 .await;
         }
         views.stop().await;

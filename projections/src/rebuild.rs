@@ -58,6 +58,7 @@ pub async fn catch_up(
         views: Arc::new(RwLock::new(views)),
         tables: tables.clone(),
         publish: watch::channel(after).0,
+        stored: watch::channel(after).0,
     };
     // Two stages on two threads: a batch is folded while the one before is stored.
     let mut storing: Option<JoinHandle<Result<Arc<Changes>, ReadModelError>>> = None;

@@ -1,8 +1,10 @@
 //! The runner: follows the log from the stored position, folds each batch of
-//! events into the hot set in memory and into the stored rows (one
-//! transaction per batch, with the position), and then publishes how far it
-//! got, so writers answer only once their own events are visible
-//! (read-your-writes) and readers of the rows see at least that.
+//! events into the hot set in memory, publishes how far it got, and then
+//! stores the rows the batch changed (one transaction per batch, with the
+//! position). Writers answer once their events are in memory
+//! (read-your-writes), without waiting for the rows: a task stays in memory
+//! until the rows that hold it are stored, so a read by id always finds it,
+//! and a list, which reads the rows, first waits for the batch in flight.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -28,7 +30,10 @@ const CHUNK: usize = 4096;
 pub struct ProjectionRunner {
     pub projections: SharedProjections,
     tables: Arc<dyn ReadModelTables>,
+    /// The position folded into memory.
     applied: watch::Receiver<Position>,
+    /// The position the stored rows hold (at most one batch behind `applied`).
+    stored: watch::Receiver<Position>,
     follower: Arc<Mutex<Option<JoinHandle<()>>>>,
     drops: mpsc::Sender<DropFinished>,
 }
@@ -38,6 +43,9 @@ struct DropFinished {
     before: DateTime<Utc>,
     done: oneshot::Sender<Result<usize, ReadModelError>>,
 }
+
+/// How long a list waits for the batch being stored.
+const STORED_WITHIN: Duration = Duration::from_secs(5);
 
 /// Rows dropped per transaction, so a large drop does not hold up the batches.
 const DROP_CHUNK: usize = 1000;
@@ -54,12 +62,14 @@ impl ProjectionRunner {
         let start = projections.position;
         let projections = Arc::new(RwLock::new(projections));
         let (publish, applied) = watch::channel(start);
+        let (store_done, stored) = watch::channel(start);
         let (drops, drop_requests) = mpsc::channel(1);
         let follower = Follower {
             store,
             views: projections.clone(),
             tables: tables.clone(),
             publish,
+            stored: store_done,
         };
         let follower = tokio::spawn(async move {
             let closed = follower.publish.clone();
@@ -72,6 +82,7 @@ impl ProjectionRunner {
             projections,
             tables,
             applied,
+            stored,
             follower: Arc::new(Mutex::new(Some(follower))),
             drops,
         }
@@ -122,14 +133,34 @@ impl ProjectionRunner {
         Ok(self.tables.tasks(&[id]).await?.pop())
     }
 
-    /// A page of stored rows in creation order.
+    /// A page of stored rows in creation order, at least as new as
+    /// [`position`](Self::position) was when asked.
     pub async fn list(&self, query: &TaskQuery) -> Result<Vec<TaskView>, ReadModelError> {
+        let wanted = self.position();
+        let mut stored = self.stored.clone();
+        if tokio::time::timeout(STORED_WITHIN, stored.wait_for(|p| *p >= wanted))
+            .await
+            .is_err()
+        {
+            return Err(ReadModelError(format!(
+                "the stored views did not reach position {wanted} within {STORED_WITHIN:?}"
+            )));
+        }
         self.tables.list(query).await
     }
 
-    /// The last position folded in and stored.
+    /// The last position folded in.
     pub fn position(&self) -> Position {
         *self.applied.borrow()
+    }
+
+    /// Waits until the stored rows include `position`; false if `timeout`
+    /// passed first.
+    pub async fn wait_stored(&self, position: Position, timeout: Duration) -> bool {
+        let mut stored = self.stored.clone();
+        tokio::time::timeout(timeout, stored.wait_for(|p| *p >= position))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// Waits until the views include `position`; false if `timeout` passed first.
@@ -146,6 +177,7 @@ pub(crate) struct Follower {
     pub(crate) views: SharedProjections,
     pub(crate) tables: Arc<dyn ReadModelTables>,
     pub(crate) publish: watch::Sender<Position>,
+    pub(crate) stored: watch::Sender<Position>,
 }
 
 impl Follower {
@@ -170,12 +202,13 @@ impl Follower {
                     .collect();
                 if let Some(last) = batch.last() {
                     if let Err(error) = self.apply(&batch).await {
+                        // Memory (and the published position, until the next
+                        // batch) may be ahead of the rows: start again from them.
                         tracing::warn!(%error, "the views could not store a batch; reloading them");
                         after = self.reload().await;
                         break;
                     }
                     after = last.position;
-                    self.publish.send_replace(after);
                 }
                 if let Some(Err(error)) = failed.map(|i| &chunk[i]) {
                     tracing::warn!(%error, "the projection runner lost the log; resubscribing");
@@ -198,12 +231,14 @@ impl Follower {
         }
     }
 
-    /// Folds `batch` into memory, stores what it changed with its last
-    /// position, then lets finished tasks leave memory.
+    /// Folds `batch` into memory and publishes its last position, stores
+    /// what it changed, then lets finished tasks leave memory.
     pub(crate) async fn apply(&self, batch: &[RecordedEvent]) -> Result<(), ReadModelError> {
         let changes = Arc::new(self.fold(batch).await?);
+        self.publish.send_replace(changes.position);
         self.tables.commit(changes.clone()).await?;
         self.stored(&changes);
+        self.stored.send_replace(changes.position);
         Ok(())
     }
 

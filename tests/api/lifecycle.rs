@@ -151,6 +151,36 @@ async fn lists_filter_by_state_and_type_and_page_with_a_cursor() {
     assert_eq!(pending_sms.body["tasks"].as_array().unwrap().len(), 7);
 }
 
+/// Writers answer once their events are in memory, before the rows are
+/// stored; a list, which reads the rows, must still show every write answered
+/// before it, while other writes go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_shows_every_write_answered_before_it() {
+    let api = std::sync::Arc::new(TestServer::start().await);
+    let clients: Vec<_> = (0..8)
+        .map(|c| {
+            let api = api.clone();
+            tokio::spawn(async move {
+                for i in 0..40 {
+                    let mut body = task_body(&format!("c{c}-{i}"), "email", 1);
+                    body["labels"] = json!({"client": format!("c{c}")});
+                    let created = api.post("/v1/tasks", body).await;
+                    assert_eq!(created.status, StatusCode::OK);
+                    let listed = api
+                        .get(&format!("/v1/tasks?labelSelector=client%3Dc{c}&limit=1000"))
+                        .await;
+                    let tasks = listed.body["tasks"].as_array().unwrap();
+                    assert_eq!(tasks.len(), i + 1, "client {c} after its write {i}");
+                    assert!(listed.position.unwrap() >= created.position.unwrap());
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn reads_wait_for_a_minimum_position_and_say_the_position_they_reflect() {
     let api = TestServer::start().await;

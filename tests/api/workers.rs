@@ -215,7 +215,7 @@ async fn a_rebuild_from_position_zero_equals_the_live_views_after_a_random_workl
     let last = events.last().unwrap().position;
     assert!(
         views
-            .wait_for(last, std::time::Duration::from_secs(10))
+            .wait_stored(last, std::time::Duration::from_secs(10))
             .await
     );
     let rebuilt = Projections::rebuild(&events);

@@ -61,7 +61,7 @@ async fn a_node_behind_folds_a_newer_row_from_the_log() {
     ])
     .await;
     let ahead = ProjectionRunner::spawn(store.clone(), tables.clone(), Default::default());
-    assert!(ahead.wait_for(failed, Duration::from_secs(5)).await);
+    assert!(ahead.wait_stored(failed, Duration::from_secs(5)).await);
     let behind_at_failure = tables.load().await.unwrap();
     assert_eq!(behind_at_failure.position, failed);
     assert!(behind_at_failure.hot.is_empty(), "a failed task is not hot");
@@ -79,7 +79,7 @@ async fn a_node_behind_folds_a_newer_row_from_the_log() {
         }),
     ])
     .await;
-    assert!(ahead.wait_for(again, Duration::from_secs(5)).await);
+    assert!(ahead.wait_stored(again, Duration::from_secs(5)).await);
     let row = tables.tasks(&[id]).await.unwrap().pop().unwrap();
     assert_eq!((row.state, row.attempts), (TaskState::Running, 2));
 
