@@ -13,7 +13,7 @@ use super::{
     creates_streamed, percentile, rss_bytes, run_concurrently, BenchStore, Figure, Output,
 };
 use crate::app::clock::SystemClock;
-use crate::http::auth::{new_secret, Scope, Token, Tokens};
+use crate::http::auth::{new_secret, Scope, Secret, Token, Tokens};
 use crate::server::Server;
 use crate::server::Settings;
 use crate::Failure;
@@ -46,7 +46,7 @@ pub async fn run(bench: ApiBench) -> Result<Vec<Figure>, Failure> {
     let tokens = Tokens {
         tokens: vec![Token {
             name: "bench".into(),
-            token: token.clone(),
+            secret: Secret::hashed(&token),
             scopes: vec![Scope::Admin],
             rate_limit: None,
         }],

@@ -2,10 +2,13 @@
 //! token has a name (recorded as the actor of the events it causes) and scopes.
 //!
 //! Tokens live in `tokens.json` in the data directory:
-//! `{"tokens": [{"name": "ci", "token": "...", "scopes": ["tasks:write"],
+//! `{"tokens": [{"name": "ci", "tokenSha256": "<hex>", "scopes": ["tasks:write"],
 //! "rateLimit": {"requestsPerSecond": 50, "burst": 100}}]}` (`rateLimit` optional).
-//! `TASKLOG_TOKEN` adds one token, named `env`, with every scope. With neither,
-//! the first start writes an `admin` token to the file and prints it.
+//! Each token is kept as the SHA-256 of its secret (`tokenSha256`), or, written
+//! by hand, as the secret itself (`token`). `TASKLOG_TOKEN` adds one token,
+//! named `env`, with every scope. With neither, the first start makes an
+//! `admin` token: the file keeps its hash, and the secret goes to the file
+//! `admin-token` beside it, for the operator to read once.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -15,6 +18,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 /// What a token may do.
@@ -65,11 +69,44 @@ impl Scope {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Token {
     pub name: String,
-    pub token: String,
+    #[serde(flatten)]
+    pub secret: Secret,
     pub scopes: Vec<Scope>,
     /// How many requests the token may make; absent: no limit.
     #[serde(default, rename = "rateLimit", skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
+}
+
+/// How a token's secret is kept: its SHA-256 (what tasklog writes, so the
+/// file gives no one a working token), or the secret itself, as people may
+/// write it by hand.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Secret {
+    #[serde(rename = "tokenSha256")]
+    Sha256(String),
+    #[serde(rename = "token")]
+    Plain(String),
+}
+
+impl Secret {
+    /// The secret as the file keeps it: its SHA-256 in hex.
+    pub fn hashed(secret: &str) -> Secret {
+        Secret::Sha256(sha256_hex(secret))
+    }
+
+    /// Whether `presented` (with its SHA-256 in hex) is this secret, in
+    /// time independent of where they differ.
+    fn matches(&self, presented: &str, presented_sha256: &str) -> bool {
+        let (kept, given) = match self {
+            Secret::Sha256(hash) => (hash.to_ascii_lowercase(), presented_sha256),
+            Secret::Plain(secret) => (secret.clone(), presented),
+        };
+        bool::from(kept.as_bytes().ct_eq(given.as_bytes()))
+    }
+}
+
+fn sha256_hex(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
 }
 
 /// A token's request budget: `requests_per_second` on average, bursts of up
@@ -113,6 +150,9 @@ impl Token {
     }
 }
 
+/// Where a first start hands over the admin token it made.
+pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Tokens {
     pub tokens: Vec<Token>,
@@ -122,9 +162,10 @@ impl Tokens {
     /// The token a request presented, if it is one of ours. Compares in time
     /// independent of where the strings differ.
     pub fn find(&self, presented: &str) -> Option<&Token> {
+        let presented_sha256 = sha256_hex(presented);
         self.tokens
             .iter()
-            .find(|t| bool::from(t.token.as_bytes().ct_eq(presented.as_bytes())))
+            .find(|t| t.secret.matches(presented, &presented_sha256))
     }
 
     /// Loads `tokens.json` from `data_dir` and adds `env_token`; with neither,
@@ -143,7 +184,7 @@ impl Tokens {
         if let Some(token) = env_token.filter(|t| !t.is_empty()) {
             tokens.tokens.push(Token {
                 name: "env".into(),
-                token,
+                secret: Secret::Plain(token),
                 scopes: vec![Scope::Admin],
                 rate_limit: None,
             });
@@ -152,11 +193,15 @@ impl Tokens {
             let token = new_secret();
             tokens.tokens.push(Token {
                 name: "admin".into(),
-                token: token.clone(),
+                secret: Secret::hashed(&token),
                 scopes: vec![Scope::Admin],
                 rate_limit: None,
             });
             create_private_dir(data_dir)?;
+            // The secret is handed over in a file of its own, readable by this
+            // user only; the tokens file keeps its hash.
+            let handed_over = data_dir.join(ADMIN_TOKEN_FILE);
+            write_private(&handed_over, &format!("{token}\n"))?;
             write_private(
                 &path,
                 &serde_json::to_string_pretty(&tokens).expect("tokens serialise"),
@@ -164,15 +209,16 @@ impl Tokens {
             // The secret goes to a terminal only: logs keep what stderr says.
             if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
                 eprintln!(
-                    "tasklog: made an admin token and saved it in {}\n  curl -H 'Authorization: Bearer {token}' ...",
-                    path.display()
-                );
-            } else {
-                tracing::info!(
-                    tokens = %path.display(),
-                    "made an admin token; read it from the tokens file (readable by this user only)"
+                    "tasklog: made an admin token, saved in {}\n  curl -H 'Authorization: Bearer {token}' ...",
+                    handed_over.display()
                 );
             }
+            tracing::info!(
+                token_file = %handed_over.display(),
+                tokens = %path.display(),
+                "made an admin token; read it from the token file (readable by this user \
+                 only) and delete that file once it is kept elsewhere: the tokens file keeps its hash only"
+            );
         }
         Ok(tokens)
     }

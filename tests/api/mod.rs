@@ -22,7 +22,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tasklog::app::clock::ManualClock;
 use tasklog::app::store_url::StoreUrl;
-use tasklog::http::auth::{RateLimit, Scope, Token, Tokens};
+use tasklog::http::auth::{RateLimit, Scope, Secret, Token, Tokens};
 use tasklog::http::Limits;
 use tasklog::server::{Server, Settings};
 
@@ -71,7 +71,7 @@ pub const ANALYST: &str = "analyst-secret";
 fn tokens() -> Tokens {
     let token = |name: &str, token: &str, scopes: Vec<Scope>| Token {
         name: name.into(),
-        token: token.into(),
+        secret: Secret::Plain(token.into()),
         scopes,
         rate_limit: None,
     };
@@ -86,7 +86,11 @@ fn tokens() -> Tokens {
     Tokens {
         tokens: vec![
             token("admin", ADMIN, vec![Scope::Admin]),
-            token("reader", READER, vec![Scope::TasksRead]),
+            // Kept as its hash, as tasklog writes tokens; the others as written by hand.
+            Token {
+                secret: Secret::hashed(READER),
+                ..token("reader", READER, vec![Scope::TasksRead])
+            },
             token("worker", WORKER, vec![Scope::TasksWork, Scope::TasksRead]),
             token("nobody", NOBODY, vec![]),
             token("analyst", ANALYST, vec![Scope::EventsRead]),

@@ -106,6 +106,7 @@ fn a_first_start_keeps_its_files_and_its_token_private() {
     let modes = [
         ("", mode("")),
         ("tokens.json", mode("tokens.json")),
+        ("admin-token", mode("admin-token")),
         ("tasklog.sqlite", mode("tasklog.sqlite")),
         ("tasklog.sqlite-wal", mode("tasklog.sqlite-wal")),
     ];
@@ -115,12 +116,25 @@ fn a_first_start_keeps_its_files_and_its_token_private() {
     for (name, mode) in &modes[1..] {
         assert_eq!(*mode, 0o600, "{name}");
     }
+    // The tokens file keeps the secret's hash only; the secret is handed
+    // over in a file of its own, and the log says where, not what.
     let tokens: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(data.join("tokens.json")).unwrap()).unwrap();
-    let secret = tokens["tokens"][0]["token"].as_str().unwrap();
-    assert!(!log.contains(secret), "the token is in the log: {log}");
+    let admin = &tokens["tokens"][0];
     assert!(
-        log.contains("tokens.json"),
+        admin.get("token").is_none(),
+        "a secret in tokens.json: {admin}"
+    );
+    let hash = admin["tokenSha256"].as_str().unwrap();
+    let secret = std::fs::read_to_string(data.join("admin-token")).unwrap();
+    let secret = secret.trim();
+    assert_eq!(secret.len(), 64);
+    use sha2::Digest;
+    assert_eq!(hash, hex::encode(sha2::Sha256::digest(secret.as_bytes())));
+    assert!(!log.contains(secret), "the token is in the log: {log}");
+    assert!(!tokens.to_string().contains(secret));
+    assert!(
+        log.contains("admin-token"),
         "the log says where the token is: {log}"
     );
 }
