@@ -52,15 +52,7 @@ async fn stored_read_models_equal_a_fold_of_the_log_after_sigkill() {
             server.child.wait().unwrap();
             writes += load.await.unwrap();
         }
-        let check = tasklog(dir.path(), &["rebuild", "--check"])
-            .output()
-            .unwrap();
-        assert!(
-            check.status.success(),
-            "round {round}: {}{}",
-            String::from_utf8_lossy(&check.stdout),
-            String::from_utf8_lossy(&check.stderr)
-        );
+        assert_views_equal_the_log(dir.path(), &[], round);
     }
     assert!(writes > 100, "only {writes} writes were answered");
     println!("{writes} answered writes, {ROUNDS} kills, the read models agreed each time");
@@ -121,15 +113,7 @@ async fn shared_read_models_on_postgres_equal_a_fold_after_sigkill() {
         for load in loads {
             writes += load.await.unwrap();
         }
-        let check = tasklog(dirs[0].path(), &["rebuild", "--check", "--store", &url])
-            .output()
-            .unwrap();
-        assert!(
-            check.status.success(),
-            "round {round}: {}{}",
-            String::from_utf8_lossy(&check.stdout),
-            String::from_utf8_lossy(&check.stderr)
-        );
+        assert_views_equal_the_log(dirs[0].path(), &["--store", &url], round);
     }
     assert!(writes > 100, "only {writes} writes were answered");
     println!("{writes} answered writes on two nodes, {PG_ROUNDS} rounds of kills, the shared views agreed each time");
@@ -169,6 +153,20 @@ fn tasklog(data_dir: &Path, args: &[&str]) -> Command {
         .env("NO_COLOR", "1")
         .stdin(Stdio::null());
     command
+}
+
+/// `tasklog rebuild --check` (on `store_args`' store) finds the stored views
+/// equal to a fold of the log.
+fn assert_views_equal_the_log(data_dir: &Path, store_args: &[&str], round: usize) {
+    let check = tasklog(data_dir, &[&["rebuild", "--check"], store_args].concat())
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "round {round}: {}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
 }
 
 /// SIGTERM, and wait for the server to finish.

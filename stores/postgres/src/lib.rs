@@ -104,16 +104,37 @@ impl Connect {
         tokio::spawn(connection);
         Ok(client)
     }
+
+    /// A client on `schema`, created or migrated to the latest version first.
+    async fn migrated(&self, schema: &str) -> Result<Client, StorageError> {
+        let mut client = self.connect().await?;
+        schema::migrate(&mut client, schema)
+            .await
+            .map_err(|e| StorageError::caused_by(format!("migrating schema {schema}"), e))?;
+        Ok(client)
+    }
+
+    /// A pool of up to `size` connections.
+    fn pool(&self, size: usize) -> Result<Pool, StorageError> {
+        let manager = Manager::from_config(
+            self.config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        Pool::builder(manager)
+            .max_size(size)
+            .build()
+            .map_err(|e| StorageError::caused_by("making the connection pool", e))
+    }
 }
 
 impl PostgresStore {
     /// Connects to the database at `url`, creating or migrating the schema.
     pub async fn connect(url: &str) -> Result<Self, StorageError> {
         let (connect, schema) = Connect::from_url(url)?;
-        let mut client = connect.connect().await?;
-        schema::migrate(&mut client, &schema)
-            .await
-            .map_err(|e| StorageError::caused_by(format!("migrating schema {schema}"), e))?;
+        let client = connect.migrated(&schema).await?;
         let head_position: i64 = client
             .query_one("SELECT position FROM log_head", &[])
             .await
@@ -121,17 +142,7 @@ impl PostgresStore {
             .get(0);
         drop(client);
 
-        let manager = Manager::from_config(
-            connect.config.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(READ_CONNECTIONS)
-            .build()
-            .map_err(|e| StorageError::caused_by("making the connection pool", e))?;
+        let pool = connect.pool(READ_CONNECTIONS)?;
         let (head_sender, head) = watch::channel(Position(head_position as u64));
         let stop_listener = listener::spawn(connect.clone(), head_sender.clone());
         let appends = writer::spawn(connect, head_sender);

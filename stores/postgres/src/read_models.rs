@@ -12,9 +12,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::Pool;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{IsolationLevel, NoTls};
+use tokio_postgres::IsolationLevel;
 use uuid::Uuid;
 
 use tasklog_events::{Position, StorageError, TaskId};
@@ -22,7 +22,7 @@ use tasklog_projections::{
     Changes, ReadModelError, ReadModelTables, Snapshot, TaskQuery, TaskView, READ_MODEL_VERSION,
 };
 
-use crate::{schema, Connect};
+use crate::Connect;
 
 /// Connections a node keeps for its read models: point reads, lists and
 /// the runner's commits.
@@ -40,23 +40,10 @@ impl PostgresReadModels {
     /// nodes fold the log into them again.
     pub async fn connect(url: &str) -> Result<Self, StorageError> {
         let (connect, schema) = Connect::from_url(url)?;
-        let mut client = connect.connect().await?;
-        schema::migrate(&mut client, &schema)
-            .await
-            .map_err(|e| StorageError::caused_by(format!("migrating schema {schema}"), e))?;
-        drop(client);
-        let manager = Manager::from_config(
-            connect.config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(CONNECTIONS)
-            .build()
-            .map_err(|e| StorageError::caused_by("making the connection pool", e))?;
-        let tables = PostgresReadModels { pool };
+        drop(connect.migrated(&schema).await?);
+        let tables = PostgresReadModels {
+            pool: connect.pool(CONNECTIONS)?,
+        };
         tables
             .keep_version()
             .await
