@@ -75,6 +75,24 @@ impl StoreUrl {
         !matches!(self, StoreUrl::EventStoreDb(_))
     }
 
+    /// [`open_views`](Self::open_views) for a server, which keeps serving
+    /// reads with its views in memory when the disk is too full to open
+    /// their file.
+    pub async fn open_views_to_serve(&self) -> Result<Arc<dyn ReadModelTables>, StorageError> {
+        match self.views_path() {
+            Some(path) => {
+                let tables = SqliteReadModels::open_to_serve(&path).map_err(|e| {
+                    StorageError::caused_by(
+                        format!("opening the read models in {}", path.display()),
+                        e,
+                    )
+                })?;
+                Ok(Arc::new(tables))
+            }
+            None => self.open_views().await,
+        }
+    }
+
     /// Opens (or creates) this store's read-model tables.
     pub async fn open_views(&self) -> Result<Arc<dyn ReadModelTables>, StorageError> {
         #[cfg(feature = "postgres")]

@@ -93,7 +93,7 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
     let url = args.store.store_url();
     tracing::info!(store = %url, "opening the store");
     let store = url.open().await?;
-    let views = url.open_views().await?;
+    let views = url.open_views_to_serve().await?;
     let tokens = Tokens::load_or_create(&args.store.data_dir, std::env::var("TASKLOG_TOKEN").ok())?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let clock = Arc::new(SystemClock);

@@ -138,3 +138,153 @@ fn a_first_start_keeps_its_files_and_its_token_private() {
         "the log says where the token is: {log}"
     );
 }
+
+/// A restart while the disk is full serves reads and answers writes with 503,
+/// and takes writes again once space returns. The data directory is a small
+/// tmpfs of its own, filled to the last byte; mounting one needs root, so
+/// without it the test says it was skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_on_a_full_disk_serves_reads_until_space_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=8m", "tasklog-test"])
+        .arg(dir.path())
+        .stderr(Stdio::piped())
+        .output();
+    match mounted {
+        Ok(output) if output.status.success() => {}
+        other => {
+            eprintln!("SKIPPED: a tmpfs cannot be mounted here (root is needed): {other:?}");
+            return;
+        }
+    }
+    struct Unmount<'a>(&'a std::path::Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _unmount = Unmount(dir.path());
+    let data = dir.path().join("data");
+    let http = reqwest::Client::new();
+    let create = |base: String| {
+        let http = http.clone();
+        async move {
+            let body = serde_json::json!({
+                "name": "full", "type": "email", "priority": 1, "data": {},
+                "availableTime": "2026-01-01T00:00:00Z", "expirationTime": "2030-01-01T00:00:00Z"});
+            let response = http
+                .post(format!("{base}/v1/tasks"))
+                .bearer_auth("full-disk-token")
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+
+    let mut server = Serving::start(&data);
+    let (status, task) = create(server.base.clone()).await;
+    assert_eq!(status, 200, "{task}");
+    let id = task["id"].as_str().unwrap().to_owned();
+    server.stop();
+
+    // Fill the disk to the last byte.
+    let filler = dir.path().join("filler");
+    let mut file = std::fs::File::create(&filler).unwrap();
+    let block = vec![0u8; 64 * 1024];
+    while std::io::Write::write_all(&mut file, &block).is_ok() {}
+    let mut byte = [0u8; 1];
+    while std::io::Write::write(&mut file, &byte).is_ok_and(|n| n == 1) {
+        byte[0] = 1;
+    }
+    drop(file);
+
+    let mut server = Serving::start(&data);
+    let read = http
+        .get(format!("{}/v1/tasks/{id}", server.base))
+        .bearer_auth("full-disk-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    let listed = http
+        .get(format!("{}/v1/tasks?limit=10", server.base))
+        .bearer_auth("full-disk-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), 200);
+    let (status, refused) = create(server.base.clone()).await;
+    assert_eq!(status, 503, "{refused}");
+
+    std::fs::remove_file(&filler).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (status, task) = create(server.base.clone()).await;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503, "{task}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "writes did not resume"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    server.stop();
+}
+
+/// A `tasklog serve` on a data directory, once it says where it serves.
+struct Serving {
+    child: std::process::Child,
+    base: String,
+}
+
+impl Serving {
+    fn start(data: &std::path::Path) -> Serving {
+        use std::io::BufRead;
+        let mut child = tasklog(&["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .env("TASKLOG_TOKEN", "full-disk-token")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut said = String::new();
+        let addr = loop {
+            let Some(line) = lines.next() else {
+                panic!("the server stopped before it served: {said}");
+            };
+            let line = line.unwrap();
+            said.push_str(&line);
+            said.push('\n');
+            if let Some(at) = line.split("addr=").nth(1) {
+                break at.split_whitespace().next().unwrap().to_owned();
+            }
+        };
+        std::thread::spawn(move || lines.for_each(drop));
+        Serving {
+            child,
+            base: format!("http://{addr}"),
+        }
+    }
+
+    /// SIGTERM, and wait for the server to finish.
+    fn stop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

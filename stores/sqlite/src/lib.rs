@@ -18,7 +18,9 @@ mod writer;
 pub use read_models::SqliteReadModels;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags};
@@ -39,13 +41,21 @@ pub struct SqliteStore {
 /// How many reads of the file run at once.
 const MAX_CONCURRENT_READS: usize = 8;
 
+/// How often a store that could not open its writer (a full disk) tries again.
+const WRITER_RETRY: Duration = Duration::from_secs(2);
+
 struct Inner {
     path: PathBuf,
-    appends: mpsc::Sender<AppendRequest>,
+    /// The writer's queue; unset while the writer could not be opened.
+    appends: OnceLock<mpsc::Sender<AppendRequest>>,
+    /// Whether reads open the file as immutable: while there is no writer,
+    /// SQLite cannot always make the shared-memory file a reader of a WAL
+    /// file needs (the disk is full), and nothing changes the file.
+    immutable_reads: AtomicBool,
     head: watch::Receiver<Position>,
     durability: Arc<writer::Durability>,
-    /// Idle read connections, opened on demand.
-    readers: Mutex<Vec<Connection>>,
+    /// Idle read connections, opened on demand, and whether each is immutable.
+    readers: Mutex<Vec<(Connection, bool)>>,
     /// At most this many reads at once, so the read connections (each with its
     /// own cache and map of the file) and the threads they run on stay few
     /// however many readers wait.
@@ -56,51 +66,50 @@ impl SqliteStore {
     /// Opens the store at `path`, creating the file and its schema if needed.
     /// A new file, and a directory made for it, are this user's only (0600,
     /// 0700): the log holds every task's data.
+    ///
+    /// An existing log whose writer cannot be opened because the disk is full
+    /// opens for reading: appends fail (a 503 to clients) and the store tries
+    /// the writer again every [`WRITER_RETRY`] until space returns.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StorageError> {
         let path = path.as_ref().to_path_buf();
         if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
             create_private_dir(dir)
                 .map_err(|e| StorageError::caused_by(format!("creating {}", dir.display()), e))?;
         }
-        let failed = |e| StorageError::caused_by(format!("opening {}", path.display()), e);
-        let new_file = !path.exists();
-        let mut conn = Connection::open(&path).map_err(failed)?;
-        if new_file {
-            // Before the first write: SQLite gives the WAL the file's permissions.
-            make_private(&path).map_err(|e| {
-                StorageError::caused_by(format!("protecting {}", path.display()), e)
-            })?;
-        }
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = NORMAL;
-             PRAGMA busy_timeout = 5000;
-             PRAGMA cache_size = -65536;",
-        )
-        .map_err(failed)?;
-        schema::migrate(&mut conn).map_err(failed)?;
-        let last: Option<i64> = conn
-            .query_row("SELECT max(position) FROM events", [], |row| row.get(0))
-            .map_err(failed)?;
-        let last = Position(last.unwrap_or(0) as u64);
-        // The writer's connection keeps the WAL file in place while the store is open.
-        let wal_path = format!("{}-wal", path.display());
-        let wal = std::fs::File::open(&wal_path)
-            .map_err(|e| StorageError::caused_by(format!("opening {wal_path}"), e))?;
+        let existed = path.exists();
+        let (writer, last) = match open_writer(&path) {
+            Ok((conn, wal, last)) => (Some((conn, wal)), last),
+            Err(error) if existed && is_out_of_space(&error) => {
+                let last = last_position(&open_immutable(&path)?)?;
+                tracing::warn!(path = %path.display(), %error,
+                    "the disk is full: the log is open for reading only, and writes resume when space returns");
+                (None, last)
+            }
+            Err(error) => return Err(error),
+        };
         let (head_sender, head) = watch::channel(last);
-        let durability = Arc::new(writer::Durability::new(last));
-        let appends = writer::spawn(conn, wal, head_sender, durability.clone())
-            .map_err(|e| StorageError::caused_by("starting the writer thread", e))?;
-        Ok(SqliteStore {
+        let store = SqliteStore {
             inner: Arc::new(Inner {
                 path,
-                appends,
+                appends: OnceLock::new(),
+                immutable_reads: AtomicBool::new(writer.is_none()),
                 head,
-                durability,
+                durability: Arc::new(writer::Durability::new(last)),
                 readers: Mutex::new(Vec::new()),
                 reads: Arc::new(Semaphore::new(MAX_CONCURRENT_READS)),
             }),
-        })
+        };
+        match writer {
+            Some((conn, wal)) => store.inner.start_writer(conn, wal, head_sender)?,
+            None => {
+                let inner = Arc::downgrade(&store.inner);
+                std::thread::Builder::new()
+                    .name("tasklog-sqlite-reopen".into())
+                    .spawn(move || retry_writer(inner, head_sender))
+                    .map_err(|e| StorageError::caused_by("starting a thread", e))?;
+            }
+        }
+        Ok(store)
     }
 
     pub fn path(&self) -> &Path {
@@ -109,6 +118,7 @@ impl SqliteStore {
 
     /// Runs `read` on a read connection, off the async threads. Also returns
     /// the newest position the caller may show (see [`writer::Durability`]).
+    /// Immutable connections go once the writer is back, since the file moves on.
     async fn read<T: Send + 'static>(
         &self,
         read: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
@@ -118,18 +128,130 @@ impl SqliteStore {
         let permit = permit.map_err(|e| StorageError::caused_by("the store was closed", e))?;
         let result = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            let conn = match inner.readers.lock().expect("reader pool").pop() {
-                Some(conn) => conn,
-                None => open_reader(&inner.path)?,
+            let immutable = inner.immutable_reads.load(Ordering::Acquire);
+            let pooled = inner.readers.lock().expect("reader pool").pop();
+            let (conn, opened_immutable) = match pooled {
+                Some((conn, was_immutable)) if was_immutable == immutable => (conn, immutable),
+                _ if immutable => (open_immutable_reader(&inner.path)?, true),
+                _ => (open_reader(&inner.path)?, false),
             };
             let result = read(&conn);
-            inner.readers.lock().expect("reader pool").push(conn);
+            if opened_immutable == inner.immutable_reads.load(Ordering::Acquire) {
+                inner
+                    .readers
+                    .lock()
+                    .expect("reader pool")
+                    .push((conn, opened_immutable));
+            }
             result.map(|value| (value, inner.durability.visible_limit()))
         })
         .await
         .map_err(|e| StorageError::caused_by("a read task failed", e))?;
         result.map_err(|e| ReadError::Storage(StorageError::caused_by("reading the log", e)))
     }
+}
+
+impl Inner {
+    /// Starts the writer and syncer threads on `conn`, the log's writable connection.
+    fn start_writer(
+        &self,
+        conn: Connection,
+        wal: std::fs::File,
+        head: watch::Sender<Position>,
+    ) -> Result<(), StorageError> {
+        let appends = writer::spawn(conn, wal, head, self.durability.clone())
+            .map_err(|e| StorageError::caused_by("starting the writer thread", e))?;
+        let _ = self.appends.set(appends);
+        self.immutable_reads.store(false, Ordering::Release);
+        Ok(())
+    }
+}
+
+/// Opens the log for writing: WAL, the schema migrated; with the writer's
+/// WAL file handle (which keeps the WAL in place while the store is open)
+/// and the last position.
+fn open_writer(path: &Path) -> Result<(Connection, std::fs::File, Position), StorageError> {
+    let failed = |e| StorageError::caused_by(format!("opening {}", path.display()), e);
+    let new_file = !path.exists();
+    let mut conn = Connection::open(path).map_err(failed)?;
+    if new_file {
+        // Before the first write: SQLite gives the WAL the file's permissions.
+        make_private(path)
+            .map_err(|e| StorageError::caused_by(format!("protecting {}", path.display()), e))?;
+    }
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = NORMAL;
+         PRAGMA busy_timeout = 5000;
+         PRAGMA cache_size = -65536;",
+    )
+    .map_err(failed)?;
+    schema::migrate(&mut conn).map_err(failed)?;
+    let last = last_position(&conn)?;
+    let wal_path = format!("{}-wal", path.display());
+    let wal = std::fs::File::open(&wal_path)
+        .map_err(|e| StorageError::caused_by(format!("opening {wal_path}"), e))?;
+    Ok((conn, wal, last))
+}
+
+fn last_position(conn: &Connection) -> Result<Position, StorageError> {
+    let last: Option<i64> = conn
+        .query_row("SELECT max(position) FROM events", [], |row| row.get(0))
+        .map_err(|e| StorageError::caused_by("reading the log's last position", e))?;
+    Ok(Position(last.unwrap_or(0) as u64))
+}
+
+/// Whether opening failed for want of disk space (SQLite says "disk I/O
+/// error" when it cannot size the shared-memory file, "disk is full" when a
+/// write finds no room).
+fn is_out_of_space(error: &StorageError) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(error) = cause {
+        if let Some(rusqlite::Error::SqliteFailure(failure, _)) = error.downcast_ref() {
+            return matches!(
+                failure.code,
+                rusqlite::ErrorCode::DiskFull | rusqlite::ErrorCode::SystemIoFailure
+            );
+        }
+        cause = error.source();
+    }
+    false
+}
+
+/// Tries to open the writer until it opens or the store is gone.
+fn retry_writer(inner: Weak<Inner>, head: watch::Sender<Position>) {
+    loop {
+        std::thread::sleep(WRITER_RETRY);
+        let Some(inner) = inner.upgrade() else { return };
+        match open_writer(&inner.path) {
+            Ok((conn, wal, _)) => {
+                match inner.start_writer(conn, wal, head) {
+                    Ok(()) => {
+                        tracing::info!(path = %inner.path.display(), "the log is writable again")
+                    }
+                    Err(error) => tracing::error!(%error, "the log's writer did not start"),
+                }
+                return;
+            }
+            Err(error) => tracing::debug!(%error, "the log is still not writable"),
+        }
+    }
+}
+
+/// The log as an immutable file, for reading while nothing writes it.
+fn open_immutable(path: &Path) -> Result<Connection, StorageError> {
+    open_immutable_reader(path)
+        .map_err(|e| StorageError::caused_by(format!("opening {} to read", path.display()), e))
+}
+
+fn open_immutable_reader(path: &Path) -> rusqlite::Result<Connection> {
+    let uri = format!("file:{}?immutable=1", path.display());
+    Connection::open_with_flags(
+        uri,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
@@ -184,7 +306,12 @@ impl EventStore for SqliteStore {
         expected: ExpectedRevision,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, AppendError> {
-        append_queue::submit(&self.inner.appends, stream, expected, events).await
+        let Some(appends) = self.inner.appends.get() else {
+            return Err(AppendError::Storage(StorageError::new(
+                "the disk is full: the log opened for reading only, and takes writes again once there is space",
+            )));
+        };
+        append_queue::submit(appends, stream, expected, events).await
     }
 
     async fn read_stream(

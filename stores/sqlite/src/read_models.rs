@@ -92,23 +92,38 @@ impl SqliteReadModels {
     /// into them again.
     pub fn open(path: Option<&Path>) -> Result<Self, ReadModelError> {
         let lock = path.map(lock).transpose()?;
-        let conn = match path {
-            Some(path) => {
-                let conn = Connection::open(path).map_err(failed)?;
-                crate::make_private(path).map_err(|e| ReadModelError(e.to_string()))?;
-                conn.execute_batch(
-                    "PRAGMA journal_mode = WAL;
-                     PRAGMA synchronous = NORMAL;
-                     PRAGMA busy_timeout = 5000;
-                     PRAGMA cache_size = -32768;",
-                )
-                .map_err(failed)?;
-                conn
+        let conn = connect(path).map_err(failed)?;
+        Self::with_connection(path, lock, conn)
+    }
+
+    /// [`open`](Self::open) for a server: when the disk is too full to open
+    /// the file (SQLite cannot size its shared-memory file), the tables live
+    /// in memory until a restart, folded from the log, so the server still
+    /// serves reads. The file stays locked meanwhile.
+    pub fn open_to_serve(path: &Path) -> Result<Self, ReadModelError> {
+        let lock = lock(path)?;
+        match connect(Some(path)) {
+            Ok(conn) => Self::with_connection(Some(path), Some(lock), conn),
+            Err(rusqlite::Error::SqliteFailure(failure, _))
+                if matches!(
+                    failure.code,
+                    rusqlite::ErrorCode::DiskFull | rusqlite::ErrorCode::SystemIoFailure
+                ) =>
+            {
+                tracing::warn!(path = %path.display(), %failure,
+                    "the disk is full: the views are kept in memory until a restart, folded from the log");
+                let conn = connect(None).map_err(failed)?;
+                Self::with_connection(None, Some(lock), conn)
             }
-            None => Connection::open_in_memory().map_err(failed)?,
-        };
-        conn.execute_batch(SCHEMA).map_err(failed)?;
-        conn.execute_batch(LIST_INDEXES).map_err(failed)?;
+            Err(error) => Err(failed(error)),
+        }
+    }
+
+    fn with_connection(
+        path: Option<&Path>,
+        lock: Option<std::fs::File>,
+        conn: Connection,
+    ) -> Result<Self, ReadModelError> {
         let stored: Option<u32> = conn
             .query_row("SELECT version FROM read_model", [], |row| row.get(0))
             .optional()
@@ -216,6 +231,29 @@ fn lock(path: &Path) -> Result<std::fs::File, ReadModelError> {
         ))
     })?;
     Ok(file)
+}
+
+/// The writer's connection to the tables at `path` (in memory for `None`),
+/// with the schema in place.
+fn connect(path: Option<&Path>) -> rusqlite::Result<Connection> {
+    let conn = match path {
+        Some(path) => {
+            let conn = Connection::open(path)?;
+            crate::make_private(path)
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+            conn.execute_batch(
+                "PRAGMA journal_mode = WAL;
+                 PRAGMA synchronous = NORMAL;
+                 PRAGMA busy_timeout = 5000;
+                 PRAGMA cache_size = -32768;",
+            )?;
+            conn
+        }
+        None => Connection::open_in_memory()?,
+    };
+    conn.execute_batch(SCHEMA)?;
+    conn.execute_batch(LIST_INDEXES)?;
+    Ok(conn)
 }
 
 fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
