@@ -52,6 +52,7 @@ impl Server {
             tokens: Arc::new(tokens),
             limits: settings.limits,
             stopping: stopped.clone(),
+            encoded_events: Arc::default(),
         };
         let jobs = tokio::spawn(jobs::run(service, settings.retain_finished));
         let mut stopped = stopped;

@@ -65,6 +65,8 @@ pub struct AppState {
     pub limits: Limits,
     /// Turns true when the server stops: event streams end then.
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// Recent events as CloudEvents JSON, made once for every stream.
+    pub encoded_events: Arc<stream::EncodedEvents>,
 }
 
 /// The token name behind a request: the actor of the events it causes.

@@ -2,6 +2,7 @@
 //! durable consumers that keep their place in the log on the server.
 
 use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -13,7 +14,7 @@ use axum::Router;
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use tasklog_events::consumer_event::is_valid_consumer_name;
-use tasklog_events::{Position, SharedEventStream};
+use tasklog_events::{Position, RecordedEvent, SharedEventStream};
 use tasklog_projections::ConsumerView;
 use utoipa::{IntoParams, ToSchema};
 
@@ -100,6 +101,7 @@ pub async fn stream(
         state.service.subscriptions.subscribe(after),
         filter,
         state.service.clone(),
+        state.encoded_events.clone(),
     )
     .take_until(async move {
         let _ = stopping.wait_for(|stopping| *stopping).await;
@@ -115,10 +117,11 @@ fn sse_events(
     events: SharedEventStream,
     filter: EventFilter,
     service: Service,
+    encoded: Arc<EncodedEvents>,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     futures::stream::unfold(
-        (events, filter, service),
-        |(mut events, mut filter, service)| async move {
+        (events, filter, service, encoded),
+        |(mut events, mut filter, service, encoded)| async move {
             loop {
                 let event = match events.next().await? {
                     Ok(event) => event,
@@ -131,14 +134,51 @@ fn sse_events(
                     .admits(&event, &*service.store, Some(&service.views.projections))
                     .await
                 {
-                    let data =
-                        serde_json::to_string(&CloudEvent::of(&event)).expect("events serialise");
-                    let frame = Event::default().id(event.position.0.to_string()).data(data);
-                    return Some((Ok(frame), (events, filter, service)));
+                    let data = encoded.json(&event);
+                    let frame = Event::default()
+                        .id(event.position.0.to_string())
+                        .data(&*data);
+                    return Some((Ok(frame), (events, filter, service, encoded)));
                 }
             }
         },
     )
+}
+
+/// Recent events as CloudEvents JSON: every live stream sends the same new
+/// events, so each is encoded once, by the first stream to send it, not once
+/// per stream. A ring of slots by position, each behind its own lock.
+pub struct EncodedEvents {
+    slots: Vec<Mutex<Option<Encoded>>>,
+}
+
+/// An event's position and its CloudEvents JSON.
+type Encoded = (Position, Arc<str>);
+
+impl EncodedEvents {
+    const SLOTS: usize = 4096;
+
+    fn json(&self, event: &RecordedEvent) -> Arc<str> {
+        let slot = &self.slots[(event.position.0 % Self::SLOTS as u64) as usize];
+        if let Some((position, json)) = &*slot.lock().expect("encoded event") {
+            if *position == event.position {
+                return json.clone();
+            }
+        }
+        let json: Arc<str> = serde_json::to_string(&CloudEvent::of(event))
+            .expect("events serialise")
+            .into();
+        *slot.lock().expect("encoded event") = Some((event.position, json.clone()));
+        json
+    }
+}
+
+impl Default for EncodedEvents {
+    fn default() -> Self {
+        EncodedEvents {
+            slots: (0..Self::SLOTS).map(|_| Mutex::new(None)).collect(),
+        }
+    }
 }
 
 /// One Server-Sent Event of the stream, as an SSE client reads it (documents
