@@ -137,11 +137,7 @@ impl ProjectionRunner {
     /// [`position`](Self::position) was when asked.
     pub async fn list(&self, query: &TaskQuery) -> Result<Vec<TaskView>, ReadModelError> {
         let wanted = self.position();
-        let mut stored = self.stored.clone();
-        if tokio::time::timeout(STORED_WITHIN, stored.wait_for(|p| *p >= wanted))
-            .await
-            .is_err()
-        {
+        if !self.wait_stored(wanted, STORED_WITHIN).await {
             return Err(ReadModelError(format!(
                 "the stored views did not reach position {wanted} within {STORED_WITHIN:?}"
             )));
