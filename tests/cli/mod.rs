@@ -196,27 +196,19 @@ async fn a_restart_on_a_full_disk_serves_reads_until_space_returns() {
     let mut file = std::fs::File::create(&filler).unwrap();
     let block = vec![0u8; 64 * 1024];
     while std::io::Write::write_all(&mut file, &block).is_ok() {}
-    let mut byte = [0u8; 1];
-    while std::io::Write::write(&mut file, &byte).is_ok_and(|n| n == 1) {
-        byte[0] = 1;
-    }
+    while std::io::Write::write(&mut file, &[0]).is_ok_and(|n| n == 1) {}
     drop(file);
 
     let mut server = Serving::start(&data);
-    let read = http
-        .get(format!("{}/v1/tasks/{id}", server.base))
-        .bearer_auth("full-disk-token")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(read.status(), 200);
-    let listed = http
-        .get(format!("{}/v1/tasks?limit=10", server.base))
-        .bearer_auth("full-disk-token")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(listed.status(), 200);
+    for path in [format!("/v1/tasks/{id}"), "/v1/tasks?limit=10".to_owned()] {
+        let read = http
+            .get(format!("{}{path}", server.base))
+            .bearer_auth("full-disk-token")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(read.status(), 200, "{path}");
+    }
     let (status, refused) = create(server.base.clone()).await;
     assert_eq!(status, 503, "{refused}");
 

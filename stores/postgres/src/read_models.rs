@@ -55,11 +55,7 @@ impl PostgresReadModels {
     async fn keep_version(&self) -> Result<(), ReadModelError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(failed)?;
-        let stored: i32 = tx
-            .query_one("SELECT version FROM read_model FOR UPDATE", &[])
-            .await
-            .map_err(failed)?
-            .get(0);
+        let (stored, _) = lock_read_model(&tx).await?;
         if stored != READ_MODEL_VERSION as i32 {
             tracing::warn!(
                 stored,
@@ -189,12 +185,7 @@ impl ReadModelTables for PostgresReadModels {
     async fn commit(&self, changes: Arc<Changes>) -> Result<(), ReadModelError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(failed)?;
-        let stored: i64 = tx
-            .query_one("SELECT position FROM read_model FOR UPDATE", &[])
-            .await
-            .map_err(failed)?
-            .get(0);
-        let stored = Position(stored as u64);
+        let (_, stored) = lock_read_model(&tx).await?;
         if stored >= changes.position {
             // Another node stored this batch already, folded from the same log.
             return Ok(());
@@ -213,9 +204,7 @@ impl ReadModelTables for PostgresReadModels {
     async fn clear(&self) -> Result<(), ReadModelError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(failed)?;
-        tx.query_one("SELECT position FROM read_model FOR UPDATE", &[])
-            .await
-            .map_err(failed)?;
+        lock_read_model(&tx).await?;
         clear(&tx).await.map_err(failed)?;
         tx.commit().await.map_err(failed)
     }
@@ -260,6 +249,18 @@ impl ReadModelTables for PostgresReadModels {
             .await
             .map_err(failed)
     }
+}
+
+/// The stored version and position, their row locked until `tx` ends: the
+/// one lock that orders the nodes' commits, clears and version checks.
+async fn lock_read_model(
+    tx: &tokio_postgres::Transaction<'_>,
+) -> Result<(i32, Position), ReadModelError> {
+    let row = tx
+        .query_one("SELECT version, position FROM read_model FOR UPDATE", &[])
+        .await
+        .map_err(failed)?;
+    Ok((row.get(0), Position(row.get::<_, i64>(1) as u64)))
 }
 
 /// Empties the tables, in the transaction that holds the position's row.

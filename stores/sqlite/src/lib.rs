@@ -18,7 +18,6 @@ mod writer;
 pub use read_models::SqliteReadModels;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
@@ -46,12 +45,11 @@ const WRITER_RETRY: Duration = Duration::from_secs(2);
 
 struct Inner {
     path: PathBuf,
-    /// The writer's queue; unset while the writer could not be opened.
+    /// The writer's queue; unset while the writer could not be opened. Reads
+    /// open the file as immutable meanwhile: SQLite cannot always make the
+    /// shared-memory file a reader of a WAL file needs (the disk is full),
+    /// and nothing changes the file.
     appends: OnceLock<mpsc::Sender<AppendRequest>>,
-    /// Whether reads open the file as immutable: while there is no writer,
-    /// SQLite cannot always make the shared-memory file a reader of a WAL
-    /// file needs (the disk is full), and nothing changes the file.
-    immutable_reads: AtomicBool,
     head: watch::Receiver<Position>,
     durability: Arc<writer::Durability>,
     /// Idle read connections, opened on demand, and whether each is immutable.
@@ -92,7 +90,6 @@ impl SqliteStore {
             inner: Arc::new(Inner {
                 path,
                 appends: OnceLock::new(),
-                immutable_reads: AtomicBool::new(writer.is_none()),
                 head,
                 durability: Arc::new(writer::Durability::new(last)),
                 readers: Mutex::new(Vec::new()),
@@ -128,7 +125,7 @@ impl SqliteStore {
         let permit = permit.map_err(|e| StorageError::caused_by("the store was closed", e))?;
         let result = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            let immutable = inner.immutable_reads.load(Ordering::Acquire);
+            let immutable = inner.appends.get().is_none();
             let pooled = inner.readers.lock().expect("reader pool").pop();
             let (conn, opened_immutable) = match pooled {
                 Some((conn, was_immutable)) if was_immutable == immutable => (conn, immutable),
@@ -136,7 +133,7 @@ impl SqliteStore {
                 _ => (open_reader(&inner.path)?, false),
             };
             let result = read(&conn);
-            if opened_immutable == inner.immutable_reads.load(Ordering::Acquire) {
+            if opened_immutable == inner.appends.get().is_none() {
                 inner
                     .readers
                     .lock()
@@ -162,7 +159,6 @@ impl Inner {
         let appends = writer::spawn(conn, wal, head, self.durability.clone())
             .map_err(|e| StorageError::caused_by("starting the writer thread", e))?;
         let _ = self.appends.set(appends);
-        self.immutable_reads.store(false, Ordering::Release);
         Ok(())
     }
 }
@@ -201,21 +197,23 @@ fn last_position(conn: &Connection) -> Result<Position, StorageError> {
     Ok(Position(last.unwrap_or(0) as u64))
 }
 
-/// Whether opening failed for want of disk space (SQLite says "disk I/O
-/// error" when it cannot size the shared-memory file, "disk is full" when a
-/// write finds no room).
+/// Whether opening failed for want of disk space, somewhere in its causes.
 fn is_out_of_space(error: &StorageError) -> bool {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(error) = cause {
-        if let Some(rusqlite::Error::SqliteFailure(failure, _)) = error.downcast_ref() {
-            return matches!(
-                failure.code,
-                rusqlite::ErrorCode::DiskFull | rusqlite::ErrorCode::SystemIoFailure
-            );
+        if let Some(error) = error.downcast_ref() {
+            return out_of_space(error);
         }
         cause = error.source();
     }
     false
+}
+
+/// Whether SQLite failed for want of disk space: "disk I/O error" when it
+/// cannot size a shared-memory file, "disk is full" when a write finds no room.
+fn out_of_space(error: &rusqlite::Error) -> bool {
+    matches!(error, rusqlite::Error::SqliteFailure(failure, _)
+        if matches!(failure.code, rusqlite::ErrorCode::DiskFull | rusqlite::ErrorCode::SystemIoFailure))
 }
 
 /// Tries to open the writer until it opens or the store is gone.

@@ -104,13 +104,8 @@ impl SqliteReadModels {
         let lock = lock(path)?;
         match connect(Some(path)) {
             Ok(conn) => Self::with_connection(Some(path), Some(lock), conn),
-            Err(rusqlite::Error::SqliteFailure(failure, _))
-                if matches!(
-                    failure.code,
-                    rusqlite::ErrorCode::DiskFull | rusqlite::ErrorCode::SystemIoFailure
-                ) =>
-            {
-                tracing::warn!(path = %path.display(), %failure,
+            Err(error) if crate::out_of_space(&error) => {
+                tracing::warn!(path = %path.display(), %error,
                     "the disk is full: the views are kept in memory until a restart, folded from the log");
                 let conn = connect(None).map_err(failed)?;
                 Self::with_connection(None, Some(lock), conn)
