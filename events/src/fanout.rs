@@ -14,12 +14,22 @@
 //! subscriber joined was durable by then, so that read sees it; an event handed
 //! out after is in the ring. Events seen twice that way are skipped by position.
 //!
+//! The reader hands events out in bursts, at most one every [`PACE`]: each
+//! live subscriber then writes a burst to its client at once, so a thousand
+//! subscribers cost a thousand writes per burst, not per event. An event that
+//! comes after a quiet spell goes out at once.
+//!
+//! A subscriber that starts at what the reader has handed out goes live
+//! without reading the log at all.
+//!
 //! When the reader's read fails, it says so through the ring, so live
 //! subscribers end with the error (a client resumes from its last event) while
 //! the reader tries again. Only the reader holds the ring's sender: if it ever
 //! stops, the ring closes and every subscriber ends instead of waiting.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -50,6 +60,8 @@ struct Inner {
     store: Arc<dyn EventStore>,
     /// Weak, so the ring closes when the reader (its one sender) stops.
     live: broadcast::WeakSender<Shared>,
+    /// The position of the last event handed to the ring.
+    published: Arc<AtomicU64>,
     reader: tokio::task::JoinHandle<()>,
 }
 
@@ -66,11 +78,13 @@ impl Fanout {
         let head = store.head().await?;
         let (live, _) = broadcast::channel(ring.max(1));
         let weak = live.downgrade();
-        let reader = tokio::spawn(read(store.clone(), head, live));
+        let published = Arc::new(AtomicU64::new(head.0));
+        let reader = tokio::spawn(read(store.clone(), head, live, published.clone()));
         Ok(Fanout {
             inner: Arc::new(Inner {
                 store,
                 live: weak,
+                published,
                 reader,
             }),
         })
@@ -92,32 +106,74 @@ impl Fanout {
     }
 }
 
-/// Follows the log and hands every event to the live subscribers. A failed
-/// read starts the subscription again after the last event handed out: live
-/// subscribers only wait meanwhile.
-async fn read(store: Arc<dyn EventStore>, mut after: Position, live: broadcast::Sender<Shared>) {
+/// Follows the log and hands every event to the live subscribers, in bursts
+/// at most one [`PACE`] apart. A failed read starts the subscription again
+/// after the last event handed out: live subscribers only wait meanwhile.
+async fn read(
+    store: Arc<dyn EventStore>,
+    mut after: Position,
+    live: broadcast::Sender<Shared>,
+    published: Arc<AtomicU64>,
+) {
     let mut pause = RETRY_FIRST;
+    let mut last_burst = tokio::time::Instant::now();
     loop {
-        let mut events = store.subscribe_all(after);
-        while let Some(event) = events.next().await {
-            match event {
-                Ok(event) => {
-                    after = event.position;
-                    pause = RETRY_FIRST;
+        let mut events = store.subscribe_all(after).fuse();
+        let mut burst = Vec::new();
+        let failed = loop {
+            let Some(first) = events.next().await else {
+                break None;
+            };
+            // Gather what comes until a pace has passed since the last burst,
+            // then whatever else is ready.
+            let due = last_burst + PACE;
+            let mut error = None;
+            let mut next = Some(first);
+            while let Some(event) = next.take() {
+                match event {
+                    Ok(event) => burst.push(event),
+                    Err(failure) => {
+                        error = Some(failure);
+                        break;
+                    }
+                }
+                if burst.len() < BURST_MOST {
+                    next = tokio::time::timeout_at(due, events.next())
+                        .await
+                        .ok()
+                        .flatten();
+                }
+            }
+            if let Some(last) = burst.last() {
+                after = last.position;
+                pause = RETRY_FIRST;
+                // Before the send: a subscriber that sees this position in
+                // `published` joined the ring in time for these events.
+                published.store(after.0, Ordering::Release);
+                for event in burst.drain(..) {
                     // No live subscriber: nothing to hand out, which is fine.
                     let _ = live.send(Ok(Arc::new(event)));
                 }
-                Err(error) => {
-                    tracing::warn!(%error, "the shared reader of the log failed; reading again");
-                    let _ = live.send(Err(error.to_string().into()));
-                    break;
-                }
+                last_burst = tokio::time::Instant::now();
             }
+            if error.is_some() {
+                break error;
+            }
+        };
+        if let Some(error) = failed {
+            tracing::warn!(%error, "the shared reader of the log failed; reading again");
+            let _ = live.send(Err(error.to_string().into()));
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(RETRY_MOST);
     }
 }
+
+/// The least time between two bursts to the live subscribers while events
+/// keep coming: what an event may wait so that each subscriber writes many at once.
+const PACE: Duration = Duration::from_millis(20);
+/// The most events in one burst.
+const BURST_MOST: usize = 1024;
 
 /// How long the reader waits before it reads again after a failure, at first
 /// and at most.
@@ -166,6 +222,11 @@ impl Subscriber {
                             .ok_or_else(stopped)?
                             .subscribe(),
                     };
+                    // Nothing handed out that this subscriber lacks: live now.
+                    if self.fanout.inner.published.load(Ordering::Acquire) <= self.delivered.0 {
+                        self.state = State::Live(ring);
+                        continue;
+                    }
                     self.cursor = LogCursor::new(self.delivered, PAGE);
                     let page = self.cursor.next_page(&*self.fanout.inner.store).await?;
                     self.state = if page.is_empty() {
