@@ -5,17 +5,19 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::Router;
+use futures::stream::ReadyChunks;
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use tasklog_events::consumer_event::is_valid_consumer_name;
 use tasklog_events::{Position, RecordedEvent, SharedEventStream};
 use tasklog_projections::ConsumerView;
+use tokio::time::{Instant, Interval, MissedTickBehavior};
 use utoipa::{IntoParams, ToSchema};
 
 use super::body::{unknown_field, BodyError, Json, Noun, Path, Query};
@@ -97,7 +99,7 @@ pub async fn stream(
     );
     let filter = EventFilter::new(query.task_type, query.event_type);
     let mut stopping = state.stopping.clone();
-    let events = sse_events(
+    let frames = sse_frames(
         state.service.subscriptions.subscribe(after),
         filter,
         state.service.clone(),
@@ -106,70 +108,124 @@ pub async fn stream(
     .take_until(async move {
         let _ = stopping.wait_for(|stopping| *stopping).await;
     });
-    Ok(Sse::new(events)
-        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(frames),
+    )
         .into_response())
 }
 
-/// The subscription, filtered and framed. A failed read ends the stream; the
-/// client resumes with `Last-Event-ID`.
-fn sse_events(
+/// The most events written to a client at once.
+const WRITE_MOST: usize = 256;
+
+/// The subscription, filtered and framed: every event ready when the client
+/// is written to goes in one write, and a comment goes out when nothing else
+/// did for [`KEEP_ALIVE`]. A failed read ends the stream; the client resumes
+/// with `Last-Event-ID`.
+fn sse_frames(
     events: SharedEventStream,
     filter: EventFilter,
     service: Service,
     encoded: Arc<EncodedEvents>,
-) -> impl Stream<Item = Result<Event, Infallible>> {
-    futures::stream::unfold(
-        (events, filter, service, encoded),
-        |(mut events, mut filter, service, encoded)| async move {
-            loop {
-                let event = match events.next().await? {
+) -> impl Stream<Item = Result<Bytes, Infallible>> {
+    let mut keep_alive = tokio::time::interval_at(Instant::now() + KEEP_ALIVE, KEEP_ALIVE);
+    keep_alive.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let framing = Framing {
+        events: events.ready_chunks(WRITE_MOST),
+        filter,
+        service,
+        encoded,
+        keep_alive,
+        wrote: false,
+        failed: false,
+    };
+    futures::stream::unfold(framing, |mut framing| async move {
+        let frames = framing.next().await?;
+        Some((Ok(frames), framing))
+    })
+}
+
+struct Framing {
+    events: ReadyChunks<SharedEventStream>,
+    filter: EventFilter,
+    service: Service,
+    encoded: Arc<EncodedEvents>,
+    keep_alive: Interval,
+    /// Whether anything was written since the last keep-alive tick.
+    wrote: bool,
+    /// The subscription failed: what was framed went out, nothing more will.
+    failed: bool,
+}
+
+impl Framing {
+    async fn next(&mut self) -> Option<Bytes> {
+        while !self.failed {
+            let ready = tokio::select! {
+                ready = self.events.next() => ready?,
+                _ = self.keep_alive.tick() => {
+                    if std::mem::take(&mut self.wrote) {
+                        continue;
+                    }
+                    return Some(Bytes::from_static(b":\n\n"));
+                }
+            };
+            let mut frames = Vec::new();
+            for event in ready {
+                let event = match event {
                     Ok(event) => event,
                     Err(error) => {
                         tracing::warn!(%error, "an event stream lost the log");
-                        return None;
+                        self.failed = true;
+                        break;
                     }
                 };
-                if filter
-                    .admits(&event, &*service.store, Some(&service.views.projections))
+                let views = Some(&self.service.views.projections);
+                if self
+                    .filter
+                    .admits(&event, &*self.service.store, views)
                     .await
                 {
-                    let data = encoded.json(&event);
-                    let frame = Event::default()
-                        .id(event.position.0.to_string())
-                        .data(&*data);
-                    return Some((Ok(frame), (events, filter, service, encoded)));
+                    frames.extend_from_slice(&self.encoded.frame(&event));
                 }
             }
-        },
-    )
+            if !frames.is_empty() {
+                self.wrote = true;
+                return Some(Bytes::from(frames));
+            }
+        }
+        None
+    }
 }
 
-/// Recent events as CloudEvents JSON: every live stream sends the same new
-/// events, so each is encoded once, by the first stream to send it, not once
-/// per stream. A ring of slots by position, each behind its own lock.
+/// Recent events as Server-Sent Events frames (`id`, then the CloudEvents
+/// JSON as `data`): every live stream sends the same new events, so each is
+/// framed once, by the first stream to send it, not once per stream. A ring
+/// of slots by position, each behind its own lock.
 pub struct EncodedEvents {
     slots: Vec<Mutex<Option<Encoded>>>,
 }
 
-/// An event's position and its CloudEvents JSON.
-type Encoded = (Position, Arc<str>);
+/// An event's position and its frame.
+type Encoded = (Position, Bytes);
 
 impl EncodedEvents {
     const SLOTS: usize = 4096;
 
-    fn json(&self, event: &RecordedEvent) -> Arc<str> {
+    fn frame(&self, event: &RecordedEvent) -> Bytes {
         let slot = &self.slots[(event.position.0 % Self::SLOTS as u64) as usize];
-        if let Some((position, json)) = &*slot.lock().expect("encoded event") {
+        if let Some((position, frame)) = &*slot.lock().expect("encoded event") {
             if *position == event.position {
-                return json.clone();
+                return frame.clone();
             }
         }
-        let json: Arc<str> = serde_json::to_string(&CloudEvent::of(event))
-            .expect("events serialise")
-            .into();
-        *slot.lock().expect("encoded event") = Some((event.position, json.clone()));
-        json
+        // Compact JSON has no line breaks, so it is one `data` line.
+        let json = serde_json::to_string(&CloudEvent::of(event)).expect("events serialise");
+        let frame = Bytes::from(format!("id: {}\ndata: {json}\n\n", event.position.0));
+        *slot.lock().expect("encoded event") = Some((event.position, frame.clone()));
+        frame
     }
 }
 
