@@ -1,11 +1,13 @@
 //! `tasklog bench stream`: what live event-stream subscribers cost a server.
 //!
-//! A `tasklog serve` process of its own takes a steady create load twice: alone,
-//! then with many Server-Sent Events subscribers following the log from its
-//! head. It prints the creates per second and their p99 both times, how long a
-//! create took to reach a subscriber, the server's memory and threads with the
-//! subscribers and after they left, and checks that every subscriber got every
-//! create once.
+//! A `tasklog serve` process of its own takes a steady create load three
+//! times: to warm up, alone, then with many Server-Sent Events subscribers
+//! following the log from its head. It prints the creates per second and their
+//! p99 alone and with subscribers, how long a create took to reach a
+//! subscriber, the server's memory and threads with the subscribers and after
+//! they left, and checks that every subscriber got every create once. The
+//! created tasks stay pending, so memory grows with them too: the alone round
+//! says by how much, and the `_of_subscribers` figures take that out.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,7 +48,12 @@ pub async fn run(bench: StreamBench) -> Result<Vec<Figure>, Failure> {
     let token = new_secret();
     let server = Arc::new(ServerProcess::start(&fresh.url, server_dir.path(), &token).await?);
 
-    let (alone_per_s, mut alone_latencies, _) = create_round(&server, &bench, "alone").await?;
+    // A first round fills the caches; the second says what the same creates
+    // cost in memory without subscribers, to tell the subscribers' share.
+    create_round(&server, &bench, "warm").await?;
+    let rss_warm = server.rss_bytes();
+    let (alone_per_s, mut alone_latencies, alone_acked) =
+        create_round(&server, &bench, "alone").await?;
     let rss_before = server.rss_bytes();
     let threads_before = server.threads();
 
@@ -57,17 +64,23 @@ pub async fn run(bench: StreamBench) -> Result<Vec<Figure>, Failure> {
     let counts: Vec<Arc<AtomicU64>> = (0..bench.subscribers)
         .map(|_| Arc::new(AtomicU64::new(0)))
         .collect();
+    let connected = Arc::new(AtomicU64::new(0));
     let mut streams = Vec::new();
     for (n, count) in counts.iter().enumerate() {
         let probe = (n == 0).then(|| arrivals.clone());
         streams.push(tokio::spawn(subscribe(
             server.clone(),
             after,
-            count.clone(),
+            (count.clone(), connected.clone()),
             probe,
         )));
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Every subscriber live before the creates start.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while connected.load(Ordering::Relaxed) < bench.subscribers && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let (with_per_s, mut with_latencies, acked) = create_round(&server, &bench, "with").await?;
     let expected = acked.len() as u64;
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -107,6 +120,10 @@ pub async fn run(bench: StreamBench) -> Result<Vec<Figure>, Failure> {
         .into());
     }
     let mb = |bytes: u64| bytes as f64 / 1_048_576.0;
+    let growth_alone = mb(rss_before) - mb(rss_warm);
+    let growth_of_creates = growth_alone * expected as f64 / alone_acked.len().max(1) as f64;
+    let growth = mb(rss_with) - mb(rss_before);
+    let kept = mb(rss_after) - mb(rss_before);
     Ok(vec![
         ("subscribers", bench.subscribers as f64),
         ("create_per_s_alone", alone_per_s),
@@ -121,11 +138,11 @@ pub async fn run(bench: StreamBench) -> Result<Vec<Figure>, Failure> {
             percentile(&mut with_latencies, 0.99),
         ),
         ("delivery_lag_p99_ms", percentile(&mut lags, 0.99)),
-        ("rss_growth_mb", mb(rss_with.saturating_sub(rss_before))),
-        (
-            "rss_kept_after_mb",
-            mb(rss_after.saturating_sub(rss_before)),
-        ),
+        ("rss_growth_mb", growth),
+        ("rss_growth_alone_mb", growth_alone),
+        ("rss_growth_of_subscribers_mb", growth - growth_of_creates),
+        ("rss_kept_after_mb", kept),
+        ("rss_kept_of_subscribers_mb", kept - growth_of_creates),
         ("threads_before", threads_before as f64),
         ("threads_with_subscribers", threads_with as f64),
         ("threads_after", threads_after as f64),
@@ -183,15 +200,16 @@ async fn create_round(
     Ok((per_s, latencies, acked))
 }
 
-/// Follows the event stream after `after`, counting the task creates it gets;
-/// the probe also notes when each arrived.
+/// Follows the event stream after `after`, counting the task creates it gets
+/// (and, once, that it is connected); the probe also notes when each arrived.
 async fn subscribe(
     server: Arc<ServerProcess>,
     after: u64,
-    count: Arc<AtomicU64>,
+    (count, connected): (Arc<AtomicU64>, Arc<AtomicU64>),
     probe: Option<Arc<Mutex<HashMap<String, Instant>>>>,
 ) -> Result<(), Failure> {
     let events = creates_streamed(&server.http, &server.base, &server.token, after).await?;
+    connected.fetch_add(1, Ordering::Relaxed);
     futures::pin_mut!(events);
     while let Some(data) = events.next().await {
         let data = data?;
