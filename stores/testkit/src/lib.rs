@@ -478,7 +478,8 @@ pub async fn subscription_starts_after_the_given_position(store: Arc<dyn EventSt
 }
 
 /// Many subscribers share one reader: fast ones live, one so slow it falls far
-/// behind the ring, and one that starts mid-log; each gets exactly the log.
+/// behind the ring, one that starts mid-log and one at the head; each gets
+/// exactly the log.
 pub async fn fanout_subscribers_each_get_the_log_once_in_order(store: Arc<dyn EventStore>) {
     store
         .append("task-before", ExpectedRevision::Any, events(0..50))
@@ -527,6 +528,13 @@ pub async fn fanout_subscribers_each_get_the_log_once_in_order(store: Arc<dyn Ev
             .unwrap();
         assert_eq!(got, all);
     }
+    // One that starts at the head goes live without reading the log, and
+    // gets the next event (and nothing before it).
+    let at_head = fanout.subscribe(all[449].position);
+    let next = store.append("task-next", ExpectedRevision::NoStream, vec![event(9999)]);
+    let next = next.await.unwrap();
+    let got = take_shared(at_head, 1).await;
+    assert_eq!(got[0].position, next.first_position);
 }
 
 async fn take_shared(mut subscription: SharedEventStream, count: usize) -> Vec<RecordedEvent> {
