@@ -55,7 +55,9 @@ pub enum Command {
     Bench(bench::BenchCommand),
 }
 
-pub fn run(cli: Cli) -> ExitCode {
+/// Runs `cli`; `on_idle` runs as a worker thread goes idle (the binary's
+/// allocator upkeep), and at least every second on some worker.
+pub fn run(cli: Cli, on_idle: fn()) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -65,8 +67,16 @@ pub fn run(cli: Cli) -> ExitCode {
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_park(on_idle)
         .build()
         .expect("a tokio runtime");
+    // Wakes a worker now and then, so that an idle process goes idle again.
+    runtime.spawn(async {
+        let mut ticks = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            ticks.tick().await;
+        }
+    });
     let result: Result<(), Failure> = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve(args).await,
