@@ -1,4 +1,5 @@
-//! `tasklog bench api`: a server on a fresh store, driven over HTTP on loopback.
+//! `tasklog bench api`: a `tasklog serve` process on a fresh store, driven over
+//! HTTP on loopback; its CPU time and memory are the server's alone.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -9,13 +10,9 @@ use clap::Args;
 use futures::StreamExt;
 use serde_json::{json, Value};
 
-use super::{
-    creates_streamed, percentile, rss_bytes, run_concurrently, BenchStore, Figure, Output,
-};
-use crate::app::clock::SystemClock;
-use crate::http::auth::{new_secret, Scope, Secret, Token, Tokens};
-use crate::server::Server;
-use crate::server::Settings;
+use super::server_process::ServerProcess;
+use super::{creates_streamed, percentile, run_concurrently, BenchStore, Figure, Output};
+use crate::http::auth::new_secret;
 use crate::Failure;
 
 #[derive(Debug, Args)]
@@ -41,39 +38,22 @@ pub struct ApiBench {
 
 pub async fn run(bench: ApiBench) -> Result<Vec<Figure>, Failure> {
     let fresh = BenchStore::open(bench.output.store.as_ref()).await?;
-    let store = fresh.store.clone();
+    let server_dir = tempfile::tempdir()?;
     let token = new_secret();
-    let tokens = Tokens {
-        tokens: vec![Token {
-            name: "bench".into(),
-            secret: Secret::hashed(&token),
-            scopes: vec![Scope::Admin],
-            rate_limit: None,
-        }],
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let clock = Arc::new(SystemClock);
-    let server = Server::start(
-        listener,
-        store,
-        fresh.url.open_views().await?,
-        tokens,
-        clock,
-        Settings::default(),
-    )
-    .await?;
+    let server = ServerProcess::start(&fresh.url, server_dir.path(), &token).await?;
     let api = Client {
         http: reqwest::Client::builder()
             .pool_max_idle_per_host(256)
             .build()?,
-        base: format!("http://{}", server.addr),
+        base: server.base.clone(),
         token,
     };
 
     // A live SSE subscriber from the head, timing when each create reaches it.
     let acked: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let delivered = tokio::spawn(watch_stream(api.clone(), bench.creates));
-    let rss_before = rss_bytes("self");
+    let rss_before = server.rss_bytes();
+    let cpu_before = server.cpu_seconds();
     let started = Instant::now();
     let mut latencies = run_concurrently(bench.connections, bench.creates, {
         let (api, acked) = (api.clone(), acked.clone());
@@ -89,6 +69,7 @@ pub async fn run(bench: ApiBench) -> Result<Vec<Figure>, Failure> {
     })
     .await?;
     let create_seconds = started.elapsed().as_secs_f64();
+    let create_cpu = server.cpu_seconds() - cpu_before;
     let delivered = delivered.await??;
     let acked = std::mem::take(&mut *acked.lock().expect("acks"));
     let mut lags: Vec<f64> = delivered
@@ -107,8 +88,9 @@ pub async fn run(bench: ApiBench) -> Result<Vec<Figure>, Failure> {
         )
         .into());
     }
-    let rss_growth = rss_bytes("self").saturating_sub(rss_before) as f64;
+    let rss_growth = server.rss_bytes().saturating_sub(rss_before) as f64;
 
+    let cpu_before = server.cpu_seconds();
     let started = Instant::now();
     run_concurrently(bench.workers, bench.lifecycles, {
         let api = api.clone();
@@ -135,6 +117,7 @@ pub async fn run(bench: ApiBench) -> Result<Vec<Figure>, Failure> {
     })
     .await?;
     let lifecycle_seconds = started.elapsed().as_secs_f64();
+    let lifecycle_cpu = server.cpu_seconds() - cpu_before;
 
     // Creates with an idempotency key each, then every one again, as a client
     // retrying after lost answers would: the second round must make nothing.
@@ -165,15 +148,23 @@ pub async fn run(bench: ApiBench) -> Result<Vec<Figure>, Failure> {
     if keyed_tasks != bench.keyed_creates {
         return Err(format!("{keyed_tasks} tasks for {} keys", bench.keyed_creates).into());
     }
-    server.stop().await?;
+    server.stop();
     fresh.remove().await?;
 
     Ok(vec![
         ("create_per_s", bench.creates as f64 / create_seconds),
         ("create_p99_ms", percentile(&mut latencies, 0.99)),
         (
+            "server_cpu_us_per_create",
+            create_cpu * 1e6 / bench.creates as f64,
+        ),
+        (
             "lifecycle_tasks_per_s",
             bench.lifecycles as f64 / lifecycle_seconds,
+        ),
+        (
+            "server_cpu_us_per_lifecycle",
+            lifecycle_cpu * 1e6 / bench.lifecycles as f64,
         ),
         ("stream_lag_p99_ms", percentile(&mut lags, 0.99)),
         (

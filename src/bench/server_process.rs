@@ -100,6 +100,22 @@ impl ServerProcess {
         position.ok_or_else(|| "the server answered without Tasklog-Position".into())
     }
 
+    /// The CPU time the process has used so far, user and system, in seconds
+    /// (from /proc; 0 where there is none).
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()));
+        let stat = stat.unwrap_or_default();
+        // After the command name, which may hold spaces: fields 3 onwards,
+        // of which utime and stime are the 14th and 15th, in USER_HZ (100/s).
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or("", |(_, rest)| rest)
+            .split_whitespace()
+            .collect();
+        let ticks = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok());
+        (ticks(14).unwrap_or(0) + ticks(15).unwrap_or(0)) as f64 / 100.0
+    }
+
     /// How many threads the process runs, from /proc (0 where there is none).
     pub fn threads(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()));
