@@ -23,7 +23,8 @@ pub struct ApiBench {
     /// Concurrent connections in the create phase.
     #[arg(long, default_value_t = 64)]
     pub connections: u64,
-    /// How many tasks the lifecycle phase takes through create, claim and complete.
+    /// How many tasks each lifecycle phase takes through create, claim and
+    /// complete: one worker a task from start to end, then all created first.
     #[arg(long, default_value_t = 20_000)]
     pub lifecycles: u64,
     /// Concurrent workers in the lifecycle phase.
@@ -119,6 +120,49 @@ pub async fn run(bench: ApiBench) -> Result<Vec<Figure>, Failure> {
     let lifecycle_seconds = started.elapsed().as_secs_f64();
     let lifecycle_cpu = server.cpu_seconds() - cpu_before;
 
+    // The peers' shape: producers create the tasks first, then workers claim
+    // and complete until the queue is empty.
+    let started = Instant::now();
+    run_concurrently(bench.connections, bench.lifecycles, {
+        let api = api.clone();
+        move |n| {
+            let api = api.clone();
+            async move { api.create(n, "bench-queued").await.map(drop) }
+        }
+    })
+    .await?;
+    let queued_create_seconds = started.elapsed().as_secs_f64();
+    let cpu_before = server.cpu_seconds();
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for n in 0..bench.workers {
+        let api = api.clone();
+        workers.push(tokio::spawn(async move {
+            let worker = format!("queue-worker-{n}");
+            let mut done = 0u64;
+            while let Some(task) = api.claim("bench-queued", &worker).await? {
+                let id = task["id"].as_str().ok_or("a claim returned no task")?;
+                let path = format!("/v1/tasks/{id}/complete");
+                api.post(&path, json!({"worker": worker})).await?;
+                done += 1;
+            }
+            Ok::<_, Failure>(done)
+        }));
+    }
+    let mut drained = 0;
+    for worker in workers {
+        drained += worker.await??;
+    }
+    let drain_seconds = started.elapsed().as_secs_f64();
+    let drain_cpu = server.cpu_seconds() - cpu_before;
+    if drained != bench.lifecycles {
+        return Err(format!(
+            "the workers completed {drained} of {} tasks",
+            bench.lifecycles
+        )
+        .into());
+    }
+
     // Creates with an idempotency key each, then every one again, as a client
     // retrying after lost answers would: the second round must make nothing.
     let at = Utc::now();
@@ -165,6 +209,22 @@ pub async fn run(bench: ApiBench) -> Result<Vec<Figure>, Failure> {
         (
             "server_cpu_us_per_lifecycle",
             lifecycle_cpu * 1e6 / bench.lifecycles as f64,
+        ),
+        (
+            "queued_create_per_s",
+            bench.lifecycles as f64 / queued_create_seconds,
+        ),
+        (
+            "claim_complete_per_s",
+            bench.lifecycles as f64 / drain_seconds,
+        ),
+        (
+            "server_cpu_us_per_claim_complete",
+            drain_cpu * 1e6 / bench.lifecycles as f64,
+        ),
+        (
+            "queued_lifecycle_per_s",
+            bench.lifecycles as f64 / (queued_create_seconds + drain_seconds),
         ),
         ("stream_lag_p99_ms", percentile(&mut lags, 0.99)),
         (
@@ -214,6 +274,19 @@ impl Client {
             return Err(format!("{path}: {status} {body}").into());
         }
         Ok(body)
+    }
+
+    /// Claims a task of `task_type` for `worker`, or none when the queue is empty.
+    async fn claim(&self, task_type: &str, worker: &str) -> Result<Option<Value>, Failure> {
+        let body =
+            json!({"types": [task_type], "worker": worker, "leaseSeconds": 60, "waitSeconds": 0});
+        let request = self.http.post(format!("{}/v1/tasks/claim", self.base));
+        let response = request.bearer_auth(&self.token).json(&body).send().await?;
+        match response.status() {
+            reqwest::StatusCode::NO_CONTENT => Ok(None),
+            status if status.is_success() => Ok(Some(response.json().await?)),
+            status => Err(format!("/v1/tasks/claim: {status} {}", response.text().await?).into()),
+        }
     }
 
     async fn create(&self, n: u64, task_type: &str) -> Result<Value, Failure> {
