@@ -14,7 +14,7 @@ use crate::app::clock::Clock;
 use crate::app::jobs;
 use crate::app::service::Service;
 use crate::http::auth::{RateLimiters, Tokens};
-use crate::http::{self, AppState, Limits};
+use crate::http::{self, AppState, Limits, Shared};
 
 /// How a server runs: the limits on its clients, and how long finished tasks
 /// stay in the views (`None`: for good).
@@ -46,14 +46,14 @@ impl Server {
         let addr = listener.local_addr()?;
         let service = Service::start(store, views, clock).await?;
         let (stopping, stopped) = watch::channel(false);
-        let state = AppState {
+        let state = AppState::new(Shared {
             service: service.clone(),
             rate_limits: Arc::new(RateLimiters::for_tokens(&tokens)),
             tokens: Arc::new(tokens),
             limits: settings.limits,
             stopping: stopped.clone(),
             encoded_events: Arc::default(),
-        };
+        });
         let jobs = tokio::spawn(jobs::run(service, settings.retain_finished));
         let mut stopped = stopped;
         let http = tokio::spawn(http::run(listener, state.clone(), async move {

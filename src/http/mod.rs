@@ -55,9 +55,27 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// How long a read waits for `Tasklog-Min-Position`.
 const MIN_POSITION_WAIT: Duration = Duration::from_secs(5);
 
-/// What every handler shares; cheap to clone.
+/// What every handler shares. Requests clone it several times on their way
+/// through the routes, so it is one reference count, not one per part.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+pub struct Shared {
     pub service: Service,
     pub tokens: Arc<Tokens>,
     pub rate_limits: Arc<RateLimiters>,
