@@ -23,6 +23,8 @@ struct Follower<S> {
     cursor: LogCursor,
     buffered: VecDeque<RecordedEvent>,
     head: tokio::sync::watch::Receiver<Position>,
+    /// The last read reached the head as it was then.
+    at_head: bool,
 }
 
 /// Moves a head watch on to `to`, unless it is already there or beyond;
@@ -45,16 +47,16 @@ pub fn follow<S: EventStore + Clone>(store: S, after: Position) -> EventStream {
         cursor: LogCursor::new(after, PAGE),
         buffered: VecDeque::new(),
         head,
+        at_head: false,
     };
     futures::stream::try_unfold(follower, |mut f| async move {
         loop {
             if let Some(event) = f.buffered.pop_front() {
                 return Ok(Some((event, f)));
             }
-            let page = f.cursor.next_page(&f.store).await?;
-            if page.is_empty() {
+            if f.at_head {
                 // `wait_for` looks at the current head first, so an append that
-                // landed after the read above is not missed. The watch only
+                // landed after the last read is not missed. The watch only
                 // hears of this process's appends, so look at the log now and
                 // then anyway: another process may be writing to it.
                 let after = f.cursor.after();
@@ -65,6 +67,10 @@ pub fn follow<S: EventStore + Clone>(store: S, after: Position) -> EventStream {
                     })?;
                 }
             }
+            let page = f.cursor.next_page(&f.store).await?;
+            // A short page ended at the head: wait for it to move before the
+            // next read, instead of reading an empty page first.
+            f.at_head = page.len() < PAGE;
             f.buffered.extend(page);
         }
     })
