@@ -12,6 +12,7 @@
 //! - [`read_models`]: the read-model tables, in a file beside the log.
 
 pub mod read_models;
+mod recent;
 mod schema;
 mod writer;
 
@@ -25,6 +26,7 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, watch, Semaphore};
 
+use recent::Recent;
 use tasklog_events::append_queue::{self, AppendRequest};
 use tasklog_events::envelope::{NewEvent, Position, RecordedEvent};
 use tasklog_events::store::{
@@ -52,6 +54,8 @@ struct Inner {
     appends: OnceLock<mpsc::Sender<AppendRequest>>,
     head: watch::Receiver<Position>,
     durability: Arc<writer::Durability>,
+    /// The newest durable events this process appended.
+    recent: Arc<Recent>,
     /// Idle read connections, opened on demand, and whether each is immutable.
     readers: Mutex<Vec<(Connection, bool)>>,
     /// At most this many reads at once, so the read connections (each with its
@@ -92,6 +96,7 @@ impl SqliteStore {
                 appends: OnceLock::new(),
                 head,
                 durability: Arc::new(writer::Durability::new(last)),
+                recent: Arc::default(),
                 readers: Mutex::new(Vec::new()),
                 reads: Arc::new(Semaphore::new(MAX_CONCURRENT_READS)),
             }),
@@ -156,8 +161,14 @@ impl Inner {
         wal: std::fs::File,
         head: watch::Sender<Position>,
     ) -> Result<(), StorageError> {
-        let appends = writer::spawn(conn, wal, head, self.durability.clone())
-            .map_err(|e| StorageError::caused_by("starting the writer thread", e))?;
+        let appends = writer::spawn(
+            conn,
+            wal,
+            head,
+            self.durability.clone(),
+            self.recent.clone(),
+        )
+        .map_err(|e| StorageError::caused_by("starting the writer thread", e))?;
         let _ = self.appends.set(appends);
         Ok(())
     }
@@ -359,7 +370,7 @@ impl EventStore for SqliteStore {
     }
 
     fn subscribe_all(&self, after: Position) -> EventStream {
-        tasklog_events::subscription::follow(self.clone(), after)
+        tasklog_events::subscription::follow(Following(self.clone()), after)
     }
 
     async fn head(&self) -> Result<Position, ReadError> {
@@ -375,6 +386,56 @@ impl EventStore for SqliteStore {
 
     fn watch_head(&self) -> watch::Receiver<Position> {
         self.inner.head.clone()
+    }
+}
+
+/// The store as its own subscribers read it: the newest events from
+/// [`Recent`], the rest from the file. Only subscriptions (the views, the live
+/// event streams) read this way; verify, export and history read the file.
+#[derive(Clone)]
+struct Following(SqliteStore);
+
+#[async_trait]
+impl EventStore for Following {
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedRevision,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, AppendError> {
+        self.0.append(stream, expected, events).await
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, ReadError> {
+        self.0.read_stream(stream, from, limit).await
+    }
+
+    async fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, ReadError> {
+        match self.0.inner.recent.after(after, limit) {
+            Some(events) => Ok(events),
+            None => self.0.read_all(after, limit).await,
+        }
+    }
+
+    fn subscribe_all(&self, after: Position) -> EventStream {
+        self.0.subscribe_all(after)
+    }
+
+    async fn head(&self) -> Result<Position, ReadError> {
+        self.0.head().await
+    }
+
+    fn watch_head(&self) -> watch::Receiver<Position> {
+        self.0.watch_head()
     }
 }
 

@@ -148,3 +148,32 @@ async fn a_reopened_store_continues_the_log_and_its_chain() {
     assert_eq!(result.last_position, Position(3));
     assert_eq!(verify(&store).await.unwrap().events, 3);
 }
+
+/// A subscription reads the newest events from memory: they must be the
+/// events the file holds, to the last field (the time to the microsecond,
+/// the metadata, the hash), for appends in one batch and in several.
+#[tokio::test]
+async fn subscribers_get_the_newest_events_exactly_as_the_file_holds_them() {
+    use futures::StreamExt;
+    let (store, _file, _dir) = store_and_file().await;
+    let mut subscription = store.subscribe_all(Position(20));
+    let mut appended = Vec::new();
+    for i in 0..3u64 {
+        let mut event = tasklog_store_testkit::event(100 + i);
+        event.recorded_at = chrono::DateTime::from_timestamp(1_800_000_000, 123_456_789).unwrap();
+        event.metadata = Metadata {
+            actor: Some("ops".into()),
+            request_id: Some(format!("request-{i}")),
+            causation_id: Some(uuid::Uuid::new_v4()),
+        };
+        let two = vec![event, tasklog_store_testkit::event(200 + i)];
+        appended.push(store.append("task-new", ExpectedRevision::Any, two));
+    }
+    futures::future::try_join_all(appended).await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < 16 {
+        got.push(subscription.next().await.unwrap().unwrap());
+    }
+    let from_file = store.read_all(Position(20), 100).await.unwrap();
+    assert_eq!(got, from_file);
+}

@@ -28,12 +28,15 @@ use rusqlite::{
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
+use chrono::DateTime;
 use tasklog_events::append_checks::Appended;
 use tasklog_events::append_queue::{AppendRequest, Outcome};
 use tasklog_events::append_rules::{BatchPlanner, Head, PlannedEvent};
-use tasklog_events::envelope::{NewEvent, Position};
+use tasklog_events::envelope::{NewEvent, Position, RecordedEvent};
 use tasklog_events::store::StorageError;
 use tasklog_events::subscription::advance_head;
+
+use crate::recent::Recent;
 
 /// Enough to amortise a commit; small enough to keep a batch's latency short.
 const MAX_BATCH: usize = 4096;
@@ -68,6 +71,8 @@ impl Durability {
 struct Committed {
     replies: Vec<(oneshot::Sender<Outcome>, Outcome)>,
     last_position: Position,
+    /// Its events as the log holds them, for [`Recent`] once durable.
+    events: Vec<RecordedEvent>,
 }
 
 /// Starts the writer and syncer threads. They stop when every sender is gone.
@@ -76,13 +81,14 @@ pub(super) fn spawn(
     wal: File,
     head: watch::Sender<Position>,
     durability: Arc<Durability>,
+    recent: Arc<Recent>,
 ) -> std::io::Result<mpsc::Sender<AppendRequest>> {
     let (sender, requests) = mpsc::channel(MAX_BATCH);
     let (to_sync, committed) = std::sync::mpsc::channel();
     let marks = durability.clone();
     std::thread::Builder::new()
         .name("tasklog-sqlite-syncer".into())
-        .spawn(move || sync(wal, committed, head, marks))?;
+        .spawn(move || sync(wal, committed, head, marks, &recent))?;
     std::thread::Builder::new()
         .name("tasklog-sqlite-writer".into())
         .spawn(move || write(conn, requests, to_sync, &durability))?;
@@ -105,11 +111,12 @@ fn write(
             }
         }
         match commit(&mut conn, &batch, durability) {
-            Ok((outcomes, last_position)) => {
+            Ok((outcomes, last_position, events)) => {
                 let replies = batch.drain(..).map(|r| r.reply).zip(outcomes).collect();
                 let committed = Committed {
                     replies,
                     last_position,
+                    events,
                 };
                 if let Err(unsent) = to_sync.send(committed) {
                     fail_all(
@@ -134,6 +141,7 @@ fn sync(
     committed: std::sync::mpsc::Receiver<Committed>,
     head: watch::Sender<Position>,
     durability: Arc<Durability>,
+    recent: &Recent,
 ) {
     while let Ok(first) = committed.recv() {
         let mut batches = vec![first];
@@ -149,8 +157,13 @@ fn sync(
         }
         let last = batches.last().expect("one batch at least").last_position;
         durability.durable.fetch_max(last.0, Ordering::SeqCst);
+        let mut replies = Vec::new();
+        for batch in batches {
+            recent.push(batch.events);
+            replies.extend(batch.replies);
+        }
         advance_head(&head, last);
-        for (reply, outcome) in batches.into_iter().flat_map(|b| b.replies) {
+        for (reply, outcome) in replies {
             let _ = reply.send(outcome);
         }
     }
@@ -167,15 +180,16 @@ fn commit(
     conn: &mut Connection,
     batch: &[AppendRequest],
     durability: &Durability,
-) -> rusqlite::Result<(Vec<Outcome>, Position)> {
+) -> rusqlite::Result<(Vec<Outcome>, Position, Vec<RecordedEvent>)> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     // Read the head afresh each batch: another process may have written.
     let mut planner = BatchPlanner::new(read_head(&tx)?);
+    let mut events = Vec::new();
     let outcomes = {
         let mut statements = Statements::prepare(&tx)?;
         batch
             .iter()
-            .map(|request| append(&mut statements, request, &mut planner))
+            .map(|request| append(&mut statements, request, &mut planner, &mut events))
             .collect::<rusqlite::Result<Vec<_>>>()?
     };
     let last_position = planner.head().position;
@@ -184,7 +198,7 @@ fn commit(
         durability.written.store(before, Ordering::SeqCst);
         return Err(error);
     }
-    Ok((outcomes, last_position))
+    Ok((outcomes, last_position, events))
 }
 
 /// The newest event of the log: where the next one goes and what it chains to.
@@ -236,12 +250,14 @@ fn uuid_text<'b>(id: &uuid::Uuid, buffer: &'b mut [u8; 36]) -> &'b str {
 }
 
 /// Looks up what the append's rules need, lets the planner decide and
-/// inserts the events it accepts. Each append's rows are in the transaction
-/// before the next append's lookups, which therefore see them.
+/// inserts the events it accepts (adding them to `written` as the log holds
+/// them). Each append's rows are in the transaction before the next append's
+/// lookups, which therefore see them.
 fn append<'a>(
     statements: &mut Statements<'_>,
     request: &'a AppendRequest,
     planner: &mut BatchPlanner<'a>,
+    written: &mut Vec<RecordedEvent>,
 ) -> rusqlite::Result<Outcome> {
     let AppendRequest {
         stream,
@@ -282,6 +298,21 @@ fn append<'a>(
                 .map(|id| uuid_text(id, &mut causation_buffer)),
             &hash[..],
         ])?;
+        // What a read of the row gives back: the time to the microsecond.
+        let recorded_at = DateTime::from_timestamp_micros(event.recorded_at.timestamp_micros())
+            .unwrap_or(event.recorded_at);
+        written.push(RecordedEvent {
+            position,
+            stream: stream.to_owned(),
+            revision,
+            id: event.id,
+            event_type: event.event_type.clone(),
+            schema_version: event.schema_version,
+            recorded_at,
+            payload: event.payload.clone(),
+            metadata: event.metadata.clone(),
+            hash,
+        });
     }
     Ok(outcome)
 }
