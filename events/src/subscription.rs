@@ -6,10 +6,10 @@
 
 use std::collections::VecDeque;
 
-use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
 
 use crate::envelope::{Position, RecordedEvent};
-use crate::paging::LogCursor;
 use crate::store::{EventStore, EventStream, ReadError, StorageError};
 
 /// How many events a subscriber reads from the log at a time.
@@ -18,9 +18,14 @@ const PAGE: usize = 1024;
 /// How often an idle subscriber looks at the log without being woken.
 const RECHECK: std::time::Duration = std::time::Duration::from_millis(500);
 
-struct Follower<S> {
-    store: S,
-    cursor: LogCursor,
+/// Reads up to `limit` events after a position: how a subscription reads the log.
+pub type ReadPage = Box<dyn Fn(Position, usize) -> BoxFuture<'static, Page> + Send + Sync>;
+type Page = Result<Vec<RecordedEvent>, ReadError>;
+
+struct Follower {
+    read_page: ReadPage,
+    /// The position of the last event read.
+    after: Position,
     buffered: VecDeque<RecordedEvent>,
     head: tokio::sync::watch::Receiver<Position>,
     /// The last read reached the head as it was then.
@@ -42,9 +47,23 @@ pub fn advance_head(head: &tokio::sync::watch::Sender<Position>, to: Position) {
 /// a native subscription that keeps the same promise.
 pub fn follow<S: EventStore + Clone>(store: S, after: Position) -> EventStream {
     let head = store.watch_head();
+    let read_page: ReadPage = Box::new(move |after, limit| {
+        let store = store.clone();
+        async move { store.read_all(after, limit).await }.boxed()
+    });
+    follow_pages(head, after, read_page)
+}
+
+/// [`follow`], reading the log with `read_page` and woken by `head`: for a
+/// backend that reads some pages from elsewhere than `read_all`.
+pub fn follow_pages(
+    head: tokio::sync::watch::Receiver<Position>,
+    after: Position,
+    read_page: ReadPage,
+) -> EventStream {
     let follower = Follower {
-        store,
-        cursor: LogCursor::new(after, PAGE),
+        read_page,
+        after,
         buffered: VecDeque::new(),
         head,
         at_head: false,
@@ -59,7 +78,7 @@ pub fn follow<S: EventStore + Clone>(store: S, after: Position) -> EventStream {
                 // landed after the last read is not missed. The watch only
                 // hears of this process's appends, so look at the log now and
                 // then anyway: another process may be writing to it.
-                let after = f.cursor.after();
+                let after = f.after;
                 let woken = tokio::time::timeout(RECHECK, f.head.wait_for(|head| *head > after));
                 if let Ok(closed) = woken.await {
                     closed.map_err(|_| {
@@ -67,7 +86,10 @@ pub fn follow<S: EventStore + Clone>(store: S, after: Position) -> EventStream {
                     })?;
                 }
             }
-            let page = f.cursor.next_page(&f.store).await?;
+            let page = (f.read_page)(f.after, PAGE).await?;
+            if let Some(last) = page.last() {
+                f.after = last.position;
+            }
             // A short page ended at the head: wait for it to move before the
             // next read, instead of reading an empty page first.
             f.at_head = page.len() < PAGE;

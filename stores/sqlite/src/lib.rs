@@ -32,6 +32,7 @@ use tasklog_events::envelope::{NewEvent, Position, RecordedEvent};
 use tasklog_events::store::{
     AppendError, AppendResult, EventStore, EventStream, ExpectedRevision, ReadError, StorageError,
 };
+use tasklog_events::subscription::{follow_pages, ReadPage};
 
 /// An event store in one SQLite file. Cheap to clone; clones share the writer.
 #[derive(Clone)]
@@ -370,7 +371,20 @@ impl EventStore for SqliteStore {
     }
 
     fn subscribe_all(&self, after: Position) -> EventStream {
-        tasklog_events::subscription::follow(Following(self.clone()), after)
+        // The newest events from memory ([`Recent`]), the rest from the file.
+        // Only subscriptions (the views, the live event streams) read this
+        // way: verify, export and history read what the file holds.
+        let store = self.clone();
+        let read_page: ReadPage = Box::new(move |after, limit| {
+            let store = store.clone();
+            Box::pin(async move {
+                match store.inner.recent.after(after, limit) {
+                    Some(events) => Ok(events),
+                    None => store.read_all(after, limit).await,
+                }
+            })
+        });
+        follow_pages(self.watch_head(), after, read_page)
     }
 
     async fn head(&self) -> Result<Position, ReadError> {
@@ -386,56 +400,6 @@ impl EventStore for SqliteStore {
 
     fn watch_head(&self) -> watch::Receiver<Position> {
         self.inner.head.clone()
-    }
-}
-
-/// The store as its own subscribers read it: the newest events from
-/// [`Recent`], the rest from the file. Only subscriptions (the views, the live
-/// event streams) read this way; verify, export and history read the file.
-#[derive(Clone)]
-struct Following(SqliteStore);
-
-#[async_trait]
-impl EventStore for Following {
-    async fn append(
-        &self,
-        stream: &str,
-        expected: ExpectedRevision,
-        events: Vec<NewEvent>,
-    ) -> Result<AppendResult, AppendError> {
-        self.0.append(stream, expected, events).await
-    }
-
-    async fn read_stream(
-        &self,
-        stream: &str,
-        from: u64,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, ReadError> {
-        self.0.read_stream(stream, from, limit).await
-    }
-
-    async fn read_all(
-        &self,
-        after: Position,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, ReadError> {
-        match self.0.inner.recent.after(after, limit) {
-            Some(events) => Ok(events),
-            None => self.0.read_all(after, limit).await,
-        }
-    }
-
-    fn subscribe_all(&self, after: Position) -> EventStream {
-        self.0.subscribe_all(after)
-    }
-
-    async fn head(&self) -> Result<Position, ReadError> {
-        self.0.head().await
-    }
-
-    fn watch_head(&self) -> watch::Receiver<Position> {
-        self.0.watch_head()
     }
 }
 
