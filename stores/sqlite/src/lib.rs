@@ -187,11 +187,13 @@ fn open_writer(path: &Path) -> Result<(Connection, std::fs::File, Position), Sto
         make_private(path)
             .map_err(|e| StorageError::caused_by(format!("protecting {}", path.display()), e))?;
     }
+    // A modest cache: after a B-tree page split SQLite walks the whole cache at
+    // commit, and larger caches measured no faster (docs/performance.md).
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = NORMAL;
          PRAGMA busy_timeout = 5000;
-         PRAGMA cache_size = -65536;",
+         PRAGMA cache_size = -8192;",
     )
     .map_err(failed)?;
     schema::migrate(&mut conn).map_err(failed)?;

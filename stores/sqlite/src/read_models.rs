@@ -236,11 +236,12 @@ fn connect(path: Option<&Path>) -> rusqlite::Result<Connection> {
             let conn = Connection::open(path)?;
             crate::make_private(path)
                 .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+            // A modest cache, as the log's writer keeps (see there).
             conn.execute_batch(
                 "PRAGMA journal_mode = WAL;
                  PRAGMA synchronous = NORMAL;
                  PRAGMA busy_timeout = 5000;
-                 PRAGMA cache_size = -32768;",
+                 PRAGMA cache_size = -8192;",
             )?;
             conn
         }
