@@ -123,29 +123,24 @@ async fn read(
         let mut events = store.subscribe_all(after).fuse();
         let mut burst = Vec::new();
         let failed = loop {
-            let Some(first) = events.next().await else {
+            let mut next = events.next().await;
+            if next.is_none() {
                 break None;
-            };
+            }
             // Gather what comes until a pace has passed since the last burst,
             // then whatever else is ready.
             let subscribers = u32::try_from(live.receiver_count()).unwrap_or(u32::MAX);
             let due = last_burst + (PACE_PER_SUBSCRIBER * subscribers).min(PACE_MOST);
-            let mut error = None;
-            let mut next = Some(first);
-            while let Some(event) = next.take() {
-                match event {
-                    Ok(event) => burst.push(event),
-                    Err(failure) => {
-                        error = Some(failure);
-                        break;
-                    }
-                }
-                if burst.len() < BURST_MOST {
-                    next = tokio::time::timeout_at(due, events.next())
+            while let Some(Ok(event)) = next {
+                burst.push(event);
+                next = if burst.len() < BURST_MOST {
+                    tokio::time::timeout_at(due, events.next())
                         .await
                         .ok()
-                        .flatten();
-                }
+                        .flatten()
+                } else {
+                    None
+                };
             }
             if let Some(last) = burst.last() {
                 after = last.position;
@@ -159,8 +154,8 @@ async fn read(
                 }
                 last_burst = tokio::time::Instant::now();
             }
-            if error.is_some() {
-                break error;
+            if let Some(Err(error)) = next {
+                break Some(error);
             }
         };
         if let Some(error) = failed {
