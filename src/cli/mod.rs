@@ -70,7 +70,8 @@ pub fn run(cli: Cli, on_idle: fn()) -> ExitCode {
         .on_thread_park(on_idle)
         .build()
         .expect("a tokio runtime");
-    // Wakes a worker now and then, so that an idle process goes idle again.
+    // Wakes a worker every second, so that one that went idle before the
+    // last frees also parks (and runs `on_idle`) again.
     runtime.spawn(async {
         let mut ticks = tokio::time::interval(std::time::Duration::from_secs(1));
         loop {
