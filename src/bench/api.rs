@@ -41,14 +41,8 @@ pub async fn run(bench: ApiBench) -> Result<Vec<Figure>, Failure> {
     let fresh = BenchStore::open(bench.output.store.as_ref()).await?;
     let server_dir = tempfile::tempdir()?;
     let token = new_secret();
-    let server = ServerProcess::start(&fresh.url, server_dir.path(), &token).await?;
-    let api = Client {
-        http: reqwest::Client::builder()
-            .pool_max_idle_per_host(256)
-            .build()?,
-        base: server.base.clone(),
-        token,
-    };
+    let server = Arc::new(ServerProcess::start(&fresh.url, server_dir.path(), &token).await?);
+    let api = server.clone();
 
     // A live SSE subscriber from the head, timing when each create reaches it.
     let acked: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
@@ -61,7 +55,7 @@ pub async fn run(bench: ApiBench) -> Result<Vec<Figure>, Failure> {
         move |n| {
             let (api, acked) = (api.clone(), acked.clone());
             async move {
-                let task = api.create(n, "bench-create").await?;
+                let task = create(&api, n, "bench-create").await?;
                 let id = task["id"].as_str().unwrap_or_default().to_owned();
                 acked.lock().expect("acks").insert(id, Instant::now());
                 Ok(())
@@ -99,17 +93,17 @@ pub async fn run(bench: ApiBench) -> Result<Vec<Figure>, Failure> {
             let api = api.clone();
             async move {
                 let worker = format!("worker-{n}");
-                api.create(n, "bench-lifecycle").await?;
+                create(&api, n, "bench-lifecycle").await?;
                 let claimed = api
                     .post(
                         "/v1/tasks/claim",
-                        json!({"types": ["bench-lifecycle"], "worker": worker, "leaseSeconds": 60, "waitSeconds": 5}),
+                        &json!({"types": ["bench-lifecycle"], "worker": worker, "leaseSeconds": 60, "waitSeconds": 5}),
                     )
                     .await?;
                 let id = claimed["id"].as_str().ok_or("a claim returned no task")?;
                 api.post(
                     &format!("/v1/tasks/{id}/complete"),
-                    json!({"worker": worker}),
+                    &json!({"worker": worker}),
                 )
                 .await?;
                 Ok(())
@@ -127,7 +121,7 @@ pub async fn run(bench: ApiBench) -> Result<Vec<Figure>, Failure> {
         let api = api.clone();
         move |n| {
             let api = api.clone();
-            async move { api.create(n, "bench-queued").await.map(drop) }
+            async move { create(&api, n, "bench-queued").await.map(drop) }
         }
     })
     .await?;
@@ -140,10 +134,10 @@ pub async fn run(bench: ApiBench) -> Result<Vec<Figure>, Failure> {
         workers.push(tokio::spawn(async move {
             let worker = format!("queue-worker-{n}");
             let mut done = 0u64;
-            while let Some(task) = api.claim("bench-queued", &worker).await? {
+            while let Some(task) = claim(&api, "bench-queued", &worker).await? {
                 let id = task["id"].as_str().ok_or("a claim returned no task")?;
                 let path = format!("/v1/tasks/{id}/complete");
-                api.post(&path, json!({"worker": worker})).await?;
+                api.post(&path, &json!({"worker": worker})).await?;
                 done += 1;
             }
             Ok::<_, Failure>(done)
@@ -175,8 +169,11 @@ pub async fn run(bench: ApiBench) -> Result<Vec<Figure>, Failure> {
                 let api = api.clone();
                 async move {
                     let body = create_body(n, "bench-keyed", at);
-                    api.post_keyed("/v1/tasks", body, &format!("key-{n}"))
-                        .await?;
+                    let request = api.http.post(format!("{}/v1/tasks", api.base));
+                    let request = request
+                        .json(&body)
+                        .header("Idempotency-Key", format!("key-{n}"));
+                    api.send("/v1/tasks", request).await?;
                     Ok(())
                 }
             }
@@ -192,7 +189,10 @@ pub async fn run(bench: ApiBench) -> Result<Vec<Figure>, Failure> {
     if keyed_tasks != bench.keyed_creates {
         return Err(format!("{keyed_tasks} tasks for {} keys", bench.keyed_creates).into());
     }
-    server.stop();
+    drop(api);
+    if let Ok(server) = Arc::try_unwrap(server) {
+        server.stop();
+    }
     fresh.remove().await?;
 
     Ok(vec![
@@ -242,56 +242,25 @@ pub async fn run(bench: ApiBench) -> Result<Vec<Figure>, Failure> {
     ])
 }
 
-#[derive(Clone)]
-struct Client {
-    http: reqwest::Client,
-    base: String,
-    token: String,
+async fn create(api: &ServerProcess, n: u64, task_type: &str) -> Result<Value, Failure> {
+    let body = create_body(n, task_type, Utc::now());
+    api.post("/v1/tasks", &body).await
 }
 
-impl Client {
-    async fn post(&self, path: &str, body: Value) -> Result<Value, Failure> {
-        let request = self.http.post(format!("{}{path}", self.base)).json(&body);
-        self.send(path, request).await
-    }
-
-    async fn post_keyed(&self, path: &str, body: Value, key: &str) -> Result<Value, Failure> {
-        let request = self.http.post(format!("{}{path}", self.base)).json(&body);
-        self.send(path, request.header("Idempotency-Key", key))
-            .await
-    }
-
-    async fn get(&self, path: &str) -> Result<Value, Failure> {
-        self.send(path, self.http.get(format!("{}{path}", self.base)))
-            .await
-    }
-
-    async fn send(&self, path: &str, request: reqwest::RequestBuilder) -> Result<Value, Failure> {
-        let response = request.bearer_auth(&self.token).send().await?;
-        let status = response.status();
-        let body: Value = response.json().await?;
-        if !status.is_success() {
-            return Err(format!("{path}: {status} {body}").into());
-        }
-        Ok(body)
-    }
-
-    /// Claims a task of `task_type` for `worker`, or none when the queue is empty.
-    async fn claim(&self, task_type: &str, worker: &str) -> Result<Option<Value>, Failure> {
-        let body =
-            json!({"types": [task_type], "worker": worker, "leaseSeconds": 60, "waitSeconds": 0});
-        let request = self.http.post(format!("{}/v1/tasks/claim", self.base));
-        let response = request.bearer_auth(&self.token).json(&body).send().await?;
-        match response.status() {
-            reqwest::StatusCode::NO_CONTENT => Ok(None),
-            status if status.is_success() => Ok(Some(response.json().await?)),
-            status => Err(format!("/v1/tasks/claim: {status} {}", response.text().await?).into()),
-        }
-    }
-
-    async fn create(&self, n: u64, task_type: &str) -> Result<Value, Failure> {
-        self.post("/v1/tasks", create_body(n, task_type, Utc::now()))
-            .await
+/// Claims a task of `task_type` for `worker`, or none when the queue is empty.
+async fn claim(
+    api: &ServerProcess,
+    task_type: &str,
+    worker: &str,
+) -> Result<Option<Value>, Failure> {
+    let body =
+        json!({"types": [task_type], "worker": worker, "leaseSeconds": 60, "waitSeconds": 0});
+    let request = api.http.post(format!("{}/v1/tasks/claim", api.base));
+    let response = request.bearer_auth(&api.token).json(&body).send().await?;
+    match response.status() {
+        reqwest::StatusCode::NO_CONTENT => Ok(None),
+        status if status.is_success() => Ok(Some(response.json().await?)),
+        status => Err(format!("/v1/tasks/claim: {status} {}", response.text().await?).into()),
     }
 }
 
@@ -308,7 +277,10 @@ fn create_body(n: u64, task_type: &str, now: chrono::DateTime<Utc>) -> Value {
 
 /// Follows `/v1/events/stream` of the fresh store until `creates` creates arrived;
 /// returns when each arrived, by task id.
-async fn watch_stream(api: Client, creates: u64) -> Result<HashMap<String, Instant>, Failure> {
+async fn watch_stream(
+    api: Arc<ServerProcess>,
+    creates: u64,
+) -> Result<HashMap<String, Instant>, Failure> {
     let mut arrived = HashMap::new();
     let events = creates_streamed(&api.http, &api.base, &api.token, 0).await?;
     futures::pin_mut!(events);

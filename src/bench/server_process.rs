@@ -73,16 +73,29 @@ impl ServerProcess {
     }
 
     pub async fn get(&self, path: &str) -> Result<Value, Failure> {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await?;
-        if !response.status().is_success() {
-            return Err(format!("GET {path}: {}", response.status()).into());
+        self.send(path, self.http.get(format!("{}{path}", self.base)))
+            .await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Value, Failure> {
+        let request = self.http.post(format!("{}{path}", self.base)).json(body);
+        self.send(path, request).await
+    }
+
+    /// Sends `request` (to `path`) with the token: the answer's JSON, or an
+    /// error naming the path, the status and the answer.
+    pub async fn send(
+        &self,
+        path: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Value, Failure> {
+        let response = request.bearer_auth(&self.token).send().await?;
+        let status = response.status();
+        let body: Value = response.json().await?;
+        if !status.is_success() {
+            return Err(format!("{path}: {status} {body}").into());
         }
-        Ok(response.json().await?)
+        Ok(body)
     }
 
     /// The log position the server's views have reached.
@@ -125,20 +138,6 @@ impl ServerProcess {
             .find_map(|line| line.strip_prefix("Threads:"))
             .and_then(|n| n.trim().parse().ok())
             .unwrap_or(0)
-    }
-
-    pub async fn post(&self, path: &str, body: &Value) -> Result<Value, Failure> {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .json(body)
-            .send()
-            .await?;
-        if !response.status().is_success() {
-            return Err(format!("POST {path}: {}", response.status()).into());
-        }
-        Ok(response.json().await?)
     }
 
     pub fn stop(mut self) {
