@@ -38,6 +38,11 @@ pub struct Metadata {
     /// The event that led to this one (a lease lapse caused by a start, say).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub causation_id: Option<Uuid>,
+    /// The W3C trace context of the request that appended the event
+    /// (`00-<trace id>-<span id>-<flags>`), so an auditor can go from the
+    /// event to its trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// An event on its way into the log.

@@ -96,6 +96,12 @@ pub fn chain_hash(previous: &Hash, event: &HashedFields<'_>) -> Hash {
         &mut h,
         meta.causation_id.as_ref().map(|id| &id.as_bytes()[..]),
     );
+    // Later fields go in only when present, so events written before them
+    // keep their hashes.
+    if let Some(traceparent) = &meta.traceparent {
+        h.update([2]);
+        bytes(&mut h, traceparent.as_bytes());
+    }
     h.finalize().into()
 }
 
@@ -119,6 +125,10 @@ mod tests {
         let h = chain_hash(&GENESIS, &base);
         let actor = Metadata {
             actor: Some("ops".into()),
+            ..Metadata::default()
+        };
+        let traced = Metadata {
+            traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
             ..Metadata::default()
         };
         let variants = [
@@ -155,6 +165,13 @@ mod tests {
                 &GENESIS,
                 &HashedFields {
                     metadata: &actor,
+                    ..base
+                },
+            ),
+            chain_hash(
+                &GENESIS,
+                &HashedFields {
+                    metadata: &traced,
                     ..base
                 },
             ),

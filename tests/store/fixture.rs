@@ -152,6 +152,7 @@ async fn write_v1_fixture() {
         actor: Some("fixture".into()),
         request_id: Some("req-1".into()),
         causation_id: None,
+        traceparent: None,
     };
     for (i, history) in histories.into_iter().enumerate() {
         let stream = TaskId::new().stream();

@@ -63,6 +63,8 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE small_models (
         model text NOT NULL, key text NOT NULL, value text NOT NULL,
         PRIMARY KEY (model, key));",
+    // 3: the trace context of the request that appended each event.
+    "ALTER TABLE events ADD COLUMN traceparent text;",
 ];
 
 /// Creates `schema` if needed and brings it up to date. Several nodes may start
@@ -119,7 +121,7 @@ pub(super) fn is_plain_identifier(name: &str) -> bool {
 
 /// The columns [`event_from_row`] reads, in its order.
 pub(super) const EVENT_COLUMNS: &str = "position, stream, revision, event_id, event_type, \
-     schema_version, recorded_at, payload::text, actor, request_id, causation_id, hash";
+     schema_version, recorded_at, payload::text, actor, request_id, causation_id, hash, traceparent";
 
 pub(super) fn event_from_row(row: &Row) -> Result<RecordedEvent, StorageError> {
     let position: i64 = row.get(0);
@@ -137,6 +139,7 @@ pub(super) fn event_from_row(row: &Row) -> Result<RecordedEvent, StorageError> {
             actor: row.get(8),
             request_id: row.get(9),
             causation_id: row.get(10),
+            traceparent: row.get(12),
         },
         hash: hash
             .try_into()

@@ -72,6 +72,7 @@ async fn write(
             };
         }
         let (client, statements) = connection.as_mut().expect("connected above");
+        metrics::histogram!("tasklog_append_batch_size").record(batch.len() as f64);
         match commit(client, statements, &config.channel, &batch).await {
             Ok((outcomes, last_position)) => {
                 advance_head(&head, last_position);
@@ -131,14 +132,17 @@ impl Statements {
                 ),
                 client.prepare(
                     "INSERT INTO events (position, stream, revision, event_id, event_type,
-                         schema_version, recorded_at, payload, actor, request_id, causation_id, hash)
+                         schema_version, recorded_at, payload, actor, request_id, causation_id, hash,
+                         traceparent)
                      SELECT position, stream, revision, event_id, event_type,
-                         schema_version, recorded_at, payload::json, actor, request_id, causation_id, hash
+                         schema_version, recorded_at, payload::json, actor, request_id, causation_id, hash,
+                         traceparent
                      FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::text[],
                                  $6::integer[], $7::timestamptz[], $8::text[], $9::text[], $10::text[],
-                                 $11::uuid[], $12::bytea[])
+                                 $11::uuid[], $12::bytea[], $13::text[])
                        AS new (position, stream, revision, event_id, event_type, schema_version,
-                               recorded_at, payload, actor, request_id, causation_id, hash)"
+                               recorded_at, payload, actor, request_id, causation_id, hash,
+                               traceparent)"
                 ),
                 client.prepare("UPDATE log_head SET position = $1, hash = $2"),
                 client.prepare("SELECT pg_notify($1, $2)"),
@@ -163,7 +167,11 @@ async fn commit(
 ) -> Result<(Vec<Outcome>, Position), tokio_postgres::Error> {
     let tx = client.transaction().await?;
     let (outcomes, tail) = write_batch(&tx, statements, channel, batch).await?;
+    // At `synchronous_commit = on`, the commit is what makes the batch durable.
+    let started = std::time::Instant::now();
     tx.commit().await?;
+    metrics::histogram!("tasklog_store_sync_duration_seconds")
+        .record(started.elapsed().as_secs_f64());
     Ok((outcomes, tail))
 }
 
@@ -228,7 +236,7 @@ pub(super) async fn write_batch(
         return Ok((outcomes, head.position));
     }
     let rows = Rows::of(planned);
-    let columns: [&(dyn ToSql + Sync); 12] = [
+    let columns: [&(dyn ToSql + Sync); 13] = [
         &rows.positions,
         &rows.streams,
         &rows.revisions,
@@ -241,6 +249,7 @@ pub(super) async fn write_batch(
         &rows.request_ids,
         &rows.causation_ids,
         &rows.hashes,
+        &rows.traceparents,
     ];
     let head_position = head.position.0 as i64;
     let head_hash = &head.hash[..];
@@ -310,6 +319,7 @@ struct Rows<'a> {
     request_ids: Vec<Option<&'a str>>,
     causation_ids: Vec<Option<Uuid>>,
     hashes: Vec<&'a [u8]>,
+    traceparents: Vec<Option<&'a str>>,
 }
 
 impl<'a> Rows<'a> {
@@ -332,6 +342,9 @@ impl<'a> Rows<'a> {
                 .collect(),
             causation_ids: events().map(|p| p.event.metadata.causation_id).collect(),
             hashes: events().map(|p| &p.hash[..]).collect(),
+            traceparents: events()
+                .map(|p| p.event.metadata.traceparent.as_deref())
+                .collect(),
         }
     }
 }

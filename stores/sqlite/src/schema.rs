@@ -33,6 +33,8 @@ const MIGRATIONS: &[&str] = &[
                strftime('%Y-%m-%dT%H:%M:%fZ', recorded_at / 1000000.0, 'unixepoch') AS recorded_at,
                payload, actor, request_id, causation_id, lower(hex(hash)) AS hash
         FROM events;",
+    // 2: the trace context of the request that appended each event.
+    "ALTER TABLE events ADD COLUMN traceparent TEXT;",
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
@@ -47,7 +49,7 @@ pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
 
 /// The columns [`event_from_row`] reads, in its order.
 pub(super) const EVENT_COLUMNS: &str = "position, stream, revision, event_id, event_type, \
-     schema_version, recorded_at, payload, actor, request_id, causation_id, hash";
+     schema_version, recorded_at, payload, actor, request_id, causation_id, hash, traceparent";
 
 pub(super) fn event_from_row(row: &Row<'_>) -> rusqlite::Result<RecordedEvent> {
     let position: i64 = row.get(0)?;
@@ -79,6 +81,7 @@ pub(super) fn event_from_row(row: &Row<'_>) -> rusqlite::Result<RecordedEvent> {
             causation_id: causation_id
                 .map(|id| Uuid::parse_str(&id).map_err(|_| corrupt("causation id")))
                 .transpose()?,
+            traceparent: row.get(12)?,
         },
         hash: <[u8; 32]>::try_from(hash).map_err(|_| corrupt("hash"))?,
     })

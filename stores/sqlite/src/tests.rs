@@ -165,6 +165,7 @@ async fn subscribers_get_the_newest_events_exactly_as_the_file_holds_them() {
             actor: Some("ops".into()),
             request_id: Some(format!("request-{i}")),
             causation_id: Some(uuid::Uuid::new_v4()),
+            traceparent: Some(format!("00-{:032x}-{:016x}-01", i + 1, i + 1)),
         };
         let two = vec![event, tasklog_store_testkit::event(200 + i)];
         appended.push(store.append("task-new", ExpectedRevision::Any, two));

@@ -110,6 +110,7 @@ fn write(
                 Err(_) => break,
             }
         }
+        metrics::histogram!("tasklog_append_batch_size").record(batch.len() as f64);
         match commit(&mut conn, &batch, durability) {
             Ok((outcomes, last_position, events)) => {
                 let replies = batch.drain(..).map(|r| r.reply).zip(outcomes).collect();
@@ -146,7 +147,11 @@ fn sync(
     while let Ok(first) = committed.recv() {
         let mut batches = vec![first];
         batches.extend(committed.try_iter());
-        if let Err(error) = wal.sync_data() {
+        let started = std::time::Instant::now();
+        let synced = wal.sync_data();
+        metrics::histogram!("tasklog_store_sync_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
+        if let Err(error) = synced {
             let message = format!("flushing the log to disk failed: {error}");
             let replies = batches
                 .into_iter()
@@ -237,8 +242,9 @@ impl<'tx> Statements<'tx> {
                 .prepare_cached("SELECT max(revision) FROM events WHERE stream = ?1")?,
             insert: tx.prepare_cached(
                 "INSERT INTO events (position, stream, revision, event_id, event_type,
-                     schema_version, recorded_at, payload, actor, request_id, causation_id, hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                     schema_version, recorded_at, payload, actor, request_id, causation_id, hash,
+                     traceparent)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )?,
         })
     }
@@ -297,6 +303,7 @@ fn append<'a>(
                 .as_ref()
                 .map(|id| uuid_text(id, &mut causation_buffer)),
             &hash[..],
+            event.metadata.traceparent,
         ])?;
         // What a read of the row gives back: the time to the microsecond.
         let recorded_at = DateTime::from_timestamp_micros(event.recorded_at.timestamp_micros())

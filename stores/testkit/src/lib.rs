@@ -174,6 +174,7 @@ pub async fn events_come_back_exactly_as_appended(store: Arc<dyn EventStore>) {
             actor: Some("ops-token".into()),
             request_id: Some("req-1".into()),
             causation_id: Some(Uuid::new_v4()),
+            traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
         },
     };
     let result = store
