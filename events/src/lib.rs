@@ -64,4 +64,4 @@ pub use store::{
 };
 pub use stream_name::StreamName;
 pub use task_event::{TaskEvent, TaskId};
-pub use verify::{verify, VerifyError, VerifyReport};
+pub use verify::{verify, verify_with_progress, VerifyError, VerifyReport};

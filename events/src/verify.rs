@@ -59,6 +59,14 @@ impl VerifyError {
 /// and every hash follows from the one before. The next page is read while
 /// the current one is checked.
 pub async fn verify(store: &dyn EventStore) -> Result<VerifyReport, VerifyError> {
+    verify_with_progress(store, |_| {}).await
+}
+
+/// [`verify`], telling `checked_to` the position of each page's last event.
+pub async fn verify_with_progress(
+    store: &dyn EventStore,
+    mut checked_to: impl FnMut(Position),
+) -> Result<VerifyReport, VerifyError> {
     const PAGE: usize = 8192;
     let mut checker = Checker {
         chained: store.keeps_hash_chain(),
@@ -75,6 +83,9 @@ pub async fn verify(store: &dyn EventStore) -> Result<VerifyReport, VerifyError>
             current.iter().try_for_each(|event| checker.check(event))
         });
         checked?;
+        if let Some(last) = current.last() {
+            checked_to(last.position);
+        }
         page = next?;
     }
     Ok(VerifyReport {

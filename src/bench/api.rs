@@ -50,7 +50,7 @@ pub async fn run(bench: ApiBench) -> Result<Vec<Figure>, Failure> {
     let rss_before = server.rss_bytes();
     let cpu_before = server.cpu_seconds();
     let started = Instant::now();
-    let mut latencies = run_concurrently(bench.connections, bench.creates, {
+    let mut latencies = run_concurrently("creating tasks", bench.connections, bench.creates, {
         let (api, acked) = (api.clone(), acked.clone());
         move |n| {
             let (api, acked) = (api.clone(), acked.clone());
@@ -87,7 +87,7 @@ pub async fn run(bench: ApiBench) -> Result<Vec<Figure>, Failure> {
 
     let cpu_before = server.cpu_seconds();
     let started = Instant::now();
-    run_concurrently(bench.workers, bench.lifecycles, {
+    run_concurrently("create, claim, complete", bench.workers, bench.lifecycles, {
         let api = api.clone();
         move |n| {
             let api = api.clone();
@@ -117,7 +117,7 @@ pub async fn run(bench: ApiBench) -> Result<Vec<Figure>, Failure> {
     // The peers' shape: producers create the tasks first, then workers claim
     // and complete until the queue is empty.
     let started = Instant::now();
-    run_concurrently(bench.connections, bench.lifecycles, {
+    run_concurrently("creating tasks", bench.connections, bench.lifecycles, {
         let api = api.clone();
         move |n| {
             let api = api.clone();
@@ -163,21 +163,26 @@ pub async fn run(bench: ApiBench) -> Result<Vec<Figure>, Failure> {
     let mut keyed_seconds = [0.0; 2];
     for round in &mut keyed_seconds {
         let started = Instant::now();
-        run_concurrently(bench.connections, bench.keyed_creates, {
-            let api = api.clone();
-            move |n| {
+        run_concurrently(
+            "creating tasks with idempotency keys",
+            bench.connections,
+            bench.keyed_creates,
+            {
                 let api = api.clone();
-                async move {
-                    let body = create_body(n, "bench-keyed", at);
-                    let request = api.http.post(format!("{}/v1/tasks", api.base));
-                    let request = request
-                        .json(&body)
-                        .header("Idempotency-Key", format!("key-{n}"));
-                    api.send("/v1/tasks", request).await?;
-                    Ok(())
+                move |n| {
+                    let api = api.clone();
+                    async move {
+                        let body = create_body(n, "bench-keyed", at);
+                        let request = api.http.post(format!("{}/v1/tasks", api.base));
+                        let request = request
+                            .json(&body)
+                            .header("Idempotency-Key", format!("key-{n}"));
+                        api.send("/v1/tasks", request).await?;
+                        Ok(())
+                    }
                 }
-            }
-        })
+            },
+        )
         .await?;
         *round = started.elapsed().as_secs_f64();
     }

@@ -137,7 +137,7 @@ async fn fill(
     finished: &Arc<Mutex<Vec<TaskId>>>,
 ) -> Result<(), Failure> {
     let count = to.saturating_sub(from);
-    run_concurrently(bench.appenders, count, {
+    run_concurrently("filling the history", bench.appenders, count, {
         let (store, finished) = (store.clone(), finished.clone());
         move |n| {
             let (store, finished) = (store.clone(), finished.clone());

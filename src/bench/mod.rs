@@ -15,6 +15,7 @@ use clap::{Args, Subcommand};
 use tasklog_events::EventStore;
 
 use crate::app::store_url::StoreUrl;
+use crate::cli::progress::Progress;
 use crate::Failure;
 
 #[derive(Debug, Subcommand)]
@@ -232,8 +233,10 @@ pub fn percentile(samples: &mut [f64], fraction: f64) -> f64 {
     samples[index]
 }
 
-/// `concurrency` loops share `total` calls of `call`; returns each call's milliseconds.
+/// `concurrency` loops share `total` calls of `call`, which are `what` (shown
+/// as progress); returns each call's milliseconds.
 pub async fn run_concurrently<F, Fut>(
+    what: &str,
     concurrency: u64,
     total: u64,
     call: F,
@@ -243,9 +246,10 @@ where
     Fut: std::future::Future<Output = Result<(), Failure>> + Send,
 {
     let next = Arc::new(AtomicU64::new(0));
+    let progress = Progress::new(what, "calls", total);
     let mut loops = Vec::new();
     for _ in 0..concurrency {
-        let (next, call) = (next.clone(), call.clone());
+        let (next, call, progress) = (next.clone(), call.clone(), progress.clone());
         loops.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             loop {
@@ -256,6 +260,7 @@ where
                 let started = Instant::now();
                 call(n).await?;
                 latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+                progress.add(1);
             }
         }));
     }
@@ -263,5 +268,6 @@ where
     for handle in loops {
         all.extend(handle.await??);
     }
+    progress.finish();
     Ok(all)
 }

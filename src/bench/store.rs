@@ -70,7 +70,7 @@ async fn append_concurrently(
     appenders: u64,
 ) -> Result<Vec<f64>, Failure> {
     let store = store.clone();
-    run_concurrently(appenders, events, move |n| {
+    run_concurrently("appending", appenders, events, move |n| {
         let store = store.clone();
         async move {
             let event = sample_task(n).to_new_event(Utc::now(), Metadata::default());

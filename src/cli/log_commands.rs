@@ -8,6 +8,7 @@ use tasklog_events::{read_all_pages, Position, RecordedEvent, TaskId};
 
 use crate::app::event_filter::EventFilter;
 use crate::cli::args::{ExportArgs, TailArgs};
+use crate::cli::progress::Progress;
 use crate::http::cloud_event::CloudEvent;
 use crate::Failure;
 
@@ -35,6 +36,14 @@ pub async fn export(args: ExportArgs) -> Result<(), Failure> {
             }
         }
         None => {
+            let last = until.min(store.head().await?);
+            let to_go = |at: Position| {
+                (
+                    at.0.saturating_sub(args.after),
+                    last.0.saturating_sub(args.after),
+                )
+            };
+            let progress = Progress::new("exporting the log", "events", to_go(last).1);
             let mut pages = read_all_pages(&*store, Position(args.after), 8192);
             'pages: while let Some(page) = pages.try_next().await? {
                 for event in &page {
@@ -44,7 +53,12 @@ pub async fn export(args: ExportArgs) -> Result<(), Failure> {
                     write_line(&mut out, event)?;
                     written += 1;
                 }
+                if let Some(event) = page.last() {
+                    let (done, total) = to_go(event.position);
+                    progress.set(done, total);
+                }
             }
+            progress.finish();
         }
     }
     out.flush()?;

@@ -1,17 +1,15 @@
 //! `tasklog rebuild`: the stored read models folded again from the whole log,
 //! or, with `--check`, compared with a fresh fold of it.
 
-use std::io::{IsTerminal, Write};
-use std::time::{Duration, Instant};
+use std::io::Write;
+use std::time::Instant;
 
 use clap::Args;
 use tasklog_projections::rebuild::{check, rebuild as refold};
 
 use super::args::StoreArgs;
+use super::progress::Progress;
 use crate::Failure;
-
-/// How often a rebuild writes a progress line when no terminal shows a bar.
-const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Args)]
 pub struct RebuildArgs {
@@ -50,32 +48,9 @@ pub async fn rebuild(args: RebuildArgs) -> Result<(), Failure> {
         return Ok(());
     }
     let started = Instant::now();
-    let bar = std::io::stderr().is_terminal().then(|| {
-        let bar = indicatif::ProgressBar::new(0);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:40} {pos}/{len} events, {per_sec}, {eta} left",
-            )
-            .expect("a progress template"),
-        );
-        bar
-    });
-    let mut next_line = started + PROGRESS_EVERY;
-    let events = refold(store, views, |at, head| match &bar {
-        Some(bar) => {
-            bar.set_length(head.0);
-            bar.set_position(at.0);
-        }
-        None if Instant::now() >= next_line => {
-            next_line += PROGRESS_EVERY;
-            tracing::info!(%at, %head, "rebuilding the read models");
-        }
-        None => {}
-    })
-    .await?;
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
+    let progress = Progress::new("rebuilding the read models", "events", 0);
+    let events = refold(store, views, |at, head| progress.set(at.0, head.0)).await?;
+    progress.finish();
     let seconds = started.elapsed().as_secs_f64();
     writeln!(out, "events: {events}")?;
     writeln!(out, "seconds: {seconds:.3}")?;
