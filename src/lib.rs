@@ -15,6 +15,7 @@
 //! - [`server`]: `tasklog serve` wiring: store, views, jobs and HTTP together.
 //! - [`rules`]: the pure rules: a task and a command in, events out; labels and
 //!   selectors; recurring schedules.
+//! - [`telemetry`]: logs and Prometheus metrics, for operators.
 //! - [`bench`]: `tasklog bench`, the figures the project is measured by.
 
 pub mod app;
@@ -23,6 +24,7 @@ pub mod cli;
 pub mod http;
 pub mod rules;
 pub mod server;
+pub mod telemetry;
 
 /// What a command that can fail in many ways returns: its cause, for the terminal.
 pub type Failure = Box<dyn std::error::Error + Send + Sync>;

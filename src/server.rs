@@ -44,6 +44,7 @@ impl Server {
         settings: Settings,
     ) -> Result<Server, Box<dyn std::error::Error + Send + Sync>> {
         let addr = listener.local_addr()?;
+        crate::telemetry::metrics::install();
         let service = Service::start(store, views, clock).await?;
         let (stopping, stopped) = watch::channel(false);
         let state = AppState::new(Shared {

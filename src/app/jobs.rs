@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use tasklog_events::Metadata;
+use tracing::Instrument;
 
 use crate::app::schedules;
 use crate::app::service::{Service, ServiceError};
@@ -42,6 +43,15 @@ pub async fn run(service: Service, retain_finished: Option<chrono::Duration>) {
     }
 }
 
+/// What the jobs' events carry: tasklog as the actor, and the job's trace.
+pub fn job_metadata(span: &tracing::Span) -> Metadata {
+    Metadata {
+        actor: Some("tasklog".into()),
+        traceparent: crate::telemetry::traces::traceparent_of(span),
+        ..Metadata::default()
+    }
+}
+
 /// Expires and requeues whatever is due at the clock's now.
 pub async fn run_due(service: &Service) -> Result<(), ServiceError> {
     let now = service.clock.now();
@@ -50,14 +60,22 @@ pub async fn run_due(service: &Service) -> Result<(), ServiceError> {
         views.queue.promote(now);
         (views.queue.expired(now), views.queue.lapsed_leases(now))
     };
-    let metadata = Metadata {
-        actor: Some("tasklog".into()),
-        ..Metadata::default()
-    };
-    let due = expired.into_iter().map(|id| (id, Command::Expire));
-    let due = due.chain(lapsed.into_iter().map(|id| (id, Command::RequeueLapsed)));
-    for (id, command) in due {
-        match service.execute(id, command, &metadata).await {
+    let due = expired
+        .into_iter()
+        .map(|id| (id, Command::Expire, "expire"));
+    let due = due.chain(
+        lapsed
+            .into_iter()
+            .map(|id| (id, Command::RequeueLapsed, "requeue a lapsed lease")),
+    );
+    for (id, command, job) in due {
+        let span = tracing::info_span!("job", job, task = %id);
+        let metadata = job_metadata(&span);
+        match service
+            .execute(id, command, &metadata)
+            .instrument(span)
+            .await
+        {
             Ok(_) | Err(ServiceError::Rejected(_)) => {}
             Err(error) => return Err(error),
         }

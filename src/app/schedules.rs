@@ -11,7 +11,9 @@ use tasklog_events::schedule_event::ScheduleId;
 use tasklog_events::{Metadata, Position};
 use tasklog_projections::schedule_view::kth_run_back;
 use tasklog_projections::ScheduleView;
+use tracing::Instrument;
 
+use super::jobs::job_metadata;
 use super::service::{Service, ServiceError};
 use crate::rules::schedules::{task_for_run, ScheduleCommand};
 use crate::rules::task::{Command, Rejection};
@@ -57,47 +59,59 @@ pub async fn run_due(service: &Service, now: DateTime<Utc>) -> Result<(), Servic
             .map(|s| s.id)
             .collect()
     };
-    let metadata = Metadata {
-        actor: Some("tasklog".into()),
-        ..Metadata::default()
-    };
     for id in due {
-        skip_long_missed_runs(service, id, now, &metadata).await?;
-        for _ in 0..RUNS_PER_TICK {
-            if service.schedule_commands.contains(id) {
-                break;
+        let span = tracing::info_span!("job", job = "scheduled runs", schedule = %id);
+        run_schedule(service, id, now, job_metadata(&span))
+            .instrument(span)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Makes the due runs of schedule `id`, at most [`RUNS_PER_TICK`] of them.
+async fn run_schedule(
+    service: &Service,
+    id: ScheduleId,
+    now: DateTime<Utc>,
+    metadata: Metadata,
+) -> Result<(), ServiceError> {
+    skip_long_missed_runs(service, id, now, &metadata).await?;
+    for _ in 0..RUNS_PER_TICK {
+        if service.schedule_commands.contains(id) {
+            break;
+        }
+        let Some(schedule) = view(service, id) else {
+            break;
+        };
+        let Some(run_time) = schedule.next_run_time.filter(|t| *t <= now) else {
+            break;
+        };
+        if schedule
+            .last_run
+            .as_ref()
+            .is_some_and(|last| last.run_time >= run_time)
+        {
+            tracing::error!(schedule = %id, %run_time, "the schedule's next run is not after its last; skipping it");
+            break;
+        }
+        let task_id = id.task_for_run(run_time);
+        let created = task_for_run(&schedule, run_time);
+        match service
+            .execute(task_id, Command::Create(created), &metadata)
+            .await
+        {
+            // Made already: by another node, or before a crash.
+            Ok(_) | Err(ServiceError::Rejected(Rejection::TaskExists)) => {}
+            Err(error) => return Err(error),
+        }
+        let fire = ScheduleCommand::Fire { run_time, task_id };
+        match service.write::<ScheduleView>(id, &fire, &metadata).await {
+            Ok(_) => {
+                tracing::info!(schedule = %id, task = %task_id, %run_time, "a scheduled run's task is made")
             }
-            let Some(schedule) = view(service, id) else {
-                break;
-            };
-            let Some(run_time) = schedule.next_run_time.filter(|t| *t <= now) else {
-                break;
-            };
-            if schedule
-                .last_run
-                .as_ref()
-                .is_some_and(|last| last.run_time >= run_time)
-            {
-                tracing::error!(schedule = %id, %run_time, "the schedule's next run is not after its last; skipping it");
-                break;
-            }
-            let task_id = id.task_for_run(run_time);
-            let created = task_for_run(&schedule, run_time);
-            match service
-                .execute(task_id, Command::Create(created), &metadata)
-                .await
-            {
-                // Made already: by another node, or before a crash.
-                Ok(_) | Err(ServiceError::Rejected(Rejection::TaskExists)) => {}
-                Err(error) => return Err(error),
-            }
-            let fire = ScheduleCommand::Fire { run_time, task_id };
-            match service.write::<ScheduleView>(id, &fire, &metadata).await {
-                Ok(_) => {}
-                // Another node moved it on, or it was paused or deleted: look again next tick.
-                Err(ServiceError::Contended | ServiceError::Rejected(_)) => break,
-                Err(error) => return Err(error),
-            }
+            // Another node moved it on, or it was paused or deleted: look again next tick.
+            Err(ServiceError::Contended | ServiceError::Rejected(_)) => break,
+            Err(error) => return Err(error),
         }
     }
     Ok(())

@@ -23,6 +23,7 @@ use super::service::{Service, ServiceError};
 use crate::rules::schedules::{self, ScheduleCommand};
 use crate::rules::task::{self, Command};
 use crate::rules::Rejection;
+use crate::telemetry::{self, metrics};
 
 /// Enough retries for a busy stream; each one re-reads the log.
 const MAX_ATTEMPTS: usize = 8;
@@ -62,6 +63,16 @@ pub trait Aggregate: Sized + Send {
         command: &Self::Command,
         now: DateTime<Utc>,
     ) -> Result<Vec<Self::Event>, Rejection>;
+
+    /// Tells operators what a durable write of `events` did to `state` (as
+    /// it was before): metrics and log lines. Nothing by default.
+    fn written(
+        _id: &Self::Id,
+        _state: Option<&Self>,
+        _events: &[Self::Event],
+        _now: DateTime<Utc>,
+    ) {
+    }
 
     /// The aggregate folded from its stream's events, by the views' own code.
     fn fold(id: Self::Id, events: &[RecordedEvent]) -> Option<Self> {
@@ -192,6 +203,7 @@ impl Service {
             .collect();
         let stream = A::stream(id.clone()).to_string();
         let position = self.append(&stream, loaded.expected, new_events).await?;
+        A::written(&id, loaded.state.as_ref(), &events, now);
         self.visible(id, position).await
     }
 
@@ -203,11 +215,15 @@ impl Service {
         expected: ExpectedRevision,
         events: Vec<tasklog_events::NewEvent>,
     ) -> Result<Position, ServiceError> {
-        match self.store.append(stream, expected, events).await {
-            Ok(appended) => Ok(appended.last_position),
-            Err(AppendError::Conflict { .. }) => Err(ServiceError::Contended),
-            Err(error) => Err(ServiceError::Unavailable(error.into())),
-        }
+        let started = std::time::Instant::now();
+        let appended = self.store.append(stream, expected, events).await;
+        let (outcome, result) = match appended {
+            Ok(appended) => ("ok", Ok(appended.last_position)),
+            Err(AppendError::Conflict { .. }) => ("conflict", Err(ServiceError::Contended)),
+            Err(error) => ("error", Err(ServiceError::Unavailable(error.into()))),
+        };
+        metrics::append(outcome, started.elapsed());
+        result
     }
 
     /// The aggregate once the views include `position` (read-your-writes); from
@@ -263,6 +279,10 @@ impl Aggregate for TaskView {
         now: DateTime<Utc>,
     ) -> Result<Vec<TaskEvent>, Rejection> {
         task::decide(state, command, now)
+    }
+
+    fn written(id: &TaskId, task: Option<&Self>, events: &[TaskEvent], now: DateTime<Utc>) {
+        telemetry::task_written(*id, task, events, now);
     }
 
     fn fold(_: TaskId, events: &[RecordedEvent]) -> Option<Self> {

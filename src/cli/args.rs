@@ -106,6 +106,10 @@ pub struct ServeArgs {
     /// Off by default.
     #[arg(long, env = "TASKLOG_RETAIN_FINISHED", value_parser = humantime::parse_duration)]
     pub retain_finished: Option<Duration>,
+    /// Also serve `/metrics` here, without a token (on the API's address it
+    /// takes a token with `metrics:read`).
+    #[arg(long, env = "TASKLOG_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl ServeArgs {

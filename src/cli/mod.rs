@@ -3,10 +3,12 @@
 //! # Layout
 //! - [`args`]: the arguments the subcommands share or take.
 //! - [`log_commands`]: `tasklog export` and `tail`, straight from the store.
+//! - [`rebuild`]: `tasklog rebuild`; [`progress`]: how far a long command is.
 //! - this module: the command, `serve`, `verify` and `replay`.
 
 pub mod args;
 pub mod log_commands;
+pub mod progress;
 pub mod rebuild;
 
 use std::io::Write;
@@ -23,14 +25,33 @@ use crate::app::clock::SystemClock;
 use crate::bench;
 use crate::http::auth::Tokens;
 use crate::server::Server;
+use crate::telemetry::logs::{self, LogFormat};
+use crate::telemetry::traces;
 use crate::Failure;
 use args::{ExportArgs, ServeArgs, StoreArgs, TailArgs};
+use progress::Progress;
 
 #[derive(Debug, Parser)]
 #[command(name = "tasklog", version, about = "An event-sourced task backend")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// How log lines look on standard error; `RUST_LOG` says which are written.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "TASKLOG_LOG_FORMAT",
+        default_value_t
+    )]
+    pub log_format: LogFormat,
+    /// Export traces of requests and jobs to this OpenTelemetry collector
+    /// (OTLP over HTTP, like `http://localhost:4318`); off without it.
+    #[arg(long, global = true, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// `http/protobuf` (default) or `http/json`.
+    #[arg(long, global = true, env = "OTEL_EXPORTER_OTLP_PROTOCOL", value_parser = traces::protocol_name)]
+    pub otlp_protocol: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -58,13 +79,17 @@ pub enum Command {
 /// Runs `cli`; `on_idle` runs as a worker thread goes idle (the binary's
 /// allocator upkeep), and at least every second on some worker.
 pub fn run(cli: Cli, on_idle: fn()) -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let export = cli.otlp_endpoint.as_ref().map(|endpoint| traces::Export {
+        endpoint: endpoint.clone(),
+        protocol: traces::protocol(cli.otlp_protocol.as_deref()).expect("checked by clap"),
+    });
+    let _logging = match logs::init(cli.log_format, export.as_ref()) {
+        Ok(logging) => logging,
+        Err(error) => {
+            eprintln!("tasklog: starting the trace exporter failed: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .on_thread_park(on_idle)
@@ -109,6 +134,15 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let clock = Arc::new(SystemClock);
     let server = Server::start(listener, store, views, tokens, clock, args.settings()).await?;
+    if let Some(addr) = args.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(crate::http::observe::serve_metrics(
+            listener,
+            server.state.clone(),
+        ));
+        tracing::info!(%addr, "serving /metrics without a token");
+    }
     tracing::info!(addr = %server.addr, store = %url, "tasklog is serving");
     shutdown_signal().await;
     tracing::info!("shutting down");
@@ -141,7 +175,11 @@ async fn shutdown_signal() {
 async fn verify(args: StoreArgs) -> Result<(), Failure> {
     let store = args.open_existing().await?;
     let started = Instant::now();
-    let report = tasklog_events::verify(&*store).await?;
+    let head = store.head().await?;
+    let progress = Progress::new("verifying the log", "events", head.0);
+    let report =
+        tasklog_events::verify_with_progress(&*store, |at| progress.set(at.0, head.0)).await?;
+    progress.finish();
     let seconds = started.elapsed().as_secs_f64();
     let mut out = std::io::stdout().lock();
     writeln!(out, "events: {}", report.events)?;
@@ -170,11 +208,15 @@ async fn replay(args: StoreArgs) -> Result<(), Failure> {
     let started = Instant::now();
     let mut projections = Projections::default();
     let mut events = 0u64;
+    let head = store.head().await?;
+    let progress = Progress::new("folding the log", "events", head.0);
     let mut pages = read_all_pages(&*store, Position::START, 8192);
     while let Some(page) = pages.try_next().await? {
         events += page.len() as u64;
         page.iter().for_each(|event| projections.apply(event));
+        progress.set(projections.position.0, head.0);
     }
+    progress.finish();
     let seconds = started.elapsed().as_secs_f64();
     let mut out = std::io::stdout().lock();
     writeln!(out, "events: {events}")?;

@@ -46,6 +46,9 @@ pub enum Scope {
     /// Create, pause, resume and delete schedules.
     #[serde(rename = "schedules:write")]
     SchedulesWrite,
+    /// Scrape `/metrics`.
+    #[serde(rename = "metrics:read")]
+    MetricsRead,
     /// Everything.
     #[serde(rename = "admin")]
     Admin,
@@ -61,6 +64,7 @@ impl Scope {
             Scope::ConsumersWrite => "consumers:write",
             Scope::SchedulesRead => "schedules:read",
             Scope::SchedulesWrite => "schedules:write",
+            Scope::MetricsRead => "metrics:read",
             Scope::Admin => "admin",
         }
     }

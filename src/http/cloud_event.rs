@@ -41,6 +41,10 @@ pub struct CloudEvent<'a> {
     pub tasklogrequestid: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tasklogcausationid: Option<String>,
+    /// The W3C trace context of the request that appended the event
+    /// (CloudEvents' distributed tracing extension).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<&'a str>,
 }
 
 impl<'a> CloudEvent<'a> {
@@ -65,6 +69,7 @@ impl<'a> CloudEvent<'a> {
             tasklogactor: event.metadata.actor.as_deref(),
             tasklogrequestid: event.metadata.request_id.as_deref(),
             tasklogcausationid: event.metadata.causation_id.map(|id| id.to_string()),
+            traceparent: event.metadata.traceparent.as_deref(),
         }
     }
 }

@@ -176,11 +176,21 @@ impl ApiError {
         ApiError::InvalidFields(Map::from_iter([(field.to_owned(), why.into().into())]))
     }
 
-    /// 503: the store failed with `cause`.
-    pub fn unavailable(cause: impl std::fmt::Display) -> Self {
-        ApiError::Unavailable {
-            cause: cause.to_string(),
+    /// 503: the store failed with `cause`; the log line names its sources too.
+    pub fn unavailable(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        let cause = cause.into();
+        let mut text = cause.to_string();
+        let mut source = cause.source();
+        while let Some(error) = source {
+            let next = error.to_string();
+            // Many errors repeat their source's message in their own.
+            if !text.ends_with(&next) {
+                text.push_str(": ");
+                text.push_str(&next);
+            }
+            source = error.source();
         }
+        ApiError::Unavailable { cause: text }
     }
 }
 

@@ -12,6 +12,7 @@
 //! - [`body`]: the `Json` extractor and the field types that check themselves.
 //! - [`error`]: the one `ApiError` and its body; [`auth`]: bearer tokens, scopes
 //!   and rate limits; [`openapi`]: the API document.
+//! - [`observe`]: a span, a log line and metrics per request; `/metrics`.
 //! - [`connections`]: the accept loop: the connection cap, header and body
 //!   timeouts, the shutdown drain.
 
@@ -21,6 +22,7 @@ mod body;
 pub mod cloud_event;
 pub mod connections;
 mod error;
+pub mod observe;
 pub mod openapi;
 mod queues;
 mod schedules;
@@ -33,7 +35,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
+use axum::http::{header, HeaderName, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
@@ -92,6 +94,8 @@ pub struct Shared {
 pub struct Actor {
     pub name: String,
     pub request_id: String,
+    /// The request's W3C trace context, if it has one.
+    pub traceparent: Option<String>,
 }
 
 impl Actor {
@@ -100,6 +104,7 @@ impl Actor {
             actor: Some(self.name.clone()),
             request_id: Some(self.request_id.clone()),
             causation_id: None,
+            traceparent: self.traceparent.clone(),
         }
     }
 }
@@ -127,7 +132,8 @@ pub fn app(state: AppState) -> Router {
         .merge(schedules::routes(&state))
         .merge(queues::routes(&state))
         .merge(audit::routes(&state))
-        .merge(stream::routes(&state));
+        .merge(stream::routes(&state))
+        .merge(observe::routes(&state));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -143,6 +149,7 @@ pub fn app(state: AppState) -> Router {
             state.limits.body_read_timeout,
         )))
         .layer(middleware::from_fn_with_state(state.clone(), position))
+        .layer(middleware::from_fn(observe::requests))
         .with_state(state)
 }
 
@@ -213,7 +220,9 @@ async fn authorize(
     let Some(token) = presented.and_then(|p| state.tokens.find(p.trim())) else {
         return Err(ApiError::Unauthorized);
     };
+    tracing::Span::current().record("token", token.name.as_str());
     if let Err(wait) = state.rate_limits.check(token) {
+        crate::telemetry::metrics::rate_limited(&token.name);
         let retry_after = wait.as_secs_f64().ceil().max(1.0) as u32;
         return Err(ApiError::RateLimited { retry_after });
     }
@@ -223,20 +232,18 @@ async fn authorize(
             scope,
         });
     }
-    let request_id = request_id(request.headers());
+    let request_id = observe::request_id(request.headers())
+        .map_or_else(|| uuid::Uuid::now_v7().simple().to_string(), str::to_owned);
+    let traceparent = request
+        .extensions()
+        .get::<observe::TraceParent>()
+        .map(|t| t.0.clone());
     request.extensions_mut().insert(Actor {
         name: token.name.clone(),
         request_id,
+        traceparent,
     });
     Ok(next.run(request).await)
-}
-
-fn request_id(headers: &HeaderMap) -> String {
-    headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128)
-        .map_or_else(|| uuid::Uuid::now_v7().simple().to_string(), str::to_owned)
 }
 
 /// Sets `Tasklog-Position` on every response that has none yet: errors of

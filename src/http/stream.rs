@@ -30,6 +30,7 @@ use crate::app::write::ConsumerCommand;
 use crate::http::auth::Scope;
 use crate::http::cloud_event::CloudEvent;
 use crate::http::wire::wire_time;
+use crate::telemetry::metrics::OpenStream;
 use deserr::Deserr;
 
 /// Idle connections get a comment this often, so proxies keep them open.
@@ -141,6 +142,7 @@ fn sse_frames(
         keep_alive,
         wrote: false,
         failed: false,
+        _open: OpenStream::new(),
     };
     futures::stream::unfold(framing, |mut framing| async move {
         let frames = framing.next().await?;
@@ -158,6 +160,8 @@ struct Framing {
     wrote: bool,
     /// The subscription failed: what was framed went out, nothing more will.
     failed: bool,
+    /// Counts the stream as open until it is dropped.
+    _open: OpenStream,
 }
 
 impl Framing {

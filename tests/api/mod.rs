@@ -7,6 +7,7 @@ mod audit;
 mod connections;
 mod errors;
 mod lifecycle;
+mod observability;
 mod queueing;
 mod schedules;
 // Both shared stores: the default build has them.

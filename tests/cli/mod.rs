@@ -280,3 +280,170 @@ impl Drop for Serving {
         let _ = self.child.wait();
     }
 }
+
+/// `--log-format json`, `--metrics-listen` and `--otlp-endpoint` on a real
+/// server: every log line is JSON and the request lines carry their fields;
+/// `/metrics` answers on its own address without a token; the request's span
+/// reaches an OTLP collector (a small one in this test) in the trace its
+/// `traceparent` named, and the event it appended names that span.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_is_logged_counted_and_traced_to_its_events() {
+    use std::io::BufRead;
+    use std::sync::{Arc, Mutex};
+
+    let received: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let collector = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post({
+            let received = received.clone();
+            move |body: axum::body::Bytes| async move {
+                received
+                    .lock()
+                    .unwrap()
+                    .push(serde_json::from_slice(&body).expect("OTLP/JSON"));
+                axum::Json(serde_json::json!({}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let collector_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, collector).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = tasklog(&["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .args([
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--otlp-protocol",
+            "http/json",
+        ])
+        .arg("--otlp-endpoint")
+        .arg(format!("http://{collector_addr}"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("RUST_LOG", "info")
+        .env("TASKLOG_TOKEN", "trace-token")
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let _ = lines_tx.send(line.unwrap());
+        }
+    });
+    let mut logged: Vec<serde_json::Value> = Vec::new();
+    let (mut api, mut metrics) = (None, None);
+    while api.is_none() || metrics.is_none() {
+        let line = lines
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("the server did not start: {logged:?}"));
+        let line: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|_| panic!("a log line not JSON: {line}"));
+        match line["message"].as_str() {
+            Some("tasklog is serving") => api = line["addr"].as_str().map(str::to_owned),
+            Some("serving /metrics without a token") => {
+                metrics = line["addr"].as_str().map(str::to_owned)
+            }
+            _ => {}
+        }
+        logged.push(line);
+    }
+    let (api, metrics) = (api.unwrap(), metrics.unwrap());
+
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let http = reqwest::Client::new();
+    let body = serde_json::json!({
+        "name": "traced", "type": "email", "priority": 1, "data": {},
+        "availableTime": "2026-01-01T00:00:00Z", "expirationTime": "2099-01-01T00:00:00Z"});
+    let created = http
+        .post(format!("http://{api}/v1/tasks"))
+        .bearer_auth("trace-token")
+        .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+        .header("x-request-id", "traced-request")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 200);
+    let id = created.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let history: serde_json::Value = http
+        .get(format!("http://{api}/v1/tasks/{id}/events"))
+        .bearer_auth("trace-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let traceparent = history["events"][0]["traceparent"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let parts: Vec<&str> = traceparent.split('-').collect();
+    assert_eq!(parts[1], trace, "the event is not in the request's trace");
+    let span_id = parts[2].to_owned();
+    assert_ne!(
+        span_id, "00f067aa0ba902b7",
+        "the event names the caller's span, not the server's"
+    );
+
+    let scraped = http
+        .get(format!("http://{metrics}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scraped.status(), 200);
+    let scraped = scraped.text().await.unwrap();
+    assert!(
+        scraped.contains(
+            "tasklog_http_requests_total{method=\"POST\",route=\"/v1/tasks\",status=\"200\"} 1"
+        ),
+        "{scraped}"
+    );
+
+    // A clean stop sends the spans still queued.
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(child.wait().unwrap().success());
+    logged.extend(lines.try_iter().map(|line| {
+        serde_json::from_str(&line).unwrap_or_else(|_| panic!("a log line not JSON: {line}"))
+    }));
+    let answered = logged
+        .iter()
+        .find(|l| l["message"] == "answered" && l["span"]["request_id"] == "traced-request")
+        .unwrap_or_else(|| panic!("no request line: {logged:?}"));
+    assert_eq!(answered["status"], 200);
+    assert_eq!(answered["span"]["method"], "POST");
+    assert_eq!(answered["span"]["route"], "/v1/tasks");
+    assert_eq!(answered["span"]["trace_id"], trace);
+    assert!(answered["span"]["token"].is_string(), "{answered}");
+    assert!(answered["latency_ms"].is_number(), "{answered}");
+
+    let spans: Vec<serde_json::Value> = received
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|export| {
+            export["resourceSpans"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .flat_map(|r| r["scopeSpans"].as_array().cloned().unwrap_or_default())
+        .flat_map(|s| s["spans"].as_array().cloned().unwrap_or_default())
+        .collect();
+    let request_span = spans
+        .iter()
+        .find(|s| s["spanId"] == span_id.as_str())
+        .unwrap_or_else(|| panic!("the event's span did not reach the collector: {spans:?}"));
+    assert_eq!(request_span["traceId"], trace);
+    assert_eq!(request_span["name"], "request");
+    assert_eq!(request_span["parentSpanId"], "00f067aa0ba902b7");
+}
