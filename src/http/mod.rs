@@ -37,7 +37,7 @@ use std::time::Duration;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderName, HeaderValue};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use tasklog_events::{Metadata, Position};
@@ -211,16 +211,41 @@ async fn authorize(
     State((state, scope)): State<(AppState, Scope)>,
     mut request: Request,
     next: Next,
-) -> Result<Response, ApiError> {
+) -> Response {
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "));
     let Some(token) = presented.and_then(|p| state.tokens.find(p.trim())) else {
-        return Err(ApiError::Unauthorized);
+        return ApiError::Unauthorized.into_response();
     };
+    // The request's log line names the token, whatever the answer.
+    let named = observe::TokenName(token.name.clone());
     tracing::Span::current().record("token", token.name.as_str());
+    let mut response = match admit(&state, token, scope) {
+        Err(refused) => refused.into_response(),
+        Ok(()) => {
+            let request_id = observe::request_id(request.headers())
+                .map_or_else(|| uuid::Uuid::now_v7().simple().to_string(), str::to_owned);
+            let traceparent = request
+                .extensions()
+                .get::<observe::TraceParent>()
+                .map(|t| t.0.clone());
+            request.extensions_mut().insert(Actor {
+                name: token.name.clone(),
+                request_id,
+                traceparent,
+            });
+            next.run(request).await
+        }
+    };
+    response.extensions_mut().insert(named);
+    response
+}
+
+/// Whether `token` may make a request needing `scope` now (its rate limit).
+fn admit(state: &AppState, token: &auth::Token, scope: Scope) -> Result<(), ApiError> {
     if let Err(wait) = state.rate_limits.check(token) {
         crate::telemetry::metrics::rate_limited(&token.name);
         let retry_after = wait.as_secs_f64().ceil().max(1.0) as u32;
@@ -232,18 +257,7 @@ async fn authorize(
             scope,
         });
     }
-    let request_id = observe::request_id(request.headers())
-        .map_or_else(|| uuid::Uuid::now_v7().simple().to_string(), str::to_owned);
-    let traceparent = request
-        .extensions()
-        .get::<observe::TraceParent>()
-        .map(|t| t.0.clone());
-    request.extensions_mut().insert(Actor {
-        name: token.name.clone(),
-        request_id,
-        traceparent,
-    });
-    Ok(next.run(request).await)
+    Ok(())
 }
 
 /// Sets `Tasklog-Position` on every response that has none yet: errors of

@@ -32,7 +32,13 @@ pub fn request_id(headers: &HeaderMap) -> Option<&str> {
         .filter(|v| !v.is_empty() && v.len() <= 128)
 }
 
-/// Gives every request an id, a span and a log line, and counts it.
+/// The name of the token a request presented, as its answer carries it to
+/// the request's log line.
+#[derive(Clone)]
+pub struct TokenName(pub String);
+
+/// Gives every request an id and a log line, counts it, and with traces
+/// exported, makes it a span.
 pub async fn requests(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let request_id = match request_id(request.headers()) {
@@ -50,31 +56,42 @@ pub async fn requests(mut request: Request, next: Next) -> Response {
         .map_or("unmatched", |path| path.as_str())
         .to_owned();
     let method = request.method().clone();
-    let span = tracing::info_span!(
-        target: "tasklog::request",
-        "request",
-        method = %method,
-        route = %route,
-        request_id = request_id.to_str().unwrap_or_default(),
-        token = tracing::field::Empty,
-        trace_id = tracing::field::Empty,
-    );
-    if let Some(traceparent) = traces::start_request(&span, request.headers()) {
-        span.record("trace_id", traces::trace_id(&traceparent));
-        request.extensions_mut().insert(TraceParent(traceparent));
+    let id = request_id.to_str().unwrap_or_default();
+    // A span per request costs a good part of a request's CPU: only when
+    // someone collects it. The log line below says what a span would.
+    let span = if traces::exporting() {
+        tracing::info_span!(target: "tasklog::request", "request",
+            method = %method, route = %route, request_id = id,
+            token = tracing::field::Empty, trace_id = tracing::field::Empty)
+    } else {
+        tracing::Span::none()
+    };
+    let traceparent = traces::start_request(&span, request.headers());
+    if let Some(traceparent) = &traceparent {
+        span.record("trace_id", traces::trace_id(traceparent));
+        request
+            .extensions_mut()
+            .insert(TraceParent(traceparent.clone()));
     }
     let mut response = next.run(request).instrument(span.clone()).await;
     let elapsed = started.elapsed();
-    let status = response.status();
+    let status = response.status().as_u16();
+    let token = response
+        .extensions()
+        .get::<TokenName>()
+        .map(|t| t.0.as_str());
+    let trace_id = traceparent.as_deref().map(traces::trace_id);
     span.in_scope(|| {
         let latency_ms = elapsed.as_secs_f64() * 1e3;
-        if status.is_server_error() {
-            tracing::warn!(target: "tasklog::request", status = status.as_u16(), latency_ms, "answered");
+        if status >= 500 {
+            tracing::warn!(target: "tasklog::request", %method, route, status, latency_ms,
+                request_id = id, token, trace_id, "answered");
         } else {
-            tracing::info!(target: "tasklog::request", status = status.as_u16(), latency_ms, "answered");
+            tracing::info!(target: "tasklog::request", %method, route, status, latency_ms,
+                request_id = id, token, trace_id, "answered");
         }
     });
-    metrics::request(method.as_str(), &route, status.as_u16(), elapsed);
+    metrics::request(&method, &route, status, elapsed);
     response.headers_mut().insert(REQUEST_ID_HEADER, request_id);
     response
 }

@@ -142,7 +142,7 @@ fn sse_frames(
         keep_alive,
         wrote: false,
         failed: false,
-        _open: OpenStream::new(),
+        _open: OpenStream::opened(),
     };
     futures::stream::unfold(framing, |mut framing| async move {
         let frames = framing.next().await?;

@@ -31,9 +31,10 @@ pub fn init(format: LogFormat, export: Option<&traces::Export>) -> Result<Loggin
     let stderr = std::io::stderr();
     let ansi = std::io::IsTerminal::is_terminal(&stderr);
     // Buffered: the writer thread flushes whenever it has written all queued
-    // lines, so under load one write carries many lines.
+    // lines, so under load one write carries many lines. If whatever reads
+    // standard error stops, lines past the queue (128k) are dropped rather
+    // than requests kept waiting: the log of record is the event log.
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
         .finish(std::io::BufWriter::new(stderr));
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let lines = match format {

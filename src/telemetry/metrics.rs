@@ -6,12 +6,12 @@
 //! (`_seconds`), `_total` on counters. Until [`install`] runs (a server's
 //! start), every count is a no-op.
 
-use std::collections::BTreeSet;
-use std::sync::{Mutex, OnceLock};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use metrics::{counter, gauge, histogram};
+use metrics::{counter, gauge, histogram, Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tasklog_events::TaskEvent;
 use tasklog_projections::{TaskState, TaskView};
@@ -29,6 +29,9 @@ const TASK_SECONDS: &[f64] = &[
 ];
 /// Appends per batch.
 const BATCH: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+
+/// How often histogram samples are folded into their buckets.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -50,6 +53,15 @@ pub fn install() -> &'static PrometheusHandle {
         // renders what it has, which is nothing.
         let _ = metrics::set_global_recorder(recorder);
         describe();
+        // Histograms keep each sample until they are folded into buckets: a
+        // scrape does it, and so does this, so memory stays flat unscraped.
+        let upkeep = handle.clone();
+        let _ = std::thread::Builder::new()
+            .name("tasklog-metrics".into())
+            .spawn(move || loop {
+                std::thread::sleep(UPKEEP_EVERY);
+                upkeep.run_upkeep();
+            });
         handle
     })
 }
@@ -143,15 +155,118 @@ fn describe() {
 }
 
 /// A request answered: `route` is the route's template (`unmatched` for none).
-pub fn request(method: &str, route: &str, status: u16, elapsed: Duration) {
-    let method = method.to_owned();
-    let route = route.to_owned();
-    counter!("tasklog_http_requests_total",
-        "method" => method.clone(), "route" => route.clone(), "status" => status.to_string())
-    .increment(1);
-    histogram!("tasklog_http_request_duration_seconds", "method" => method, "route" => route)
-        .record(elapsed.as_secs_f64());
+pub fn request(method: &axum::http::Method, route: &str, status: u16, elapsed: Duration) {
+    use axum::http::Method;
+    let method = match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        _ => "other",
+    };
+    let route = cached(&ROUTES, route, |route| RouteMetrics {
+        route: route.to_owned(),
+        answers: Mutex::default(),
+    });
+    let mut answers = route.answers.lock().expect("route metrics lock");
+    let found = answers
+        .iter()
+        .position(|a| a.method == method && a.status == status);
+    let answer = match found {
+        Some(i) => &answers[i],
+        None => {
+            let labels = [
+                ("method", method.to_owned()),
+                ("route", route.route.clone()),
+            ];
+            answers.push(Answered {
+                method,
+                status,
+                count: counter!(
+                    "tasklog_http_requests_total",
+                    &[&labels[..], &[("status", status.to_string())]].concat()
+                ),
+                duration: histogram!("tasklog_http_request_duration_seconds", &labels),
+            });
+            answers.last().expect("just pushed")
+        }
+    };
+    answer.count.increment(1);
+    answer.duration.record(elapsed.as_secs_f64());
 }
+
+/// Looking a metric up by its labels hashes and compares them all: the
+/// handles of the labels a request or a write uses are kept here instead,
+/// found by one `&str`.
+type Cache<V> = LazyLock<RwLock<HashMap<String, Arc<V>>>>;
+
+fn cached<V>(cache: &Cache<V>, key: &str, make: impl FnOnce(&str) -> V) -> Arc<V> {
+    if let Some(found) = cache.read().expect("metrics cache lock").get(key) {
+        return found.clone();
+    }
+    let mut cache = cache.write().expect("metrics cache lock");
+    cache
+        .entry(key.to_owned())
+        .or_insert_with(|| Arc::new(make(key)))
+        .clone()
+}
+
+/// The requests of one route, by method and status.
+struct RouteMetrics {
+    route: String,
+    answers: Mutex<Vec<Answered>>,
+}
+
+struct Answered {
+    method: &'static str,
+    status: u16,
+    count: Counter,
+    duration: Histogram,
+}
+
+static ROUTES: Cache<RouteMetrics> = LazyLock::new(RwLock::default);
+
+/// What a task type's writes are counted in.
+struct TypeMetrics {
+    created: Counter,
+    claims: Counter,
+    claim_wait: Histogram,
+    completed_runs: Histogram,
+    failed_runs: Histogram,
+    dead_letters: Counter,
+    retries: Counter,
+    expiries: Counter,
+    lease_lapses: Counter,
+    cancellations: Counter,
+}
+
+impl TypeMetrics {
+    fn of(task_type: &str) -> Self {
+        let t = || ("type", task_type.to_owned());
+        let runs = |outcome: &'static str| {
+            histogram!(
+                "tasklog_task_run_duration_seconds",
+                &[t(), ("outcome", outcome.to_owned())]
+            )
+        };
+        TypeMetrics {
+            created: counter!("tasklog_tasks_created_total", &[t()]),
+            claims: counter!("tasklog_task_claims_total", &[t()]),
+            claim_wait: histogram!("tasklog_task_claim_wait_seconds", &[t()]),
+            completed_runs: runs("completed"),
+            failed_runs: runs("failed"),
+            dead_letters: counter!("tasklog_task_dead_letters_total", &[t()]),
+            retries: counter!("tasklog_task_retries_total", &[t()]),
+            expiries: counter!("tasklog_task_expiries_total", &[t()]),
+            lease_lapses: counter!("tasklog_task_lease_lapses_total", &[t()]),
+            cancellations: counter!("tasklog_task_cancellations_total", &[t()]),
+        }
+    }
+}
+
+static TYPES: Cache<TypeMetrics> = LazyLock::new(RwLock::default);
 
 /// A token's rate limit refused a request.
 pub fn rate_limited(token: &str) {
@@ -160,59 +275,55 @@ pub fn rate_limited(token: &str) {
 
 /// An append by the write path, and how long it took to be durable.
 pub fn append(outcome: &'static str, elapsed: Duration) {
-    counter!("tasklog_appends_total", "outcome" => outcome).increment(1);
+    static APPENDS: Cache<(Counter, Histogram)> = LazyLock::new(RwLock::default);
+    let (count, duration) = &*cached(&APPENDS, outcome, |outcome| {
+        (
+            counter!("tasklog_appends_total", "outcome" => outcome.to_owned()),
+            histogram!("tasklog_append_duration_seconds"),
+        )
+    });
+    count.increment(1);
     if outcome == "ok" {
-        histogram!("tasklog_append_duration_seconds").record(elapsed.as_secs_f64());
+        duration.record(elapsed.as_secs_f64());
     }
 }
 
 /// Counts what `events`, appended at `now`, did to `task` (as it was before).
 pub fn task_events(task: Option<&TaskView>, events: &[TaskEvent], now: DateTime<Utc>) {
     let seconds = |from: DateTime<Utc>| (now - from).num_microseconds().unwrap_or(0) as f64 / 1e6;
+    let task_type = match (events.first(), task) {
+        (Some(TaskEvent::Created(created)), _) => created.task_type.as_str(),
+        (_, Some(task)) => task.task_type.as_str(),
+        (_, None) => return,
+    };
+    let counts = cached(&TYPES, task_type, TypeMetrics::of);
     for (i, event) in events.iter().enumerate() {
-        let task_type = match (event, task) {
-            (TaskEvent::Created(created), _) => created.task_type.clone(),
-            (_, Some(task)) => task.task_type.clone(),
-            (_, None) => continue,
-        };
         match event {
-            TaskEvent::Created(_) => {
-                counter!("tasklog_tasks_created_total", "type" => task_type).increment(1)
-            }
+            TaskEvent::Created(_) => counts.created.increment(1),
             TaskEvent::Started(_) => {
                 let waited_from = task.map_or(now, |t| t.available_time.max(t.modified_time));
-                histogram!("tasklog_task_claim_wait_seconds", "type" => task_type.clone())
-                    .record(seconds(waited_from).max(0.0));
-                counter!("tasklog_task_claims_total", "type" => task_type).increment(1);
+                counts.claim_wait.record(seconds(waited_from).max(0.0));
+                counts.claims.increment(1);
             }
             TaskEvent::Completed(_) | TaskEvent::Failed(_) => {
-                let outcome = if matches!(event, TaskEvent::Completed(_)) {
-                    "completed"
-                } else {
-                    "failed"
-                };
+                let completed = matches!(event, TaskEvent::Completed(_));
                 if let Some(started) = task.and_then(|t| t.run_time) {
-                    histogram!("tasklog_task_run_duration_seconds",
-                        "type" => task_type.clone(), "outcome" => outcome)
-                    .record(seconds(started).max(0.0));
+                    let runs = if completed {
+                        &counts.completed_runs
+                    } else {
+                        &counts.failed_runs
+                    };
+                    runs.record(seconds(started).max(0.0));
                 }
                 let retried = matches!(events.get(i + 1), Some(TaskEvent::Retried(_)));
-                if outcome == "failed" && !retried {
-                    counter!("tasklog_task_dead_letters_total", "type" => task_type).increment(1);
+                if !completed && !retried {
+                    counts.dead_letters.increment(1);
                 }
             }
-            TaskEvent::Retried(_) => {
-                counter!("tasklog_task_retries_total", "type" => task_type).increment(1)
-            }
-            TaskEvent::Expired(_) => {
-                counter!("tasklog_task_expiries_total", "type" => task_type).increment(1)
-            }
-            TaskEvent::Requeued(_) => {
-                counter!("tasklog_task_lease_lapses_total", "type" => task_type).increment(1)
-            }
-            TaskEvent::Cancelled(_) => {
-                counter!("tasklog_task_cancellations_total", "type" => task_type).increment(1)
-            }
+            TaskEvent::Retried(_) => counts.retries.increment(1),
+            TaskEvent::Expired(_) => counts.expiries.increment(1),
+            TaskEvent::Requeued(_) => counts.lease_lapses.increment(1),
+            TaskEvent::Cancelled(_) => counts.cancellations.increment(1),
             TaskEvent::LeaseRenewed(_) => {}
         }
     }
@@ -222,7 +333,7 @@ pub fn task_events(task: Option<&TaskView>, events: &[TaskEvent], now: DateTime<
 pub struct OpenStream(());
 
 impl OpenStream {
-    pub fn new() -> Self {
+    pub fn opened() -> Self {
         gauge!("tasklog_event_streams_open").increment(1.0);
         OpenStream(())
     }

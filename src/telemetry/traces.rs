@@ -101,6 +101,11 @@ pub fn start_request(span: &tracing::Span, headers: &HeaderMap) -> Option<String
     traceparent_of(span)
 }
 
+/// Whether spans are exported.
+pub fn exporting() -> bool {
+    EXPORTING.get().is_some()
+}
+
 /// The trace context of `span` while traces are exported.
 pub fn traceparent_of(span: &tracing::Span) -> Option<String> {
     EXPORTING.get()?;
