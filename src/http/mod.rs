@@ -148,8 +148,7 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::Extension(body::BodyReadTimeout(
             state.limits.body_read_timeout,
         )))
-        .layer(middleware::from_fn_with_state(state.clone(), position))
-        .layer(middleware::from_fn(observe::requests))
+        .layer(middleware::from_fn_with_state(state.clone(), every_request))
         .with_state(state)
 }
 
@@ -260,11 +259,13 @@ fn admit(state: &AppState, token: &auth::Token, scope: Scope) -> Result<(), ApiE
     Ok(())
 }
 
-/// Sets `Tasklog-Position` on every response that has none yet: errors of
-/// the token check, unknown routes, `/healthz`.
-async fn position(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// Around every request, in one layer (each costs its share of a request):
+/// its id, log line and metrics ([`observe::requests`]), and
+/// `Tasklog-Position` on every answer that has none yet: errors of the token
+/// check, unknown routes, `/healthz`.
+async fn every_request(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let position = state.service.views.position();
-    with_position(next.run(request).await, position)
+    with_position(observe::requests(request, next).await, position)
 }
 
 /// `response` with `Tasklog-Position: position`, unless its handler set one.

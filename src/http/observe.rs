@@ -1,6 +1,7 @@
-//! What a request leaves behind for operators: a span holding its fields
-//! (method, route, request id, and the token once it is known), one log line
-//! when it is answered, its metrics; and `/metrics`, the Prometheus scrape.
+//! What a request leaves behind for operators: an id, one log line when it
+//! is answered (method, route, status, latency, request id, token, trace id),
+//! its metrics, and a span while traces are exported; and `/metrics`, the
+//! Prometheus scrape.
 
 use std::time::Instant;
 
@@ -50,11 +51,9 @@ pub async fn requests(mut request: Request, next: Next) -> Response {
             id
         }
     };
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |path| path.as_str())
-        .to_owned();
+    // The route's template is shared: cloning it copies a reference.
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("unmatched", |path| path.as_str());
     let method = request.method().clone();
     let id = request_id.to_str().unwrap_or_default();
     // A span per request costs a good part of a request's CPU: only when
@@ -91,7 +90,7 @@ pub async fn requests(mut request: Request, next: Next) -> Response {
                 request_id = id, token, trace_id, "answered");
         }
     });
-    metrics::request(&method, &route, status, elapsed);
+    metrics::request(&method, route, status, elapsed);
     response.headers_mut().insert(REQUEST_ID_HEADER, request_id);
     response
 }
