@@ -225,16 +225,14 @@ async fn authorize(
     let mut response = match admit(&state, token, scope) {
         Err(refused) => refused.into_response(),
         Ok(()) => {
-            let request_id = observe::request_id(request.headers())
-                .map_or_else(|| uuid::Uuid::now_v7().simple().to_string(), str::to_owned);
-            let traceparent = request
-                .extensions()
-                .get::<observe::TraceParent>()
-                .map(|t| t.0.clone());
+            let trail = request.extensions().get::<observe::RequestTrail>();
+            let trail = trail
+                .cloned()
+                .expect("every_request gives each request its trail");
             request.extensions_mut().insert(Actor {
                 name: token.name.clone(),
-                request_id,
-                traceparent,
+                request_id: trail.id,
+                traceparent: trail.traceparent,
             });
             next.run(request).await
         }

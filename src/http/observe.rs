@@ -19,14 +19,17 @@ use crate::telemetry::{metrics, traces};
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The trace context of a request, for the events it appends.
+/// What the events a request appends record of it: its id (the client's
+/// `x-request-id` if usable, else a new one, sent back either way) and its
+/// trace context.
 #[derive(Clone)]
-pub struct TraceParent(pub String);
+pub struct RequestTrail {
+    pub id: String,
+    pub traceparent: Option<String>,
+}
 
-/// The request id a client sent, if it is usable, else a new one: recorded
-/// in the metadata of every event the request appends and sent back in
-/// `x-request-id`.
-pub fn request_id(headers: &HeaderMap) -> Option<&str> {
+/// The request id a client sent, if it is usable.
+fn sent_request_id(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -42,36 +45,30 @@ pub struct TokenName(pub String);
 /// exported, makes it a span.
 pub async fn requests(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let request_id = match request_id(request.headers()) {
-        Some(id) => HeaderValue::from_str(id).expect("a header value it came from"),
-        None => {
-            let id = uuid::Uuid::now_v7().simple().to_string();
-            let id = HeaderValue::from_str(&id).expect("hex digits");
-            request.headers_mut().insert(REQUEST_ID_HEADER, id.clone());
-            id
-        }
-    };
+    let id = sent_request_id(request.headers())
+        .map_or_else(|| uuid::Uuid::now_v7().simple().to_string(), str::to_owned);
     // The route's template is shared: cloning it copies a reference.
     let matched = request.extensions().get::<MatchedPath>().cloned();
     let route = matched.as_ref().map_or("unmatched", |path| path.as_str());
     let method = request.method().clone();
-    let id = request_id.to_str().unwrap_or_default();
     // A span per request costs a good part of a request's CPU: only when
     // someone collects it. The log line below says what a span would.
     let span = if traces::exporting() {
         tracing::info_span!(target: "tasklog::request", "request",
-            method = %method, route = %route, request_id = id,
+            method = %method, route = %route, request_id = %id,
             token = tracing::field::Empty, trace_id = tracing::field::Empty)
     } else {
         tracing::Span::none()
     };
     let traceparent = traces::start_request(&span, request.headers());
-    if let Some(traceparent) = &traceparent {
-        span.record("trace_id", traces::trace_id(traceparent));
-        request
-            .extensions_mut()
-            .insert(TraceParent(traceparent.clone()));
+    let trace_id = traceparent.as_deref().map(traces::trace_id);
+    if let Some(trace_id) = trace_id {
+        span.record("trace_id", trace_id);
     }
+    request.extensions_mut().insert(RequestTrail {
+        id: id.clone(),
+        traceparent: traceparent.clone(),
+    });
     let mut response = next.run(request).instrument(span.clone()).await;
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
@@ -79,19 +76,20 @@ pub async fn requests(mut request: Request, next: Next) -> Response {
         .extensions()
         .get::<TokenName>()
         .map(|t| t.0.as_str());
-    let trace_id = traceparent.as_deref().map(traces::trace_id);
     span.in_scope(|| {
         let latency_ms = elapsed.as_secs_f64() * 1e3;
         if status >= 500 {
             tracing::warn!(target: "tasklog::request", %method, route, status, latency_ms,
-                request_id = id, token, trace_id, "answered");
+                request_id = %id, token, trace_id, "answered");
         } else {
             tracing::info!(target: "tasklog::request", %method, route, status, latency_ms,
-                request_id = id, token, trace_id, "answered");
+                request_id = %id, token, trace_id, "answered");
         }
     });
     metrics::request(&method, route, status, elapsed);
-    response.headers_mut().insert(REQUEST_ID_HEADER, request_id);
+    if let Ok(id) = HeaderValue::try_from(id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, id);
+    }
     response
 }
 

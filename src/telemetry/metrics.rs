@@ -315,8 +315,7 @@ pub fn task_events(task: Option<&TaskView>, events: &[TaskEvent], now: DateTime<
                     };
                     runs.record(seconds(started).max(0.0));
                 }
-                let retried = matches!(events.get(i + 1), Some(TaskEvent::Retried(_)));
-                if !completed && !retried {
+                if !completed && super::failed_for_good(events, i) {
                     counts.dead_letters.increment(1);
                 }
             }

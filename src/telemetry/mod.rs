@@ -10,6 +10,12 @@ use chrono::{DateTime, Utc};
 use tasklog_events::{TaskEvent, TaskId};
 use tasklog_projections::TaskView;
 
+/// Whether `events[i]`, a failure, is final: no retry follows it in the
+/// same write.
+fn failed_for_good(events: &[TaskEvent], i: usize) -> bool {
+    !matches!(events.get(i + 1), Some(TaskEvent::Retried(_)))
+}
+
 /// What a durable write did to task `id` (`before`: as it was): counted, and
 /// what the jobs and retries did logged.
 pub fn task_written(
@@ -31,9 +37,7 @@ pub fn task_written(
             TaskEvent::Retried(retried) => {
                 tracing::info!(task = %id, r#type = task_type, available_time = %retried.available_time, automatic = retried.automatic, "the task is queued for another run")
             }
-            TaskEvent::Failed(failed)
-                if !matches!(events.get(i + 1), Some(TaskEvent::Retried(_))) =>
-            {
+            TaskEvent::Failed(failed) if failed_for_good(events, i) => {
                 tracing::info!(task = %id, r#type = task_type, error = %failed.error, "the task failed with no run left")
             }
             _ => {}
