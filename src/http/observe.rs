@@ -77,12 +77,16 @@ pub async fn requests(mut request: Request, next: Next) -> Response {
         .get::<TokenName>()
         .map(|t| t.0.as_str());
     span.in_scope(|| {
-        let latency_ms = elapsed.as_secs_f64() * 1e3;
+        // Microseconds are enough, and print short. Strings go through
+        // `Display`: `Debug` would escape them character by character.
+        let latency_ms = elapsed.as_micros() as f64 / 1e3;
+        let token = token.map(tracing::field::display);
+        let trace_id = trace_id.map(tracing::field::display);
         if status >= 500 {
-            tracing::warn!(target: "tasklog::request", %method, route, status, latency_ms,
+            tracing::warn!(target: "tasklog::request", %method, %route, status, latency_ms,
                 request_id = %id, token, trace_id, "answered");
         } else {
-            tracing::info!(target: "tasklog::request", %method, route, status, latency_ms,
+            tracing::info!(target: "tasklog::request", %method, %route, status, latency_ms,
                 request_id = %id, token, trace_id, "answered");
         }
     });

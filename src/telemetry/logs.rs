@@ -1,7 +1,15 @@
 //! Logs: lines on standard error, as text for people or JSON for a log
-//! pipeline, filtered by `RUST_LOG` (default `info`). Lines are written by a
-//! thread of their own, so a request never waits on the terminal or a pipe.
+//! pipeline, filtered by `RUST_LOG` (default `info`). Lines are gathered in
+//! memory and written by a thread of their own a few times a second, so a
+//! request never waits on the terminal or a pipe, nor wakes a thread.
 
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -22,7 +30,7 @@ pub enum LogFormat {
 /// what is queued.
 pub struct Logging {
     _traces: Option<traces::Exporting>,
-    _writer: tracing_appender::non_blocking::WorkerGuard,
+    _writer: Writing,
 }
 
 /// Sends the process' logs to standard error in `format`, and its spans to
@@ -30,12 +38,7 @@ pub struct Logging {
 pub fn init(format: LogFormat, export: Option<&traces::Export>) -> Result<Logging, crate::Failure> {
     let stderr = std::io::stderr();
     let ansi = std::io::IsTerminal::is_terminal(&stderr);
-    // Buffered: the writer thread flushes whenever it has written all queued
-    // lines, so under load one write carries many lines. If whatever reads
-    // standard error stops, lines past the queue (128k) are dropped rather
-    // than requests kept waiting: the log of record is the event log.
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .finish(std::io::BufWriter::new(stderr));
+    let (writer, guard) = Lines::to(stderr);
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let lines = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
@@ -66,4 +69,156 @@ pub fn init(format: LogFormat, export: Option<&traces::Export>) -> Result<Loggin
         _traces: exporting,
         _writer: guard,
     })
+}
+
+/// How long a line may wait in memory before it is written.
+const LINGER: Duration = Duration::from_millis(50);
+/// Lines waiting past this many bytes are dropped rather than requests kept
+/// waiting on a reader of standard error that stopped: the log of record is
+/// the event log.
+const MAX_WAITING: usize = 16 << 20;
+
+/// The lines waiting to be written. A line costs its caller a copy under a
+/// lock; the writing thread wakes on its own every [`LINGER`], so under load
+/// one write carries hundreds of lines and no request pays for a wake-up.
+#[derive(Clone)]
+struct Lines(Arc<Shared>);
+
+struct Shared {
+    waiting: Mutex<Vec<u8>>,
+    dropped: AtomicU64,
+    stopping: AtomicBool,
+}
+
+/// Writes out what waits when dropped, and stops the writing thread.
+struct Writing {
+    lines: Lines,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Lines {
+    /// Lines for `out`, and the guard of the thread that writes them there.
+    fn to(out: impl Write + Send + 'static) -> (Lines, Writing) {
+        let lines = Lines(Arc::new(Shared {
+            waiting: Mutex::new(Vec::with_capacity(64 << 10)),
+            dropped: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
+        }));
+        let shared = lines.0.clone();
+        let thread = std::thread::Builder::new()
+            .name("log-writer".into())
+            .spawn(move || write_out(&shared, out))
+            .expect("a thread for the log writer");
+        (
+            lines.clone(),
+            Writing {
+                lines,
+                thread: Some(thread),
+            },
+        )
+    }
+}
+
+/// The writing thread: every [`LINGER`], what waits goes to `out` in one write.
+fn write_out(shared: &Shared, mut out: impl Write) {
+    let mut writing = Vec::with_capacity(64 << 10);
+    loop {
+        let stopping = shared.stopping.load(Ordering::Acquire);
+        if !stopping {
+            std::thread::park_timeout(LINGER);
+        }
+        std::mem::swap(
+            &mut *shared.waiting.lock().expect("log lines"),
+            &mut writing,
+        );
+        let dropped = shared.dropped.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            let _ = writeln!(
+                out,
+                "{dropped} log lines were dropped: standard error was not read fast enough"
+            );
+        }
+        if !writing.is_empty() {
+            let _ = out.write_all(&writing);
+            let _ = out.flush();
+            writing.clear();
+            // A burst's buffer is not kept for the quiet that follows it.
+            writing.shrink_to(64 << 10);
+        }
+        if stopping {
+            return;
+        }
+    }
+}
+
+impl Write for Lines {
+    /// Takes one whole line (the formatter writes each in one call).
+    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+        let mut waiting = self.0.waiting.lock().expect("log lines");
+        if waiting.len() + line.len() <= MAX_WAITING {
+            waiting.extend_from_slice(line);
+        } else {
+            self.0.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(line.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Lines {
+    type Writer = Lines;
+
+    fn make_writer(&'a self) -> Lines {
+        self.clone()
+    }
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        self.lines.0.stopping.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sink the test can read back.
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Sink {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn lines_are_written_in_order_within_the_linger_and_all_at_the_end() {
+        let sink = Sink::default();
+        let (lines, writing) = Lines::to(sink.clone());
+        lines.make_writer().write_all(b"first\n").unwrap();
+        std::thread::sleep(LINGER * 4);
+        assert_eq!(&*sink.0.lock().unwrap(), b"first\n");
+        for i in 0..1000 {
+            writeln!(lines.make_writer(), "line {i}").unwrap();
+        }
+        drop(writing);
+        let written = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let expected: String = std::iter::once("first\n".to_owned())
+            .chain((0..1000).map(|i| format!("line {i}\n")))
+            .collect();
+        assert_eq!(written, expected);
+    }
 }
