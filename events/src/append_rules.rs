@@ -4,7 +4,6 @@
 //! writes the rows; [`BatchPlanner`] decides everything in between.
 
 use crate::append_checks::{earlier_append, Appended};
-use crate::append_queue::Outcome;
 use crate::envelope::{NewEvent, Position};
 use crate::hash_chain::{chain_hash, Hash, HashedFields, GENESIS};
 use crate::store::{AppendError, AppendResult, ExpectedRevision};
@@ -32,6 +31,13 @@ pub struct PlannedEvent<'a> {
     pub revision: u64,
     pub event: &'a NewEvent,
     pub hash: Hash,
+}
+
+/// Where a batch stood before an append to several streams.
+#[derive(Clone, Copy, Debug)]
+pub struct Mark {
+    head: Head,
+    planned: usize,
 }
 
 /// Decides the appends of one batch in order, each on top of those it
@@ -63,7 +69,7 @@ impl<'a> BatchPlanner<'a> {
         events: &'a [NewEvent],
         found: &[Option<Appended>],
         revision: Option<u64>,
-    ) -> (Outcome, &[PlannedEvent<'a>]) {
+    ) -> (Result<AppendResult, AppendError>, &[PlannedEvent<'a>]) {
         let start = self.planned.len();
         let outcome = match earlier_append(stream, events, found) {
             Some(earlier) => earlier,
@@ -106,6 +112,21 @@ impl<'a> BatchPlanner<'a> {
             last_position: self.head.position,
             revision: first_revision + events.len() as u64 - 1,
         }
+    }
+
+    /// Where the batch stands, to [`rewind`](Self::rewind) to.
+    pub fn mark(&self) -> Mark {
+        Mark {
+            head: self.head,
+            planned: self.planned.len(),
+        }
+    }
+
+    /// Forgets every append accepted since `mark`: a part of an append to
+    /// several streams failed, so none of its parts is written.
+    pub fn rewind(&mut self, mark: Mark) {
+        self.head = mark.head;
+        self.planned.truncate(mark.planned);
     }
 
     /// The head once every accepted append is written.
@@ -265,6 +286,27 @@ mod tests {
                 (3, "task-a", 2, id(3)),
                 (4, "task-b", 0, id(4)),
             ]
+        );
+    }
+
+    #[test]
+    fn a_rewind_forgets_what_was_accepted_since_the_mark() {
+        let mut planner = BatchPlanner::new(Head::EMPTY);
+        let (first, second) = ([event(1)], [event(2)]);
+        let (outcome, _) = planner.plan("task-a", ExpectedRevision::Any, &first, &[None], None);
+        outcome.unwrap();
+        let (mark, head) = (planner.mark(), planner.head());
+        let (outcome, _) = planner.plan("task-b", ExpectedRevision::Any, &second, &[None], None);
+        outcome.unwrap();
+        planner.rewind(mark);
+        assert_eq!(planner.head(), head);
+        assert_eq!(planner.planned().len(), 1);
+        let (outcome, planned) =
+            planner.plan("task-c", ExpectedRevision::Any, &second, &[None], None);
+        assert_eq!(outcome.unwrap(), accepted(2, 2, 0));
+        assert_eq!(
+            planned[0].hash,
+            chain_hash(&head.hash, &HashedFields::of_new("task-c", 0, &second[0]))
         );
     }
 

@@ -1,6 +1,7 @@
 //! Idempotency keys: a create sent with a key reserves the key, in its own
-//! stream (`idempotency-<hash of token and key>`), for the task it creates, so a
-//! retried create finds the first task instead of making a second one.
+//! stream (`idempotency-<hash of token and key>`), for the task it creates (or
+//! the tasks a batch creates), so a retried create finds the first task
+//! instead of making a second one.
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -36,9 +37,20 @@ pub struct IdempotencyKeyReserved {
     pub expires_at: DateTime<Utc>,
 }
 
+/// The key stands for the tasks `task_ids`, made in one batch (in this
+/// order) from a request with `request_hash`, until `expires_at`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IdempotencyKeyReservedForBatch {
+    pub task_ids: Vec<TaskId>,
+    pub request_hash: String,
+    pub expires_at: DateTime<Utc>,
+}
+
 event_enum! {
     /// Every idempotency key event, in its current schema version.
     IdempotencyEvent {
         Reserved(IdempotencyKeyReserved) = "IdempotencyKeyReserved" v 1,
+        ReservedForBatch(IdempotencyKeyReservedForBatch) = "IdempotencyKeyReservedForBatch" v 1,
     }
 }

@@ -61,6 +61,7 @@ pub use fanout::{Fanout, SharedEventStream};
 pub use paging::read_all_pages;
 pub use store::{
     AppendError, AppendResult, EventStore, EventStream, ExpectedRevision, ReadError, StorageError,
+    StreamAppend,
 };
 pub use stream_name::StreamName;
 pub use task_event::{TaskEvent, TaskId};

@@ -97,6 +97,13 @@ mod tests {
             unimplemented!("a read-only log")
         }
 
+        async fn append_many(
+            &self,
+            _: Vec<crate::StreamAppend>,
+        ) -> Result<Vec<AppendResult>, AppendError> {
+            unimplemented!("a read-only log")
+        }
+
         async fn read_stream(
             &self,
             _: &str,

@@ -51,6 +51,14 @@ pub struct AppendResult {
     pub revision: u64,
 }
 
+/// One stream's share of an append to several streams.
+#[derive(Clone, Debug)]
+pub struct StreamAppend {
+    pub stream: String,
+    pub expected: ExpectedRevision,
+    pub events: Vec<NewEvent>,
+}
+
 /// The store could not do its work (I/O, connection, corruption).
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
@@ -130,6 +138,15 @@ pub trait EventStore: Send + Sync + 'static {
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, AppendError>;
 
+    /// Appends to several streams at once, in the order given, all or none:
+    /// if one part is not at its expected revision, nothing is written and
+    /// the conflict names that part's stream. The results are in the order
+    /// of `appends`. Idempotent by event id, as [`append`](Self::append).
+    async fn append_many(
+        &self,
+        appends: Vec<StreamAppend>,
+    ) -> Result<Vec<AppendResult>, AppendError>;
+
     /// Up to `limit` events of one stream, from revision `from` on.
     async fn read_stream(
         &self,
@@ -161,6 +178,14 @@ pub trait EventStore: Send + Sync + 'static {
     /// streams are written independently (EventStoreDB) cannot, and
     /// [`verify`](crate::verify) then checks positions and revisions only.
     fn keeps_hash_chain(&self) -> bool {
+        true
+    }
+
+    /// Whether [`append_many`](Self::append_many) writes all parts or none
+    /// even when the store fails part way. A store whose client cannot
+    /// append to several streams at once (EventStoreDB) writes them one
+    /// after another.
+    fn appends_many_atomically(&self) -> bool {
         true
     }
 }

@@ -15,6 +15,9 @@
 //!   know the hash of the one before it in `$all` when it is written;
 //!   [`verify`](tasklog_events::verify) checks positions and revisions here.
 //! - Positions are large and sparse (byte offsets in the server's log).
+//! - An append to several streams is written stream by stream: the client
+//!   has no append that spans streams, so a failure part way leaves the
+//!   parts before it (a retry with the same event ids writes the rest).
 //! - The `eventstore` client reads `$all` without a server-side filter, so
 //!   `read_all` filters pages itself; the live subscription is filtered by the
 //!   server.
@@ -49,6 +52,7 @@ use tasklog_events::envelope::{Metadata, NewEvent, Position, RecordedEvent};
 use tasklog_events::hash_chain::GENESIS;
 use tasklog_events::store::{
     AppendError, AppendResult, EventStore, EventStream, ExpectedRevision, ReadError, StorageError,
+    StreamAppend,
 };
 use tasklog_events::subscription::advance_head;
 
@@ -361,6 +365,24 @@ impl EventStore for EventStoreDbStore {
             }
             Err(error) => Err(StorageError::caused_by("appending to EventStoreDB", error).into()),
         }
+    }
+
+    async fn append_many(
+        &self,
+        appends: Vec<StreamAppend>,
+    ) -> Result<Vec<AppendResult>, AppendError> {
+        let mut results = Vec::with_capacity(appends.len());
+        for part in appends {
+            results.push(
+                self.append(&part.stream, part.expected, part.events)
+                    .await?,
+            );
+        }
+        Ok(results)
+    }
+
+    fn appends_many_atomically(&self) -> bool {
+        false
     }
 
     async fn read_stream(

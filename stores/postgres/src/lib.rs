@@ -40,6 +40,7 @@ use tasklog_events::append_queue::{self, AppendRequest};
 use tasklog_events::envelope::{NewEvent, Position, RecordedEvent};
 use tasklog_events::store::{
     AppendError, AppendResult, EventStore, EventStream, ExpectedRevision, ReadError, StorageError,
+    StreamAppend,
 };
 
 /// The schema tasklog's tables live in unless the URL names another.
@@ -245,6 +246,13 @@ impl EventStore for PostgresStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, AppendError> {
         append_queue::submit(&self.inner.appends, stream, expected, events).await
+    }
+
+    async fn append_many(
+        &self,
+        appends: Vec<StreamAppend>,
+    ) -> Result<Vec<AppendResult>, AppendError> {
+        append_queue::submit_many(&self.inner.appends, appends).await
     }
 
     async fn read_stream(

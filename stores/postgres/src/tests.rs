@@ -8,7 +8,7 @@ use super::{Connect, PostgresStore};
 use crate::testing::{fresh_store, TestSchema};
 use tasklog_events::append_queue::AppendRequest;
 use tasklog_events::envelope::{Position, RecordedEvent};
-use tasklog_events::store::{EventStore, ExpectedRevision};
+use tasklog_events::store::{EventStore, ExpectedRevision, StreamAppend};
 use tasklog_events::verify;
 use tasklog_store_testkit::event;
 
@@ -55,9 +55,11 @@ async fn a_position_committed_late_is_never_skipped() {
     let tx = client.transaction().await.unwrap();
     let (reply, _) = oneshot::channel();
     let slow = AppendRequest {
-        stream: "task-slow".into(),
-        expected: ExpectedRevision::NoStream,
-        events: vec![event(1)],
+        appends: vec![StreamAppend {
+            stream: "task-slow".into(),
+            expected: ExpectedRevision::NoStream,
+            events: vec![event(1)],
+        }],
         reply,
     };
     let (outcomes, head) = write_batch(&tx, &statements, &connect.channel, &[slow])
@@ -174,9 +176,11 @@ async fn a_retry_in_a_batch_does_not_set_its_stream_back() {
     let (connect, mut client, statements) = raw_writer(&url).await;
     let tx = client.transaction().await.unwrap();
     let request = |expected, events| AppendRequest {
-        stream: "task-a".into(),
-        expected,
-        events,
+        appends: vec![StreamAppend {
+            stream: "task-a".into(),
+            expected,
+            events,
+        }],
         reply: oneshot::channel().0,
     };
     let batch = [
@@ -188,12 +192,12 @@ async fn a_retry_in_a_batch_does_not_set_its_stream_back() {
         .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(
-        outcomes[0].as_ref().unwrap().revision,
+        outcomes[0].as_ref().unwrap()[0].revision,
         1,
         "the retry's own answer"
     );
     assert_eq!(
-        outcomes[1].as_ref().unwrap().revision,
+        outcomes[1].as_ref().unwrap()[0].revision,
         3,
         "the new append follows revision 2"
     );

@@ -25,7 +25,7 @@ use tasklog_events::append_checks::Appended;
 use tasklog_events::append_queue::{AppendRequest, Outcome};
 use tasklog_events::append_rules::{BatchPlanner, Head, PlannedEvent};
 use tasklog_events::envelope::Position;
-use tasklog_events::store::StorageError;
+use tasklog_events::store::{AppendError, AppendResult, StorageError, StreamAppend};
 use tasklog_events::subscription::advance_head;
 
 /// Enough to amortise a commit; small enough to keep a batch's latency short.
@@ -184,14 +184,11 @@ pub(super) async fn write_batch(
     channel: &str,
     batch: &[AppendRequest],
 ) -> Result<(Vec<Outcome>, Position), tokio_postgres::Error> {
-    let ids: Vec<Uuid> = batch
-        .iter()
-        .flat_map(|request| request.events.iter().map(|event| event.id))
+    let parts = || batch.iter().flat_map(|request| &request.appends);
+    let ids: Vec<Uuid> = parts()
+        .flat_map(|part| part.events.iter().map(|event| event.id))
         .collect();
-    let mut streams: Vec<&str> = batch
-        .iter()
-        .map(|request| request.stream.as_str())
-        .collect();
+    let mut streams: Vec<&str> = parts().map(|part| part.stream.as_str()).collect();
     streams.sort_unstable();
     streams.dedup();
     // Sent together; the server runs them in order, so the lookups run once
@@ -229,7 +226,10 @@ pub(super) async fn write_batch(
             })
             .collect(),
     };
-    let outcomes: Vec<Outcome> = batch.iter().map(|request| log.append(request)).collect();
+    let outcomes: Vec<Outcome> = batch
+        .iter()
+        .map(|request| log.append_all(request))
+        .collect();
     let head = log.planner.head();
     let planned = log.planner.planned();
     if planned.is_empty() {
@@ -272,14 +272,60 @@ struct LogState<'a> {
     revisions: HashMap<String, Option<u64>>,
 }
 
+/// What [`LogState::append`] changed, to take back.
+enum Undo<'a> {
+    Appended(Uuid),
+    Revision(&'a str, Option<Option<u64>>),
+}
+
 impl<'a> LogState<'a> {
-    fn append(&mut self, request: &'a AppendRequest) -> Outcome {
-        let AppendRequest {
+    /// Appends every part of `request`, or none: a part that is rejected
+    /// takes back the parts before it.
+    fn append_all(&mut self, request: &'a AppendRequest) -> Outcome {
+        if let [only] = &request.appends[..] {
+            return self
+                .append(only, &mut Vec::new())
+                .map(|result| vec![result]);
+        }
+        let mark = self.planner.mark();
+        let mut undo = Vec::new();
+        let mut results = Vec::with_capacity(request.appends.len());
+        for part in &request.appends {
+            match self.append(part, &mut undo) {
+                Ok(result) => results.push(result),
+                Err(rejected) => {
+                    self.planner.rewind(mark);
+                    for change in undo.into_iter().rev() {
+                        match change {
+                            Undo::Appended(id) => {
+                                self.appended.remove(&id);
+                            }
+                            Undo::Revision(stream, None) => {
+                                self.revisions.remove(stream);
+                            }
+                            Undo::Revision(stream, Some(revision)) => {
+                                self.revisions.insert(stream.to_owned(), revision);
+                            }
+                        }
+                    }
+                    return Err(rejected);
+                }
+            }
+        }
+        Ok(results)
+    }
+
+    /// Decides one part, noting in `undo` what it changed.
+    fn append(
+        &mut self,
+        part: &'a StreamAppend,
+        undo: &mut Vec<Undo<'a>>,
+    ) -> Result<AppendResult, AppendError> {
+        let StreamAppend {
             stream,
             expected,
             events,
-            ..
-        } = request;
+        } = part;
         let found: Vec<Option<Appended>> = events
             .iter()
             .map(|event| self.appended.get(&event.id).cloned())
@@ -295,11 +341,13 @@ impl<'a> LogState<'a> {
                 revision: event.revision,
             };
             self.appended.insert(event.event.id, appended);
+            undo.push(Undo::Appended(event.event.id));
         }
         // Only what this batch writes moves the stream on: a retry of an
         // earlier append answers with that append's (older) revision.
         if let Some(last) = planned.last() {
-            self.revisions.insert(stream.clone(), Some(last.revision));
+            let before = self.revisions.insert(stream.clone(), Some(last.revision));
+            undo.push(Undo::Revision(stream, before));
         }
         outcome
     }

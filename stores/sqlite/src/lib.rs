@@ -31,6 +31,7 @@ use tasklog_events::append_queue::{self, AppendRequest};
 use tasklog_events::envelope::{NewEvent, Position, RecordedEvent};
 use tasklog_events::store::{
     AppendError, AppendResult, EventStore, EventStream, ExpectedRevision, ReadError, StorageError,
+    StreamAppend,
 };
 use tasklog_events::subscription::{follow_pages, ReadPage};
 
@@ -310,6 +311,17 @@ fn sql_limit(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
+impl SqliteStore {
+    /// Where appends go, unless the log opened for reading only.
+    fn writer(&self) -> Result<&mpsc::Sender<AppendRequest>, AppendError> {
+        self.inner.appends.get().ok_or_else(|| {
+            AppendError::Storage(StorageError::new(
+                "the disk is full: the log opened for reading only, and takes writes again once there is space",
+            ))
+        })
+    }
+}
+
 #[async_trait]
 impl EventStore for SqliteStore {
     async fn append(
@@ -318,12 +330,14 @@ impl EventStore for SqliteStore {
         expected: ExpectedRevision,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, AppendError> {
-        let Some(appends) = self.inner.appends.get() else {
-            return Err(AppendError::Storage(StorageError::new(
-                "the disk is full: the log opened for reading only, and takes writes again once there is space",
-            )));
-        };
-        append_queue::submit(appends, stream, expected, events).await
+        append_queue::submit(self.writer()?, stream, expected, events).await
+    }
+
+    async fn append_many(
+        &self,
+        appends: Vec<StreamAppend>,
+    ) -> Result<Vec<AppendResult>, AppendError> {
+        append_queue::submit_many(self.writer()?, appends).await
     }
 
     async fn read_stream(

@@ -14,7 +14,8 @@
 //!
 //! Each append's checks (idempotency, expected revision) run before any of its
 //! rows are written, so a rejected append leaves nothing in the transaction and
-//! the others in the batch commit without it. A storage failure rolls the whole
+//! the others in the batch commit without it; an append to several streams
+//! writes its parts under a savepoint, rolled back if one part is rejected. A storage failure rolls the whole
 //! batch back and every appender in it hears so. A failed flush stops the
 //! store: what the disk holds is then unknown, and only reopening the file
 //! (which recovers from the WAL) tells.
@@ -33,8 +34,9 @@ use tasklog_events::append_checks::Appended;
 use tasklog_events::append_queue::{AppendRequest, Outcome};
 use tasklog_events::append_rules::{BatchPlanner, Head, PlannedEvent};
 use tasklog_events::envelope::{NewEvent, Position, RecordedEvent};
-use tasklog_events::store::StorageError;
+use tasklog_events::store::{AppendResult, StorageError, StreamAppend};
 use tasklog_events::subscription::advance_head;
+use tasklog_events::AppendError;
 
 use crate::recent::Recent;
 
@@ -194,7 +196,7 @@ fn commit(
         let mut statements = Statements::prepare(&tx)?;
         batch
             .iter()
-            .map(|request| append(&mut statements, request, &mut planner, &mut events))
+            .map(|request| append_all(&tx, &mut statements, request, &mut planner, &mut events))
             .collect::<rusqlite::Result<Vec<_>>>()?
     };
     let last_position = planner.head().position;
@@ -255,22 +257,51 @@ fn uuid_text<'b>(id: &uuid::Uuid, buffer: &'b mut [u8; 36]) -> &'b str {
     id.hyphenated().encode_lower(buffer)
 }
 
+/// Appends every part of `request`, or none: a part that is rejected takes
+/// back the parts before it (a savepoint for the rows, a rewind for the plan).
+fn append_all<'a>(
+    tx: &Transaction<'_>,
+    statements: &mut Statements<'_>,
+    request: &'a AppendRequest,
+    planner: &mut BatchPlanner<'a>,
+    written: &mut Vec<RecordedEvent>,
+) -> rusqlite::Result<Outcome> {
+    if let [only] = &request.appends[..] {
+        return Ok(append(statements, only, planner, written)?.map(|result| vec![result]));
+    }
+    let (mark, written_before) = (planner.mark(), written.len());
+    tx.execute_batch("SAVEPOINT append_many")?;
+    let mut results = Vec::with_capacity(request.appends.len());
+    for part in &request.appends {
+        match append(statements, part, planner, written)? {
+            Ok(result) => results.push(result),
+            Err(rejected) => {
+                tx.execute_batch("ROLLBACK TO append_many; RELEASE append_many")?;
+                planner.rewind(mark);
+                written.truncate(written_before);
+                return Ok(Err(rejected));
+            }
+        }
+    }
+    tx.execute_batch("RELEASE append_many")?;
+    Ok(Ok(results))
+}
+
 /// Looks up what the append's rules need, lets the planner decide and
 /// inserts the events it accepts (adding them to `written` as the log holds
 /// them). Each append's rows are in the transaction before the next append's
 /// lookups, which therefore see them.
 fn append<'a>(
     statements: &mut Statements<'_>,
-    request: &'a AppendRequest,
+    part: &'a StreamAppend,
     planner: &mut BatchPlanner<'a>,
     written: &mut Vec<RecordedEvent>,
-) -> rusqlite::Result<Outcome> {
-    let AppendRequest {
+) -> rusqlite::Result<Result<AppendResult, AppendError>> {
+    let StreamAppend {
         stream,
         expected,
         events,
-        ..
-    } = request;
+    } = part;
     let found = find_events(&mut statements.find_event, events)?;
     let revision: Option<u64> = statements
         .stream_revision

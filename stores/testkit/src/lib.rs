@@ -25,7 +25,9 @@ use uuid::Uuid;
 
 use tasklog_events::envelope::{Metadata, NewEvent, Position, RecordedEvent};
 use tasklog_events::paging::read_all_pages;
-use tasklog_events::store::{AppendError, EventStore, ExpectedRevision};
+use tasklog_events::store::{
+    AppendError, AppendResult, EventStore, ExpectedRevision, StreamAppend,
+};
 use tasklog_events::verify;
 use tasklog_events::{Fanout, SharedEventStream};
 
@@ -40,6 +42,8 @@ macro_rules! conformance_tests {
             concurrent_appenders_to_one_stream_each_win_once,
             appends_are_idempotent_by_event_id,
             invalid_appends_are_rejected,
+            appends_to_several_streams_are_all_or_none,
+            rejected_appends_to_several_streams_leave_their_batch_intact,
             subscription_catches_up_then_goes_live,
             subscription_starts_after_the_given_position,
             slow_subscriber_loses_nothing,
@@ -400,6 +404,172 @@ pub async fn invalid_appends_are_rejected(store: Arc<dyn EventStore>) {
         Err(AppendError::Invalid(_))
     ));
     assert_eq!(store.head().await.unwrap(), Position::START);
+}
+
+fn part(stream: &str, expected: ExpectedRevision, events: Vec<NewEvent>) -> StreamAppend {
+    StreamAppend {
+        stream: stream.into(),
+        expected,
+        events,
+    }
+}
+
+async fn stream_len(store: &dyn EventStore, stream: &str) -> usize {
+    store.read_stream(stream, 0, 100).await.unwrap().len()
+}
+
+pub async fn appends_to_several_streams_are_all_or_none(store: Arc<dyn EventStore>) {
+    let x = store
+        .append("task-x", ExpectedRevision::NoStream, events(0..1))
+        .await
+        .unwrap();
+    let parts = vec![
+        part("task-a", ExpectedRevision::NoStream, events(1..3)),
+        part("task-x", ExpectedRevision::Exact(x.revision), events(3..4)),
+        part("task-b", ExpectedRevision::Any, events(4..5)),
+    ];
+    let results = store.append_many(parts.clone()).await.unwrap();
+    let revisions: Vec<u64> = results.iter().map(|r| r.revision).collect();
+    assert_eq!(
+        revisions,
+        [1, 1, 0],
+        "each part's revision, in the order given"
+    );
+    for pair in results.windows(2) {
+        assert!(
+            pair[0].last_position < pair[1].first_position,
+            "{results:?}"
+        );
+    }
+    let head = store.head().await.unwrap();
+    assert_eq!(head, results[2].last_position);
+    assert_eq!(
+        payloads(&store.read_stream("task-a", 0, 10).await.unwrap()),
+        payloads_of(&[1, 2])
+    );
+
+    // The same append again: the first results, nothing written.
+    assert_eq!(store.append_many(parts).await.unwrap(), results);
+    assert_eq!(store.head().await.unwrap(), head);
+
+    // One part at a stale revision: a conflict naming it.
+    let stale = vec![
+        part("task-c", ExpectedRevision::NoStream, events(5..6)),
+        part("task-x", ExpectedRevision::Exact(x.revision), events(6..7)),
+        part("task-d", ExpectedRevision::NoStream, events(7..8)),
+    ];
+    match store.append_many(stale).await {
+        Err(AppendError::Conflict { stream, actual, .. }) => {
+            assert_eq!((stream.as_str(), actual), ("task-x", Some(1)));
+        }
+        other => panic!("expected a conflict on task-x, got {other:?}"),
+    }
+    if store.appends_many_atomically() {
+        assert_eq!(
+            store.head().await.unwrap(),
+            head,
+            "a part of a rejected append was written"
+        );
+        assert_eq!(stream_len(&*store, "task-c").await, 0);
+    }
+    assert_eq!(stream_len(&*store, "task-d").await, 0);
+
+    // Malformed: no parts, or one event id in two parts.
+    assert!(matches!(
+        store.append_many(vec![]).await,
+        Err(AppendError::Invalid(_))
+    ));
+    let twice = event(8);
+    let doubled = vec![
+        part("task-e", ExpectedRevision::Any, vec![twice.clone()]),
+        part("task-f", ExpectedRevision::Any, vec![twice]),
+    ];
+    assert!(matches!(
+        store.append_many(doubled).await,
+        Err(AppendError::Invalid(_))
+    ));
+    assert_eq!(stream_len(&*store, "task-e").await, 0);
+    verify(&*store).await.unwrap();
+}
+
+pub async fn rejected_appends_to_several_streams_leave_their_batch_intact(
+    store: Arc<dyn EventStore>,
+) {
+    if !store.appends_many_atomically() {
+        eprintln!("skipped: this store appends to several streams one after another");
+        return;
+    }
+    store
+        .append("task-taken", ExpectedRevision::NoStream, events(0..1))
+        .await
+        .unwrap();
+    // Appends that land in the writer's batches together: single ones, ones
+    // to several streams that succeed, and ones rejected by their last part.
+    let appends = (0..60u64).map(|i| {
+        let store = store.clone();
+        let n = 100 + i * 10;
+        tokio::spawn(async move {
+            let outcome = match i % 3 {
+                0 => store
+                    .append(
+                        &format!("task-one-{i}"),
+                        ExpectedRevision::NoStream,
+                        events(n..n + 1),
+                    )
+                    .await
+                    .map(|result| vec![result]),
+                1 => {
+                    let parts = vec![
+                        part(
+                            &format!("task-many-{i}-a"),
+                            ExpectedRevision::NoStream,
+                            events(n..n + 2),
+                        ),
+                        part(
+                            &format!("task-many-{i}-b"),
+                            ExpectedRevision::NoStream,
+                            events(n + 2..n + 3),
+                        ),
+                    ];
+                    store.append_many(parts).await
+                }
+                _ => {
+                    let parts = vec![
+                        part(
+                            &format!("task-lost-{i}"),
+                            ExpectedRevision::NoStream,
+                            events(n..n + 2),
+                        ),
+                        part(
+                            "task-taken",
+                            ExpectedRevision::NoStream,
+                            events(n + 2..n + 3),
+                        ),
+                    ];
+                    store.append_many(parts).await
+                }
+            };
+            (i, outcome)
+        })
+    });
+    let outcomes: Vec<(u64, Result<Vec<AppendResult>, AppendError>)> =
+        futures::future::try_join_all(appends).await.unwrap();
+    for (i, outcome) in outcomes {
+        match (i % 3, outcome) {
+            (0 | 1, Ok(_)) => {}
+            (2, Err(AppendError::Conflict { stream, .. })) => assert_eq!(stream, "task-taken"),
+            (_, other) => panic!("append {i}: {other:?}"),
+        }
+    }
+    let all = read_everything(&*store).await;
+    assert_eq!(
+        all.len(),
+        1 + 20 + 20 * 3,
+        "the rejected appends' parts were written"
+    );
+    assert!(all.iter().all(|e| !e.stream.starts_with("task-lost-")));
+    let report = verify(&*store).await.unwrap();
+    assert_eq!(report.events, all.len() as u64);
 }
 
 async fn take(
