@@ -112,6 +112,54 @@ impl Service {
     }
 }
 
+impl Service {
+    /// Up to `max` tasks for `worker`, each handed out as [`claim`](Self::claim)
+    /// hands out one: waits up to `wait` for the first, then takes what else
+    /// is available now, several claims at a time so their appends share a
+    /// commit. Stops at the first error once it holds a task (the worker
+    /// gets those; the error shows on its next claim).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn claim_many(
+        &self,
+        max: usize,
+        types: &[String],
+        filter: &TaskFilter,
+        worker: &str,
+        lease: chrono::Duration,
+        wait: Duration,
+        metadata: &Metadata,
+    ) -> Result<Vec<TaskWritten>, ServiceError> {
+        let Some(first) = self
+            .claim(types, filter, worker, lease, wait, metadata)
+            .await?
+        else {
+            return Ok(Vec::new());
+        };
+        let mut claimed = vec![first];
+        while claimed.len() < max {
+            let round = (max - claimed.len()).min(CLAIM_CANDIDATES);
+            let claims = (0..round)
+                .map(|_| self.claim(types, filter, worker, lease, Duration::ZERO, metadata));
+            let mut exhausted = false;
+            for outcome in futures::future::join_all(claims).await {
+                match outcome {
+                    Ok(Some(written)) => claimed.push(written),
+                    Ok(None) => exhausted = true,
+                    Err(error) => {
+                        tracing::warn!(%error, claimed = claimed.len(),
+                            "a claim of a batch failed; answering with the tasks claimed so far");
+                        exhausted = true;
+                    }
+                }
+            }
+            if exhausted {
+                break;
+            }
+        }
+        Ok(claimed)
+    }
+}
+
 /// Whether `task_type` runs as many tasks as its limit allows, counting
 /// `claiming` claims in flight as running.
 fn at_running_limit(views: &Projections, task_type: &str, claiming: u64) -> bool {

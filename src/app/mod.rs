@@ -6,13 +6,15 @@
 //! - [`write`]: the one write path: decide on the current state, append at its
 //!   revision, on a conflict fold again from the log and decide again; for
 //!   tasks, schedules, queue settings and consumer positions alike.
+//! - [`batch`]: many tasks created in one append, all or none.
 //! - [`claims`]: the best available task to one worker, within running limits.
-//! - [`idempotency`]: creates made once per idempotency key.
+//! - [`idempotency`]: creates (and batches) made once per idempotency key.
 //! - [`schedules`]: schedule commands, and the job that makes each due run's task once.
 //! - [`jobs`]: expiry, lease lapses and schedule runs, driven by the [`clock`].
 //! - [`store_url`]: the `--store` setting, and opening the backend it names.
 //! - [`event_filter`]: which events a reader wants (by task type and event type).
 
+pub mod batch;
 pub mod claims;
 pub mod clock;
 pub mod event_filter;

@@ -226,9 +226,29 @@ impl Service {
         result
     }
 
+    /// Appends to several streams, all or none; the position of the last
+    /// event, or `Contended` if a stream is not at its expected revision.
+    pub async fn append_many(
+        &self,
+        appends: Vec<tasklog_events::StreamAppend>,
+    ) -> Result<Position, ServiceError> {
+        let started = std::time::Instant::now();
+        let appended = self.store.append_many(appends).await;
+        let (outcome, result) = match appended {
+            Ok(appended) => {
+                let last = appended.iter().map(|a| a.last_position).max();
+                ("ok", Ok(last.unwrap_or(Position::START)))
+            }
+            Err(AppendError::Conflict { .. }) => ("conflict", Err(ServiceError::Contended)),
+            Err(error) => ("error", Err(ServiceError::Unavailable(error.into()))),
+        };
+        metrics::append(outcome, started.elapsed());
+        result
+    }
+
     /// The aggregate once the views include `position` (read-your-writes); from
     /// the log if they lag.
-    async fn visible<A: Aggregate>(
+    pub(super) async fn visible<A: Aggregate>(
         &self,
         id: A::Id,
         position: Position,

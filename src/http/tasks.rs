@@ -24,8 +24,12 @@ use crate::rules::Rejection;
 
 /// The routes, each behind the scope it needs.
 pub fn routes(state: &AppState) -> Router<AppState> {
+    // A batch of 1,000 creates may be larger than one request's limit.
+    let batch =
+        post(create_batch).layer(axum::extract::DefaultBodyLimit::max(MAX_BATCH_BODY_BYTES));
     let write = Router::new()
         .route("/v1/tasks", post(create))
+        .route("/v1/tasks/batch", batch)
         .route("/v1/tasks/{id}/cancel", post(cancel))
         .route("/v1/tasks/{id}/retry", post(retry));
     let read = Router::new()
@@ -68,6 +72,9 @@ fn task_id(id: &str) -> Result<TaskId, ApiError> {
         .map_err(|_| ApiError::from(Rejection::TaskNotFound))
 }
 
+/// Largest body of `POST /v1/tasks/batch`.
+pub const MAX_BATCH_BODY_BYTES: usize = 16 * 1024 * 1024;
+
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
@@ -88,21 +95,7 @@ pub async fn create(
     headers: HeaderMap,
     Json(body): Json<CreateTask>,
 ) -> Result<Response, ApiError> {
-    let key = match headers.get(IDEMPOTENCY_KEY) {
-        None => None,
-        Some(value) => Some(
-            value
-                .to_str()
-                .ok()
-                .filter(|key| {
-                    (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic())
-                })
-                .ok_or(ApiError::InvalidHeader {
-                    name: "Idempotency-Key",
-                    expected: "1 to 255 visible ASCII characters",
-                })?,
-        ),
-    };
+    let key = idempotency_key(&headers)?;
     let created = body.into_event();
     let metadata = actor.metadata();
     let Some(key) = key else {
@@ -114,6 +107,66 @@ pub async fn create(
     };
     let (written, replayed) = state.service.create_once(key, created, &metadata).await?;
     let mut response = answer(written);
+    if replayed {
+        response
+            .headers_mut()
+            .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// The `Idempotency-Key` header, if sent, and if well formed.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|key| (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or(ApiError::InvalidHeader {
+            name: "Idempotency-Key",
+            expected: "1 to 255 visible ASCII characters",
+        })?;
+    Ok(Some(key))
+}
+
+/// Create up to 1,000 tasks in one request, all or none: they are appended
+/// together, and a bad task is a 400 naming it by index (`tasks[3].priority`)
+/// with nothing made. The answer lists the tasks in the order given. An
+/// `Idempotency-Key` covers the whole batch, as it does one create.
+#[utoipa::path(post, path = "/v1/tasks/batch", tag = "tasks", operation_id = "createTasks", request_body = CreateTasks,
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters; kept 24 hours")),
+    responses(
+        (status = 200, description = "the tasks, pending, in the order given", body = TaskBatch,
+            headers(("Idempotent-Replayed" = String, description = "`true` when an earlier batch with this `Idempotency-Key` made the tasks"))),
+        (status = 409, description = "`contended`", body = ErrorBody),
+        (status = 413, description = "`body_too_large`: over 16 MiB", body = ErrorBody),
+        (status = 422, description = "`idempotency_key_reused`: the key came with another body", body = ErrorBody)))]
+pub async fn create_batch(
+    State(state): State<AppState>,
+    actor: Extension<Actor>,
+    headers: HeaderMap,
+    Json(body): Json<CreateTasks>,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    let created = body.tasks.into_iter().map(CreateTask::into_event).collect();
+    let metadata = actor.metadata();
+    let (written, replayed) = match key {
+        None => (state.service.create_many(created, &metadata).await?, false),
+        Some(key) => {
+            state
+                .service
+                .create_many_once(key, created, &metadata)
+                .await?
+        }
+    };
+    let tasks = written.tasks.iter().map(Task::from).collect();
+    let mut response = (
+        PositionHeader(written.position),
+        axum::Json(TaskBatch { tasks }),
+    )
+        .into_response();
     if replayed {
         response
             .headers_mut()
@@ -265,9 +318,11 @@ fn decode_cursor(cursor: &str) -> Option<Position> {
 }
 
 /// Claim the best available task of the given types: highest priority, then
-/// earliest available time, then oldest. 204 when none is available within `waitSeconds`.
+/// earliest available time, then oldest. 204 when none is available within
+/// `waitSeconds`. With `max`, up to that many tasks: the wait is for the
+/// first, and the others are what is available then.
 #[utoipa::path(post, path = "/v1/tasks/claim", tag = "workers", operation_id = "claimTask", request_body = ClaimRequest,
-    responses((status = 200, description = "the task, now running for this worker", body = Task),
+    responses((status = 200, description = "the task, now running for this worker; with `max`, `{\"tasks\": [..]}`", body = Claimed),
         (status = 204, description = "no task available within `waitSeconds`")))]
 pub async fn claim(
     State(state): State<AppState>,
@@ -282,18 +337,38 @@ pub async fn claim(
     let wait = Duration::from_secs(body.wait_seconds.0);
     let metadata = actor.metadata();
     let (types, worker) = (body.types.0, body.worker.0);
-    match state
+    let nothing = || {
+        let position = PositionHeader(state.service.views.position());
+        Ok((position, StatusCode::NO_CONTENT).into_response())
+    };
+    let Some(max) = body.max else {
+        return match state
+            .service
+            .claim(&types, &filter, &worker, lease, wait, &metadata)
+            .await?
+        {
+            Some(written) => Ok(answer(written)),
+            None => nothing(),
+        };
+    };
+    let claimed = state
         .service
-        .claim(&types, &filter, &worker, lease, wait, &metadata)
-        .await?
-    {
-        Some(written) => Ok(answer(written)),
-        None => Ok((
-            PositionHeader(state.service.views.position()),
-            StatusCode::NO_CONTENT,
+        .claim_many(
+            max.0 as usize,
+            &types,
+            &filter,
+            &worker,
+            lease,
+            wait,
+            &metadata,
         )
-            .into_response()),
-    }
+        .await?;
+    let Some(position) = claimed.iter().map(|c| c.position).max() else {
+        return nothing();
+    };
+    let tasks = claimed.iter().map(|c| Task::from(&c.task)).collect();
+    let body = Claimed::Many(TaskBatch { tasks });
+    Ok((PositionHeader(position), axum::Json(body)).into_response())
 }
 
 /// Extend the lease of a running task; only its worker may.

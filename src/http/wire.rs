@@ -264,6 +264,20 @@ impl From<&TaskView> for Task {
     }
 }
 
+/// Tasks in the order of a batch: `POST /v1/tasks/batch`, and a claim with `max`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskBatch {
+    pub tasks: Vec<Task>,
+}
+
+/// What a claim answers: the task, or with `max`, a batch of them.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum Claimed {
+    One(Box<Task>),
+    Many(TaskBatch),
+}
+
 /// `GET /v1/tasks`.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -322,6 +336,26 @@ macro_rules! request_body {
 }
 pub(crate) use request_body;
 
+/// Most tasks a batch creates or a claim hands out.
+pub const MAX_BATCH: usize = 1000;
+
+request_body!(
+    /// `POST /v1/tasks/batch`.
+    #[deserr(validate = batch_size -> BodyError)]
+    CreateTasks, "a batch", {
+        /// 1 to 1,000 create bodies, made in this order.
+        pub tasks: Vec<CreateTask>,
+    }
+);
+
+fn batch_size(body: CreateTasks, location: ValuePointerRef) -> Result<CreateTasks, BodyError> {
+    if !(1..=MAX_BATCH).contains(&body.tasks.len()) {
+        let field = location.push_key("tasks");
+        return Err(BodyError::at(field, "must hold 1 to 1000 tasks"));
+    }
+    Ok(body)
+}
+
 /// Longest lease a worker may ask for, in seconds.
 pub const MAX_LEASE_SECONDS: u64 = 86_400;
 /// Longest a claim may wait for a task, in seconds.
@@ -350,6 +384,11 @@ request_body!(
         #[deserr(default)]
         #[schema(required = false)]
         pub tags: Vec<String>,
+        /// Claim up to this many tasks at once (1 to 1000); the answer is then
+        /// `{"tasks": [..]}`, in the order they were claimed.
+        #[deserr(default)]
+        #[schema(inline)]
+        pub max: Option<Ranged<1, { MAX_BATCH as u64 }>>,
     }
 );
 

@@ -4,6 +4,7 @@
 mod access;
 mod analytics;
 mod audit;
+mod batches;
 mod connections;
 mod errors;
 mod lifecycle;
