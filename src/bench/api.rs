@@ -33,6 +33,9 @@ pub struct ApiBench {
     /// How many creates carry an idempotency key; each is then sent again.
     #[arg(long, default_value_t = 20_000)]
     pub keyed_creates: u64,
+    /// How many tasks the batch phase creates, 1,000 to a request.
+    #[arg(long, default_value_t = 100_000)]
+    pub batch_creates: u64,
     #[command(flatten)]
     pub output: Output,
 }
@@ -194,6 +197,35 @@ pub async fn run(bench: ApiBench) -> Result<Vec<Figure>, Failure> {
     if keyed_tasks != bench.keyed_creates {
         return Err(format!("{keyed_tasks} tasks for {} keys", bench.keyed_creates).into());
     }
+
+    // Batches of 1,000 creates, a few requests at once.
+    let batches = bench.batch_creates.div_ceil(BATCH);
+    let cpu_before = server.cpu_seconds();
+    let started = Instant::now();
+    run_concurrently("creating tasks in batches", BATCH_CONNECTIONS, batches, {
+        let api = api.clone();
+        move |n| {
+            let api = api.clone();
+            async move {
+                let at = Utc::now();
+                let tasks: Vec<Value> = (n * BATCH..(n + 1) * BATCH)
+                    .map(|i| create_body(i, "bench-batch", at))
+                    .collect();
+                let made = api
+                    .post("/v1/tasks/batch", &json!({ "tasks": tasks }))
+                    .await?;
+                match made["tasks"].as_array() {
+                    Some(made) if made.len() as u64 == BATCH => Ok(()),
+                    _ => Err("a batch answered without its tasks".into()),
+                }
+            }
+        }
+    })
+    .await?;
+    let batch_seconds = started.elapsed().as_secs_f64();
+    let batch_cpu = server.cpu_seconds() - cpu_before;
+    let batched = batches * BATCH;
+
     drop(api);
     if let Ok(server) = Arc::try_unwrap(server) {
         server.stop();
@@ -244,8 +276,17 @@ pub async fn run(bench: ApiBench) -> Result<Vec<Figure>, Failure> {
             "keyed_replay_per_s",
             bench.keyed_creates as f64 / keyed_seconds[1],
         ),
+        ("batch_create_per_s", batched as f64 / batch_seconds),
+        (
+            "server_cpu_us_per_batched_create",
+            batch_cpu * 1e6 / batched as f64,
+        ),
     ])
 }
+
+/// Tasks to a batch, and batches sent at once, in the batch phase.
+const BATCH: u64 = 1000;
+const BATCH_CONNECTIONS: u64 = 4;
 
 async fn create(api: &ServerProcess, n: u64, task_type: &str) -> Result<Value, Failure> {
     let body = create_body(n, task_type, Utc::now());
