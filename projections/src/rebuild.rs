@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::read_model::{Changes, ReadModelError, ReadModelTables, TaskQuery};
-use crate::runner::Follower;
+use crate::runner::{Follower, LiveTables};
 use crate::Projections;
 
 type Failure = Box<dyn std::error::Error + Send + Sync>;
@@ -56,7 +56,7 @@ pub async fn catch_up(
     let follower = Follower {
         store: store.clone(),
         views: Arc::new(RwLock::new(views)),
-        tables: tables.clone(),
+        tables: LiveTables::new(tables.clone()),
         publish: watch::channel(after).0,
         stored: watch::channel(after).0,
     };

@@ -22,6 +22,25 @@ use crate::{Projections, TaskView};
 
 pub type SharedProjections = Arc<RwLock<Projections>>;
 
+/// The tables a runner stores into: one set at a time, swapped for another
+/// by a rebuild beside the serving node.
+#[derive(Clone)]
+pub(crate) struct LiveTables(Arc<RwLock<Arc<dyn ReadModelTables>>>);
+
+impl LiveTables {
+    pub(crate) fn new(tables: Arc<dyn ReadModelTables>) -> Self {
+        LiveTables(Arc::new(RwLock::new(tables)))
+    }
+
+    pub(crate) fn get(&self) -> Arc<dyn ReadModelTables> {
+        self.0.read().expect("tables lock").clone()
+    }
+
+    fn replace(&self, tables: Arc<dyn ReadModelTables>) -> Arc<dyn ReadModelTables> {
+        std::mem::replace(&mut *self.0.write().expect("tables lock"), tables)
+    }
+}
+
 /// At most this many events go into one stored batch. Batches grow while the
 /// runner is busy, which is where the cost per event falls.
 const CHUNK: usize = 4096;
@@ -29,19 +48,29 @@ const CHUNK: usize = 4096;
 #[derive(Clone)]
 pub struct ProjectionRunner {
     pub projections: SharedProjections,
-    tables: Arc<dyn ReadModelTables>,
+    tables: LiveTables,
     /// The position folded into memory.
     applied: watch::Receiver<Position>,
     /// The position the stored rows hold (at most one batch behind `applied`).
     stored: watch::Receiver<Position>,
     follower: Arc<Mutex<Option<JoinHandle<()>>>>,
-    drops: mpsc::Sender<DropFinished>,
+    requests: mpsc::Sender<Request>,
 }
 
-/// A request to the runner to drop finished tasks' rows between two batches.
-struct DropFinished {
-    before: DateTime<Utc>,
-    done: oneshot::Sender<Result<usize, ReadModelError>>,
+/// What the runner is asked to do between two batches.
+enum Request {
+    /// Drop the rows of tasks finished before `before`.
+    DropFinished {
+        before: DateTime<Utc>,
+        done: oneshot::Sender<Result<usize, ReadModelError>>,
+    },
+    /// Bring `tables` and `views` (built beside, a little behind) up to the
+    /// runner's position, then store into them and serve from them.
+    Swap {
+        tables: Arc<dyn ReadModelTables>,
+        views: Box<Projections>,
+        done: oneshot::Sender<Result<Arc<dyn ReadModelTables>, ReadModelError>>,
+    },
 }
 
 /// How long a list waits for the batch being stored.
@@ -63,7 +92,8 @@ impl ProjectionRunner {
         let projections = Arc::new(RwLock::new(projections));
         let (publish, applied) = watch::channel(start);
         let (store_done, stored) = watch::channel(start);
-        let (drops, drop_requests) = mpsc::channel(1);
+        let (requests, received) = mpsc::channel(1);
+        let tables = LiveTables::new(tables);
         let follower = Follower {
             store,
             views: projections.clone(),
@@ -75,7 +105,7 @@ impl ProjectionRunner {
             let closed = follower.publish.clone();
             tokio::select! {
                 _ = closed.closed() => {}
-                _ = follower.follow(start, drop_requests) => {}
+                _ = follower.follow(start, received) => {}
             }
         });
         ProjectionRunner {
@@ -84,7 +114,7 @@ impl ProjectionRunner {
             applied,
             stored,
             follower: Arc::new(Mutex::new(Some(follower))),
-            drops,
+            requests,
         }
     }
 
@@ -93,9 +123,30 @@ impl ProjectionRunner {
     pub async fn drop_finished(&self, before: DateTime<Utc>) -> Result<usize, ReadModelError> {
         let (done, dropped) = oneshot::channel();
         let stopped = || ReadModelError("the projection runner stopped".into());
-        let request = DropFinished { before, done };
-        self.drops.send(request).await.map_err(|_| stopped())?;
+        let request = Request::DropFinished { before, done };
+        self.requests.send(request).await.map_err(|_| stopped())?;
         dropped.await.map_err(|_| stopped())?
+    }
+
+    /// Makes `tables` and `views`, folded from the log beside the serving
+    /// node (up to any position at or before the runner's), the live ones:
+    /// between two batches, the runner folds into them what they lack, then
+    /// stores into them and serves from them. Returns the tables it let go.
+    pub async fn swap(
+        &self,
+        tables: Arc<dyn ReadModelTables>,
+        views: Projections,
+    ) -> Result<Arc<dyn ReadModelTables>, ReadModelError> {
+        let (done, swapped) = oneshot::channel();
+        let stopped = || ReadModelError("the projection runner stopped".into());
+        let views = Box::new(views);
+        let request = Request::Swap {
+            tables,
+            views,
+            done,
+        };
+        self.requests.send(request).await.map_err(|_| stopped())?;
+        swapped.await.map_err(|_| stopped())?
     }
 
     /// Stops following the log, and waits until the runner has let go of the
@@ -110,7 +161,7 @@ impl ProjectionRunner {
 
     /// The stored read models this runner folds into.
     pub fn tables(&self) -> Arc<dyn ReadModelTables> {
-        self.tables.clone()
+        self.tables.get()
     }
 
     /// The hot views, for reading; hold the guard briefly, the runner waits on it.
@@ -130,7 +181,7 @@ impl ProjectionRunner {
         if hot.is_some() {
             return Ok(hot);
         }
-        Ok(self.tables.tasks(&[id]).await?.pop())
+        Ok(self.tables.get().tasks(&[id]).await?.pop())
     }
 
     /// A page of stored rows in creation order, at least as new as
@@ -142,7 +193,7 @@ impl ProjectionRunner {
                 "the stored views did not reach position {wanted} within {STORED_WITHIN:?}"
             )));
         }
-        self.tables.list(query).await
+        self.tables.get().list(query).await
     }
 
     /// The last position folded in.
@@ -171,21 +222,21 @@ impl ProjectionRunner {
 pub(crate) struct Follower {
     pub(crate) store: Arc<dyn EventStore>,
     pub(crate) views: SharedProjections,
-    pub(crate) tables: Arc<dyn ReadModelTables>,
+    pub(crate) tables: LiveTables,
     pub(crate) publish: watch::Sender<Position>,
     pub(crate) stored: watch::Sender<Position>,
 }
 
 impl Follower {
-    async fn follow(&self, mut after: Position, mut drops: mpsc::Receiver<DropFinished>) {
+    async fn follow(&self, mut after: Position, mut requests: mpsc::Receiver<Request>) {
         loop {
             let mut events = self.store.subscribe_all(after).ready_chunks(CHUNK);
             loop {
-                // Drops run between batches, so they never meet a batch's rows halfway.
+                // Requests run between batches, so they never meet a batch's rows halfway.
                 let chunk = tokio::select! {
                     chunk = events.next() => chunk,
-                    Some(DropFinished { before, done }) = drops.recv() => {
-                        let _ = done.send(self.drop_finished(before).await);
+                    Some(request) = requests.recv() => {
+                        self.serve(request, after).await;
                         continue;
                     }
                 };
@@ -215,11 +266,56 @@ impl Follower {
         }
     }
 
+    /// Does what it was asked between batches; `after`: the last position folded.
+    async fn serve(&self, request: Request, after: Position) {
+        match request {
+            Request::DropFinished { before, done } => {
+                let _ = done.send(self.drop_finished(before).await);
+            }
+            Request::Swap {
+                tables,
+                views,
+                done,
+            } => {
+                let _ = done.send(self.swap(tables, *views, after).await);
+            }
+        }
+    }
+
+    /// Folds into `tables` and `views` what they lack up to `after` (the
+    /// runner's position), then makes them the live ones.
+    async fn swap(
+        &self,
+        tables: Arc<dyn ReadModelTables>,
+        views: Projections,
+        after: Position,
+    ) -> Result<Arc<dyn ReadModelTables>, ReadModelError> {
+        if views.position > after {
+            return Err(ReadModelError(format!(
+                "the new views are at position {}, past the live ones at {after}",
+                views.position
+            )));
+        }
+        let caught_up =
+            crate::rebuild::catch_up(self.store.clone(), tables.clone(), views, after, |_, _| {});
+        let (views, _) = caught_up
+            .await
+            .map_err(|error| ReadModelError(error.to_string()))?;
+        if views.position != after {
+            return Err(ReadModelError(format!(
+                "the new views reached position {}, not {after}",
+                views.position
+            )));
+        }
+        *self.views.write().expect("projections lock") = views;
+        Ok(self.tables.replace(tables))
+    }
+
     /// Drops the rows of tasks finished before `before`, a chunk per transaction.
     async fn drop_finished(&self, before: DateTime<Utc>) -> Result<usize, ReadModelError> {
         let mut dropped = 0;
         loop {
-            let chunk = self.tables.drop_finished(before, DROP_CHUNK).await?;
+            let chunk = self.tables.get().drop_finished(before, DROP_CHUNK).await?;
             dropped += chunk;
             if chunk < DROP_CHUNK {
                 return Ok(dropped);
@@ -232,7 +328,7 @@ impl Follower {
     pub(crate) async fn apply(&self, batch: &[RecordedEvent]) -> Result<(), ReadModelError> {
         let changes = Arc::new(self.fold(batch).await?);
         self.publish.send_replace(changes.position);
-        self.tables.commit(changes.clone()).await?;
+        self.tables.get().commit(changes.clone()).await?;
         self.stored(&changes);
         self.stored.send_replace(changes.position);
         Ok(())
@@ -246,7 +342,7 @@ impl Follower {
         let mut priors = if cold.is_empty() {
             Vec::new()
         } else {
-            self.tables.tasks(&cold).await?
+            self.tables.get().tasks(&cold).await?
         };
         // A row newer than this node's views (another node sharing the
         // tables stored it) already holds events of this batch: such a task
@@ -316,7 +412,7 @@ impl Follower {
     /// Memory as the tables hold it, after a failed commit left memory ahead.
     async fn reload(&self) -> Position {
         loop {
-            match self.tables.load().await {
+            match self.tables.get().load().await {
                 Ok(snapshot) => {
                     let projections = snapshot.into_projections();
                     let position = projections.position;

@@ -11,7 +11,9 @@
 //! - [`idempotency`]: creates (and batches) made once per idempotency key.
 //! - [`schedules`]: schedule commands, and the job that makes each due run's task once.
 //! - [`jobs`]: expiry, lease lapses and schedule runs, driven by the [`clock`].
+//! - [`rebuild`]: the read models rebuilt beside the serving node and swapped in.
 //! - [`store_url`]: the `--store` setting, and opening the backend it names.
+//! - [`views_files`]: the embedded store's views file, one per generation.
 //! - [`event_filter`]: which events a reader wants (by task type and event type).
 
 pub mod batch;
@@ -20,7 +22,9 @@ pub mod clock;
 pub mod event_filter;
 pub mod idempotency;
 pub mod jobs;
+pub mod rebuild;
 pub mod schedules;
 pub mod service;
 pub mod store_url;
+pub mod views_files;
 pub mod write;

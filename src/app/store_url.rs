@@ -17,6 +17,9 @@ use tasklog_events::{EventStore, StorageError};
 use tasklog_projections::ReadModelTables;
 use tasklog_store_sqlite::{SqliteReadModels, SqliteStore};
 
+use super::rebuild::ViewGenerations;
+use super::views_files::{SqliteViewGenerations, ViewsFiles};
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StoreUrl {
     Sqlite(PathBuf),
@@ -65,7 +68,19 @@ impl StoreUrl {
     /// in memory and fold the log at each start (docs/read-models.md).
     pub fn views_path(&self) -> Option<PathBuf> {
         match self {
-            StoreUrl::Sqlite(path) => Some(PathBuf::from(format!("{}-views", path.display()))),
+            StoreUrl::Sqlite(path) => Some(ViewsFiles::of(path).current()),
+            StoreUrl::Postgres(_) | StoreUrl::EventStoreDb(_) => None,
+        }
+    }
+
+    /// Where a rebuild beside a serving node builds new views and swaps them
+    /// in: for the embedded store only (PostgreSQL's tables are shared by the
+    /// nodes, EventStoreDB nodes fold theirs at each start).
+    pub fn view_generations(&self) -> Option<Arc<dyn ViewGenerations>> {
+        match self {
+            StoreUrl::Sqlite(path) => {
+                Some(Arc::new(SqliteViewGenerations::new(ViewsFiles::of(path))))
+            }
             StoreUrl::Postgres(_) | StoreUrl::EventStoreDb(_) => None,
         }
     }
