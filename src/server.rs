@@ -12,16 +12,19 @@ use tokio::task::JoinHandle;
 
 use crate::app::clock::Clock;
 use crate::app::jobs;
+use crate::app::rebuild::{Rebuilds, ViewGenerations};
 use crate::app::service::Service;
 use crate::http::auth::{RateLimiters, Tokens};
 use crate::http::{self, AppState, Limits, Shared};
 
 /// How a server runs: the limits on its clients, and how long finished tasks
 /// stay in the views (`None`: for good).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Settings {
     pub limits: Limits,
     pub retain_finished: Option<chrono::Duration>,
+    /// Where a rebuild beside this node builds new views (None: not here).
+    pub view_generations: Option<Arc<dyn ViewGenerations>>,
 }
 
 /// A running server: its address, its state, and the way to stop it.
@@ -54,6 +57,7 @@ impl Server {
             limits: settings.limits,
             stopping: stopped.clone(),
             encoded_events: Arc::default(),
+            rebuilds: Arc::new(Rebuilds::new(settings.view_generations)),
         });
         let jobs = tokio::spawn(jobs::run(service, settings.retain_finished));
         let mut stopped = stopped;

@@ -119,6 +119,7 @@ impl ServeArgs {
             retain_finished: self
                 .retain_finished
                 .map(|d| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)),
+            view_generations: self.store.store_url().view_generations(),
         }
     }
 

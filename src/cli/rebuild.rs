@@ -30,7 +30,15 @@ pub async fn rebuild(args: RebuildArgs) -> Result<(), Failure> {
         )
         .into());
     }
-    let views = url.open_views().await?;
+    let views = url.open_views().await.map_err(|error| {
+        let beside = url.view_generations().is_some();
+        let hint = if beside {
+            "; to rebuild beside a running server, ask it: POST /v1/admin/rebuild with an admin token"
+        } else {
+            ""
+        };
+        format!("{error}{hint}")
+    })?;
     let mut out = std::io::stdout().lock();
     if args.check {
         let differences = check(&*store, views).await?;

@@ -83,6 +83,14 @@ pub enum ApiError {
     /// HTTP 409: the task or schedule changed under the write too often.
     #[error("the task or schedule is changing too fast; try again")]
     Contended,
+    /// HTTP 409: a rebuild of the read models is running on this node.
+    #[error(
+        "a rebuild of the read models is running on this node; follow it at GET /v1/admin/rebuild"
+    )]
+    RebuildRunning,
+    /// HTTP 409: this store's read models are not rebuilt beside a serving node.
+    #[error("this store's read models are shared by the nodes (PostgreSQL) or folded at each start (EventStoreDB): rebuild them with `tasklog rebuild` while the nodes are stopped")]
+    RebuildNotSupported,
     /// HTTP 408: the request body did not arrive within the body read timeout.
     #[error("the request body did not arrive in time")]
     BodyTimeout,
@@ -130,6 +138,8 @@ impl ApiError {
             ApiError::MalformedPath(_) => (S::BAD_REQUEST, "malformed_path"),
             ApiError::InvalidHeader { .. } => (S::BAD_REQUEST, "invalid_header"),
             ApiError::Unauthorized => (S::UNAUTHORIZED, "unauthorized"),
+            ApiError::RebuildRunning => (S::CONFLICT, "rebuild_running"),
+            ApiError::RebuildNotSupported => (S::CONFLICT, "rebuild_not_supported"),
             ApiError::Forbidden { .. } => (S::FORBIDDEN, "forbidden"),
             ApiError::Rejected(rejection) => match rejection {
                 Rejection::TaskNotFound => (S::NOT_FOUND, "task_not_found"),

@@ -25,6 +25,7 @@ mod error;
 pub mod observe;
 pub mod openapi;
 mod queues;
+mod rebuilds;
 mod schedules;
 mod stream;
 mod tasks;
@@ -87,6 +88,8 @@ pub struct Shared {
     pub stopping: tokio::sync::watch::Receiver<bool>,
     /// Recent events as CloudEvents JSON, made once for every stream.
     pub encoded_events: Arc<stream::EncodedEvents>,
+    /// Rebuilds of the read models beside this node.
+    pub rebuilds: Arc<crate::app::rebuild::Rebuilds>,
 }
 
 /// The token name behind a request: the actor of the events it causes.
@@ -132,6 +135,7 @@ pub fn app(state: AppState) -> Router {
         .merge(schedules::routes(&state))
         .merge(queues::routes(&state))
         .merge(audit::routes(&state))
+        .merge(rebuilds::routes(&state))
         .merge(stream::routes(&state))
         .merge(observe::routes(&state));
     Router::new()

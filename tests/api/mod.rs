@@ -10,6 +10,7 @@ mod errors;
 mod lifecycle;
 mod observability;
 mod queueing;
+mod rebuild;
 mod schedules;
 // Both shared stores: the default build has them.
 #[cfg(all(feature = "postgres", feature = "eventstoredb"))]
@@ -131,6 +132,10 @@ impl TestServer {
 
     async fn launch(dir: &Path, now: DateTime<Utc>, settings: Settings) -> TestServer {
         let url = StoreUrl::default_in(dir);
+        let settings = Settings {
+            view_generations: url.view_generations(),
+            ..settings
+        };
         let (store, views) = (url.open().await.unwrap(), url.open_views().await.unwrap());
         let clock = ManualClock::new(now);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

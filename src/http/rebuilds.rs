@@ -1,0 +1,76 @@
+//! `/v1/admin/rebuild`: the read models rebuilt beside the serving node and
+//! swapped in when caught up (the embedded store).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::error::{ApiError, ErrorBody};
+use super::wire::wire_time;
+use super::AppState;
+use crate::app::rebuild::{RebuildRefused, RebuildStatus};
+use crate::http::auth::Scope;
+
+pub fn routes(state: &AppState) -> Router<AppState> {
+    let admin = Router::new().route("/v1/admin/rebuild", get(show).post(start));
+    super::scoped(admin, state, Scope::Admin)
+}
+
+/// The last rebuild beside this node.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Rebuild {
+    /// `idle` (none since the server started), `running`, `finished` (the
+    /// rebuilt views are the live ones) or `failed` (the old ones stay).
+    pub state: &'static str,
+    pub started_time: Option<String>,
+    pub finished_time: Option<String>,
+    /// The log position the rebuilt views reached.
+    pub position: u64,
+    /// The head of the log they are catching up with.
+    pub head: u64,
+    /// Events folded so far.
+    pub events: u64,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+impl From<RebuildStatus> for Rebuild {
+    fn from(status: RebuildStatus) -> Self {
+        Rebuild {
+            state: status.state.as_str(),
+            started_time: status.started.map(wire_time),
+            finished_time: status.finished.map(wire_time),
+            position: status.position.0,
+            head: status.head.0,
+            events: status.events,
+            error: status.error,
+        }
+    }
+}
+
+/// Rebuild the read models beside the serving views: they are folded from the
+/// whole log into new tables while this node serves from the old ones, then
+/// swapped in between two of its batches, so no read sees a half-built view.
+/// The embedded store only; follow it with `GET /v1/admin/rebuild`.
+#[utoipa::path(post, path = "/v1/admin/rebuild", tag = "operations", operation_id = "startRebuild",
+    responses((status = 202, description = "the rebuild, started", body = Rebuild),
+        (status = 409, description = "`rebuild_running`, or `rebuild_not_supported`: the store's read models are shared by the nodes (PostgreSQL) or folded at each start (EventStoreDB)", body = ErrorBody)))]
+pub async fn start(State(state): State<AppState>) -> Result<Response, ApiError> {
+    match state.rebuilds.start(state.service.clone()) {
+        Ok(status) => Ok((StatusCode::ACCEPTED, axum::Json(Rebuild::from(status))).into_response()),
+        Err(RebuildRefused::Running) => Err(ApiError::RebuildRunning),
+        Err(RebuildRefused::NotSupported) => Err(ApiError::RebuildNotSupported),
+    }
+}
+
+/// The last rebuild beside this node, as far as it got.
+#[utoipa::path(get, path = "/v1/admin/rebuild", tag = "operations", operation_id = "getRebuild",
+    responses((status = 200, description = "the last rebuild since the server started", body = Rebuild)))]
+pub async fn show(State(state): State<AppState>) -> axum::Json<Rebuild> {
+    axum::Json(Rebuild::from(state.rebuilds.status()))
+}
