@@ -24,7 +24,12 @@ use super::views_files::{SqliteViewGenerations, ViewsFiles};
 pub enum StoreUrl {
     Sqlite(PathBuf),
     Postgres(String),
-    EventStoreDb(String),
+    /// The server's URL, and the node's data directory, where its read
+    /// models live in a file of their own (None: in memory, folded at each start).
+    EventStoreDb {
+        url: String,
+        views_in: Option<PathBuf>,
+    },
 }
 
 impl StoreUrl {
@@ -38,7 +43,37 @@ impl StoreUrl {
     pub fn with_secrets(&self) -> String {
         match self {
             StoreUrl::Sqlite(path) => format!("sqlite://{}", path.display()),
-            StoreUrl::Postgres(url) | StoreUrl::EventStoreDb(url) => url.clone(),
+            StoreUrl::Postgres(url) | StoreUrl::EventStoreDb { url, .. } => url.clone(),
+        }
+    }
+
+    /// This URL for a node whose data directory is `data_dir`: an
+    /// EventStoreDB node keeps its read models in a file there.
+    pub fn in_data_dir(self, data_dir: &Path) -> Self {
+        match self {
+            StoreUrl::EventStoreDb { url, .. } => StoreUrl::EventStoreDb {
+                url,
+                views_in: Some(data_dir.to_path_buf()),
+            },
+            other => other,
+        }
+    }
+
+    /// The path the views files of this store are named after: the embedded
+    /// store's log, or for an EventStoreDB node, a name in its data directory
+    /// made from the server's URL (the password left out), so a node pointed
+    /// at another server or namespace starts views of its own.
+    fn views_base(&self) -> Option<PathBuf> {
+        match self {
+            StoreUrl::Sqlite(path) => Some(path.clone()),
+            StoreUrl::EventStoreDb {
+                url,
+                views_in: Some(dir),
+            } => {
+                let digest = <sha2::Sha256 as sha2::Digest>::digest(without_password(url));
+                Some(dir.join(format!("eventstoredb-{}", hex::encode(&digest[..8]))))
+            }
+            StoreUrl::Postgres(_) | StoreUrl::EventStoreDb { views_in: None, .. } => None,
         }
     }
 
@@ -50,44 +85,38 @@ impl StoreUrl {
                 tasklog_store_postgres::PostgresStore::connect(url).await?,
             )),
             #[cfg(feature = "eventstoredb")]
-            StoreUrl::EventStoreDb(url) => Ok(Arc::new(
+            StoreUrl::EventStoreDb { url, .. } => Ok(Arc::new(
                 tasklog_store_eventstoredb::EventStoreDbStore::connect(url).await?,
             )),
             #[cfg(not(feature = "postgres"))]
             StoreUrl::Postgres(_) => Err(not_built_in("postgres")),
             #[cfg(not(feature = "eventstoredb"))]
-            StoreUrl::EventStoreDb(_) => Err(not_built_in("eventstoredb")),
+            StoreUrl::EventStoreDb { .. } => Err(not_built_in("eventstoredb")),
         }
     }
 }
 
 impl StoreUrl {
     /// Where the read models of this store live when they are a file of the
-    /// node's own: beside the embedded store's file. PostgreSQL keeps them in
-    /// the store's schema, shared by the nodes; EventStoreDB nodes keep them
-    /// in memory and fold the log at each start (docs/read-models.md).
+    /// node's own: beside the embedded store's file, or in an EventStoreDB
+    /// node's data directory. PostgreSQL keeps them in the store's schema,
+    /// shared by the nodes (docs/read-models.md).
     pub fn views_path(&self) -> Option<PathBuf> {
-        match self {
-            StoreUrl::Sqlite(path) => Some(ViewsFiles::of(path).current()),
-            StoreUrl::Postgres(_) | StoreUrl::EventStoreDb(_) => None,
-        }
+        self.views_base()
+            .map(|base| ViewsFiles::of(&base).current())
     }
 
     /// Where a rebuild beside a serving node builds new views and swaps them
-    /// in: for the embedded store only (PostgreSQL's tables are shared by the
-    /// nodes, EventStoreDB nodes fold theirs at each start).
+    /// in: where the views are a file of the node's own (PostgreSQL's tables
+    /// are shared by the nodes).
     pub fn view_generations(&self) -> Option<Arc<dyn ViewGenerations>> {
-        match self {
-            StoreUrl::Sqlite(path) => {
-                Some(Arc::new(SqliteViewGenerations::new(ViewsFiles::of(path))))
-            }
-            StoreUrl::Postgres(_) | StoreUrl::EventStoreDb(_) => None,
-        }
+        let files = ViewsFiles::of(&self.views_base()?);
+        Some(Arc::new(SqliteViewGenerations::new(files)))
     }
 
     /// Whether the read models outlive a server: in a file or in the database.
     pub fn keeps_views(&self) -> bool {
-        !matches!(self, StoreUrl::EventStoreDb(_))
+        !matches!(self, StoreUrl::EventStoreDb { views_in: None, .. })
     }
 
     /// [`open_views`](Self::open_views) for a server, which keeps serving
@@ -96,6 +125,7 @@ impl StoreUrl {
     pub async fn open_views_to_serve(&self) -> Result<Arc<dyn ReadModelTables>, StorageError> {
         match self.views_path() {
             Some(path) => {
+                private_parent(&path)?;
                 let tables = SqliteReadModels::open_to_serve(&path).map_err(|e| {
                     StorageError::caused_by(
                         format!("opening the read models in {}", path.display()),
@@ -116,12 +146,29 @@ impl StoreUrl {
             return Ok(Arc::new(tables));
         }
         let path = self.views_path();
+        if let Some(path) = &path {
+            private_parent(path)?;
+        }
         let tables = SqliteReadModels::open(path.as_deref()).map_err(|e| {
             let place = path.map_or("memory".into(), |p| p.display().to_string());
             StorageError::caused_by(format!("opening the read models in {place}"), e)
         })?;
         Ok(Arc::new(tables))
     }
+}
+
+/// Makes the directory `path` goes in, readable by its owner only, if missing
+/// (an EventStoreDB node's data directory on its first start).
+fn private_parent(path: &Path) -> Result<(), StorageError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| StorageError::caused_by(format!("creating {}", dir.display()), e))
 }
 
 /// A store this build left out (its cargo feature was off).
@@ -147,7 +194,10 @@ impl FromStr for StoreUrl {
             Some(("esdb" | "esdb+discover" | "kurrentdb" | "kurrentdb+discover", rest))
                 if !rest.is_empty() =>
             {
-                Ok(StoreUrl::EventStoreDb(url.to_owned()))
+                Ok(StoreUrl::EventStoreDb {
+                    url: url.to_owned(),
+                    views_in: None,
+                })
             }
             None if !url.is_empty() && !url.contains(':') => Ok(StoreUrl::Sqlite(url.into())),
             _ => Err(UnsupportedStore(url.to_owned())),
@@ -160,7 +210,7 @@ impl fmt::Display for StoreUrl {
         match self {
             StoreUrl::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
             // Without the password, which logs must not show.
-            StoreUrl::Postgres(url) | StoreUrl::EventStoreDb(url) => {
+            StoreUrl::Postgres(url) | StoreUrl::EventStoreDb { url, .. } => {
                 f.write_str(&without_password(url))
             }
         }
@@ -203,6 +253,39 @@ mod tests {
     }
 
     #[test]
+    fn an_eventstoredb_node_keeps_its_views_in_its_data_directory_by_server() {
+        let parse = |s: &str| s.parse::<StoreUrl>().unwrap();
+        let bare = parse("esdb://admin:changeit@db:2113?tls=false");
+        assert_eq!(
+            bare.views_path(),
+            None,
+            "in memory without a data directory"
+        );
+        assert!(!bare.keeps_views());
+        let node = bare.clone().in_data_dir(Path::new("/var/lib/tasklog"));
+        let path = node.views_path().unwrap();
+        assert!(node.keeps_views());
+        assert_eq!(path.parent(), Some(Path::new("/var/lib/tasklog")));
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            name.starts_with("eventstoredb-") && name.ends_with("-views"),
+            "{name}"
+        );
+        let same_server = parse("esdb://admin:other@db:2113?tls=false")
+            .in_data_dir(Path::new("/var/lib/tasklog"));
+        assert_eq!(
+            same_server.views_path().unwrap(),
+            path,
+            "the password is not part of it"
+        );
+        let other = parse("esdb://db:2113?tls=false&namespace=b.")
+            .in_data_dir(Path::new("/var/lib/tasklog"));
+        assert_ne!(other.views_path().unwrap(), path);
+        let sqlite = StoreUrl::default_in(Path::new("/d"));
+        assert_eq!(sqlite.clone().in_data_dir(Path::new("/e")), sqlite);
+    }
+
+    #[test]
     fn postgres_urls_are_kept_whole_and_shown_without_the_password() {
         let url = "postgres://tasklog:secret@db:5432/tasks?schema=prod";
         let parsed: StoreUrl = url.parse().unwrap();
@@ -216,7 +299,7 @@ mod tests {
             Ok(StoreUrl::Postgres(_))
         ));
         let esdb: StoreUrl = "esdb://admin:changeit@db:2113?tls=false".parse().unwrap();
-        assert!(matches!(esdb, StoreUrl::EventStoreDb(_)));
+        assert!(matches!(esdb, StoreUrl::EventStoreDb { .. }));
         assert_eq!(esdb.to_string(), "esdb://admin@db:2113?tls=false");
     }
 }

@@ -87,10 +87,13 @@ impl BenchStore {
             Some(StoreUrl::Postgres(_)) => {
                 Err(crate::app::store_url::not_built_in("postgres").into())
             }
-            Some(StoreUrl::EventStoreDb(base)) => {
+            Some(StoreUrl::EventStoreDb { url: base, .. }) => {
                 let separator = if base.contains('?') { '&' } else { '?' };
                 let namespace = format!("bench{}.", uuid::Uuid::new_v4().simple());
-                let url = StoreUrl::EventStoreDb(format!("{base}{separator}namespace={namespace}"));
+                let url = StoreUrl::EventStoreDb {
+                    url: format!("{base}{separator}namespace={namespace}"),
+                    views_in: None,
+                };
                 Ok(BenchStore {
                     store: url.open().await?,
                     url,

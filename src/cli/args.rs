@@ -42,9 +42,10 @@ impl StoreArgs {
     }
 
     pub fn store_url(&self) -> StoreUrl {
-        self.store
-            .clone()
-            .unwrap_or_else(|| StoreUrl::default_in(&self.data_dir))
+        match &self.store {
+            Some(url) => url.clone().in_data_dir(&self.data_dir),
+            None => StoreUrl::default_in(&self.data_dir),
+        }
     }
 }
 

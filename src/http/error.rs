@@ -89,7 +89,7 @@ pub enum ApiError {
     )]
     RebuildRunning,
     /// HTTP 409: this store's read models are not rebuilt beside a serving node.
-    #[error("this store's read models are shared by the nodes (PostgreSQL) or folded at each start (EventStoreDB): rebuild them with `tasklog rebuild` while the nodes are stopped")]
+    #[error("this store's read models are shared by the nodes (PostgreSQL) or kept in memory: rebuild them with `tasklog rebuild` while the nodes are stopped")]
     RebuildNotSupported,
     /// HTTP 408: the request body did not arrive within the body read timeout.
     #[error("the request body did not arrive in time")]
