@@ -80,6 +80,10 @@ pub async fn run(bench: HistoryBench) -> Result<Vec<Figure>, Failure> {
     let mut gets = server.get_finished(&finished).await?;
     let mut pages = server.list_pages().await?;
     let rss_all = server.rss_bytes();
+    let beside = match fresh.url.view_generations() {
+        Some(_) => Some(server.rebuild_beside(&finished).await?),
+        None => None,
+    };
     server.stop();
 
     // `tasklog rebuild`: the whole log folded into emptied tables.
@@ -118,6 +122,14 @@ pub async fn run(bench: HistoryBench) -> Result<Vec<Figure>, Failure> {
         ("get_finished_p99_ms", percentile(&mut gets, 0.99)),
         ("list_page_p99_ms", percentile(&mut pages, 0.99)),
         ("rebuild_events_per_s", rebuilt as f64 / rebuild_seconds),
+        (
+            "rebuild_beside_serving_events_per_s",
+            beside.as_ref().map_or(f64::NAN, |b| b.events_per_s),
+        ),
+        (
+            "get_finished_during_rebuild_p99_ms",
+            beside.map_or(f64::NAN, |mut b| percentile(&mut b.gets, 0.99)),
+        ),
         ("views_mb", views_bytes.map_or(f64::NAN, mb)),
     ])
 }
@@ -204,7 +216,39 @@ fn task_events(
     Ok(events)
 }
 
+/// A rebuild beside the serving node, and the reads it served meanwhile.
+struct Beside {
+    events_per_s: f64,
+    /// Milliseconds of each GET of a finished task during the rebuild.
+    gets: Vec<f64>,
+}
+
 impl ServerProcess {
+    /// Rebuilds the views beside the serving ones (`POST /v1/admin/rebuild`),
+    /// reading finished tasks until it has swapped them in.
+    async fn rebuild_beside(&self, finished: &[TaskId]) -> Result<Beside, Failure> {
+        let started = Instant::now();
+        self.post("/v1/admin/rebuild", &serde_json::json!({}))
+            .await?;
+        let mut gets = Vec::new();
+        loop {
+            gets.extend(
+                self.get_finished(&finished[..finished.len().min(100)])
+                    .await?,
+            );
+            let status = self.get("/v1/admin/rebuild").await?;
+            match status["state"].as_str() {
+                Some("running") => continue,
+                Some("finished") => {
+                    let events = status["events"].as_u64().unwrap_or(0) as f64;
+                    let events_per_s = events / started.elapsed().as_secs_f64();
+                    return Ok(Beside { events_per_s, gets });
+                }
+                _ => return Err(format!("the rebuild beside the server stopped: {status}").into()),
+            }
+        }
+    }
+
     /// Milliseconds of each GET of 2,000 finished tasks drawn at random.
     async fn get_finished(&self, finished: &[TaskId]) -> Result<Vec<f64>, Failure> {
         let mut latencies = Vec::new();
