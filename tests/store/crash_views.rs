@@ -2,7 +2,8 @@
 //!
 //! Real `tasklog` processes on one data directory: a server taking creates,
 //! claims, completions and failures from several clients is killed with
-//! SIGKILL at a random moment, and so, in some rounds, is `tasklog rebuild`
+//! SIGKILL at a random moment, in some rounds while it rebuilds its views
+//! beside the ones it serves, and so, in others, is `tasklog rebuild`
 //! midway. After each kill, `tasklog rebuild --check` must find every task
 //! row, the list order, the counts and the small models equal to a fresh fold
 //! of the log up to the stored position; and the next server goes on from
@@ -48,6 +49,18 @@ async fn stored_read_models_equal_a_fold_of_the_log_after_sigkill() {
             let mut server = Server::start(dir.path(), None).await;
             let load = tokio::spawn(workload(server.base.clone(), rng.u64(..), Duration::MAX));
             tokio::time::sleep(Duration::from_millis(rng.u64(200..800))).await;
+            if round % 4 == 1 {
+                // Killed while it rebuilds its views beside the live ones, or
+                // just after it swapped them in.
+                let started = reqwest::Client::new()
+                    .post(format!("{}/v1/admin/rebuild", server.base))
+                    .bearer_auth(TOKEN)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(started.status(), reqwest::StatusCode::ACCEPTED);
+                tokio::time::sleep(Duration::from_millis(rng.u64(0..300))).await;
+            }
             server.child.kill().unwrap(); // SIGKILL, with requests in flight
             server.child.wait().unwrap();
             writes += load.await.unwrap();
@@ -63,7 +76,12 @@ async fn stored_read_models_equal_a_fold_of_the_log_after_sigkill() {
         .unwrap()
         .status
         .success());
-    let views = rusqlite::Connection::open(dir.path().join("tasklog.sqlite-views")).unwrap();
+    let views_file = match std::fs::read_to_string(dir.path().join("tasklog.sqlite-views-current"))
+    {
+        Ok(generation) => format!("tasklog.sqlite-views-{}", generation.trim()),
+        Err(_) => "tasklog.sqlite-views".to_owned(),
+    };
+    let views = rusqlite::Connection::open(dir.path().join(views_file)).unwrap();
     let changed = views
         .execute(
             "UPDATE tasks SET view = replace(view, '\"priority\":0', '\"priority\":9')
