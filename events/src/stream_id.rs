@@ -38,9 +38,13 @@ macro_rules! stream_id {
             }
         }
 
+        /// The 32 hex characters, written straight from a buffer (ids are
+        /// written several times a request; `uuid`'s `Display` pads and
+        /// formats through `fmt` for each).
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                write!(f, "{}", self.0.simple())
+                let mut buffer = [0; 32];
+                f.write_str(self.0.simple().encode_lower(&mut buffer))
             }
         }
 

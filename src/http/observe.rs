@@ -36,6 +36,16 @@ fn sent_request_id(headers: &HeaderMap) -> Option<&str> {
         .filter(|v| !v.is_empty() && v.len() <= 128)
 }
 
+/// A new request id: a UUIDv7 in 32 hex digits (written straight into a
+/// buffer; through `Display` it cost a sixth of a create's telemetry).
+fn new_request_id() -> String {
+    let mut buffer = [0; 32];
+    uuid::Uuid::now_v7()
+        .simple()
+        .encode_lower(&mut buffer)
+        .to_owned()
+}
+
 /// The name of the token a request presented, as its answer carries it to
 /// the request's log line.
 #[derive(Clone)]
@@ -45,8 +55,7 @@ pub struct TokenName(pub String);
 /// exported, makes it a span.
 pub async fn requests(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let id = sent_request_id(request.headers())
-        .map_or_else(|| uuid::Uuid::now_v7().simple().to_string(), str::to_owned);
+    let id = sent_request_id(request.headers()).map_or_else(new_request_id, str::to_owned);
     // The route's template is shared: cloning it copies a reference.
     let matched = request.extensions().get::<MatchedPath>().cloned();
     let route = matched.as_ref().map_or("unmatched", |path| path.as_str());
