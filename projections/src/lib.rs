@@ -42,7 +42,10 @@ pub use task_view::{Lease, TaskState, TaskView};
 /// tasks here (pending and running); `Projections::rebuild` keeps them all.
 #[derive(Debug, Default)]
 pub struct Projections {
-    pub tasks: HashMap<TaskId, TaskView>,
+    /// Boxed: the map then holds pointers, so growing it moves 24 bytes a
+    /// task instead of the whole view (with 300,000 tasks pending, rehashing
+    /// inline views was a fifth of a batch of creates' CPU).
+    pub tasks: HashMap<TaskId, Box<TaskView>>,
     /// Tasks by the position of their first event: the stable listing order.
     pub by_creation: BTreeMap<Position, TaskId>,
     pub queue: QueueIndex,
@@ -125,7 +128,7 @@ impl Projections {
         let Some(event) = decoded(recorded, TaskEvent::decode) else {
             return;
         };
-        let mut view = self.tasks.remove(&id);
+        let mut view = self.tasks.remove(&id).map(|view| *view);
         let before = view.as_ref().map(stats::Before::of);
         TaskView::apply(&mut view, recorded, &event);
         let Some(view) = view else { return };
@@ -137,7 +140,12 @@ impl Projections {
     pub fn insert_task(&mut self, view: TaskView) {
         self.by_creation.insert(view.created_position, view.id);
         self.queue.update(&view);
-        self.tasks.insert(view.id, view);
+        self.tasks.insert(view.id, Box::new(view));
+    }
+
+    /// A task in memory, if it is there.
+    pub fn task(&self, id: &TaskId) -> Option<&TaskView> {
+        self.tasks.get(id).map(|view| &**view)
     }
 
     /// Takes a finished task out of memory once its row is stored.

@@ -148,7 +148,7 @@ pub async fn check(
             rows += 1;
             match order.next() {
                 Some(id) if *id == row.id => {
-                    if fresh.tasks[id] != *row {
+                    if *fresh.tasks[id] != *row {
                         differ(format!(
                             "task {}: stored {row:?}, folded {:?}",
                             row.id, fresh.tasks[id]
@@ -177,7 +177,7 @@ pub async fn check(
         .tasks
         .values()
         .filter(|t| !t.state.is_finished())
-        .map(|t| (t.id, t))
+        .map(|t| (t.id, &**t))
         .collect();
     if hot != folded_hot {
         differ(format!(

@@ -177,7 +177,7 @@ impl ProjectionRunner {
     /// The task as the views show it: from the hot set, else its stored row
     /// (which is at least as new as [`position`](Self::position)).
     pub async fn task(&self, id: TaskId) -> Result<Option<TaskView>, ReadModelError> {
-        let hot = self.read().tasks.get(&id).cloned();
+        let hot = self.read().task(&id).cloned();
         if hot.is_some() {
             return Ok(hot);
         }
@@ -465,7 +465,7 @@ impl Touched {
             tasks: self
                 .tasks
                 .into_keys()
-                .filter_map(|id| views.tasks.get(&id).cloned())
+                .filter_map(|id| views.task(&id).cloned())
                 .collect(),
             schedules: self
                 .schedules

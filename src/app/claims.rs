@@ -32,7 +32,7 @@ impl Service {
             return Err(TriedElsewhere);
         }
         let views = self.views.read();
-        let Some(task) = views.tasks.get(&id) else {
+        let Some(task) = views.task(&id) else {
             return Err(AtLimit);
         };
         let in_flight = claiming.values().filter(|t| **t == task.task_type).count();
@@ -72,7 +72,7 @@ impl Service {
                     .cloned()
                     .collect();
                 let types = &open;
-                let wanted = |id| views.tasks.get(&id).is_some_and(|t| filter.admits(t));
+                let wanted = |id| views.task(&id).is_some_and(|t| filter.admits(t));
                 views.queue.candidates(types, now, CLAIM_CANDIDATES, wanted)
             };
             let mut others_trying = false;

@@ -279,7 +279,7 @@ impl Aggregate for TaskView {
     }
 
     fn from_projections(views: &Projections, id: TaskId) -> Option<Self> {
-        views.tasks.get(&id).cloned()
+        views.task(&id).cloned()
     }
 
     async fn from_views(

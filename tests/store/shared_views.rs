@@ -89,6 +89,6 @@ async fn a_node_behind_folds_a_newer_row_from_the_log() {
         behind_at_failure.into_projections(),
     );
     assert!(behind.wait_for(again, Duration::from_secs(5)).await);
-    assert_eq!(behind.read().tasks.get(&id), Some(&row));
+    assert_eq!(behind.read().task(&id), Some(&row));
     assert_eq!(behind.read().stats, ahead.read().stats);
 }
