@@ -14,7 +14,7 @@ use crate::app::clock::Clock;
 use crate::app::jobs;
 use crate::app::rebuild::{Rebuilds, ViewGenerations};
 use crate::app::service::Service;
-use crate::http::auth::{RateLimiters, Tokens};
+use crate::http::auth::{TokenSource, TokenTable, Tokens};
 use crate::http::{self, AppState, Limits, Shared};
 
 /// How a server runs: the limits on its clients, and how long finished tasks
@@ -25,6 +25,9 @@ pub struct Settings {
     pub retain_finished: Option<chrono::Duration>,
     /// Where a rebuild beside this node builds new views (None: not here).
     pub view_generations: Option<Arc<dyn ViewGenerations>>,
+    /// Where the tokens came from, read again when the file changes (None:
+    /// the tokens given stay).
+    pub tokens_from: Option<TokenSource>,
 }
 
 /// A running server: its address, its state, and the way to stop it.
@@ -34,6 +37,7 @@ pub struct Server {
     stopping: watch::Sender<bool>,
     http: JoinHandle<std::io::Result<()>>,
     jobs: JoinHandle<()>,
+    following_tokens: JoinHandle<()>,
 }
 
 impl Server {
@@ -49,11 +53,12 @@ impl Server {
         let addr = listener.local_addr()?;
         crate::telemetry::metrics::install();
         let service = Service::start(store, views, clock).await?;
+        let tokens = Arc::new(TokenTable::new(tokens, settings.tokens_from));
+        let following_tokens = tokio::spawn(tokens.clone().follow_file());
         let (stopping, stopped) = watch::channel(false);
         let state = AppState::new(Shared {
             service: service.clone(),
-            rate_limits: Arc::new(RateLimiters::for_tokens(&tokens)),
-            tokens: Arc::new(tokens),
+            tokens: tokens.clone(),
             limits: settings.limits,
             stopping: stopped.clone(),
             encoded_events: Arc::default(),
@@ -70,6 +75,7 @@ impl Server {
             stopping,
             http,
             jobs,
+            following_tokens,
         })
     }
 
@@ -80,6 +86,7 @@ impl Server {
         let served = self.http.await.map_err(std::io::Error::other)?;
         self.jobs.abort();
         let _ = self.jobs.await;
+        self.following_tokens.abort();
         // Stores what the log holds, so a clean stop leaves nothing to catch
         // up, then lets go of the read models, so a server may open them again.
         let views = &self.state.service.views;

@@ -121,6 +121,10 @@ impl ServeArgs {
                 .retain_finished
                 .map(|d| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)),
             view_generations: self.store.store_url().view_generations(),
+            tokens_from: Some(crate::http::auth::TokenSource {
+                data_dir: self.store.data_dir.clone(),
+                env_token: std::env::var("TASKLOG_TOKEN").ok(),
+            }),
         }
     }
 

@@ -10,6 +10,7 @@ pub mod args;
 pub mod log_commands;
 pub mod progress;
 pub mod rebuild;
+pub mod tokens;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -71,6 +72,10 @@ pub enum Command {
     Export(ExportArgs),
     /// Follow the event stream in the terminal.
     Tail(TailArgs),
+    /// Add, list and remove the tokens of a data directory (a running node
+    /// takes the change within a second).
+    #[command(subcommand)]
+    Tokens(tokens::TokensCommand),
     /// Measure tasklog on this machine.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -111,6 +116,7 @@ pub fn run(cli: Cli, on_idle: fn()) -> ExitCode {
             Command::Verify(args) => verify(args).await,
             Command::Export(args) => crate::cli::log_commands::export(args).await,
             Command::Tail(args) => crate::cli::log_commands::tail(args).await,
+            Command::Tokens(command) => tokens::run(command),
             Command::Bench(command) => bench::run(command).await,
         }
     });

@@ -9,10 +9,15 @@
 //! named `env`, with every scope. With neither, the first start makes an
 //! `admin` token: the file keeps its hash, and the secret goes to the file
 //! `admin-token` beside it, for the operator to read once.
+//!
+//! A serving node reads the file again when it changes (`tasklog tokens add`,
+//! `remove`, or an edit), so tokens come and go without a restart.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -55,6 +60,18 @@ pub enum Scope {
 }
 
 impl Scope {
+    pub const ALL: [Scope; 9] = [
+        Scope::TasksRead,
+        Scope::TasksWrite,
+        Scope::TasksWork,
+        Scope::EventsRead,
+        Scope::ConsumersWrite,
+        Scope::SchedulesRead,
+        Scope::SchedulesWrite,
+        Scope::MetricsRead,
+        Scope::Admin,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::TasksRead => "tasks:read",
@@ -122,15 +139,42 @@ pub struct RateLimit {
     pub burst: NonZeroU32,
 }
 
+impl std::str::FromStr for Scope {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Scope::ALL
+            .into_iter()
+            .find(|scope| scope.as_str() == text)
+            .ok_or_else(|| {
+                let all: Vec<&str> = Scope::ALL.iter().map(|s| s.as_str()).collect();
+                format!("{text:?} is not a scope: one of {}", all.join(", "))
+            })
+    }
+}
+
 /// One request budget per rate-limited token, by token name.
-pub struct RateLimiters(HashMap<String, DefaultDirectRateLimiter>);
+pub struct RateLimiters(HashMap<String, (RateLimit, Arc<DefaultDirectRateLimiter>)>);
 
 impl RateLimiters {
     pub fn for_tokens(tokens: &Tokens) -> Self {
+        RateLimiters::keeping(tokens, &RateLimiters(HashMap::new()))
+    }
+
+    /// Budgets for `tokens`, going on with those `before` kept for a token
+    /// of the same name and limit, so reading the file again refills no one.
+    fn keeping(tokens: &Tokens, before: &RateLimiters) -> Self {
         let limited = tokens.tokens.iter().filter_map(|token| {
             let limit = token.rate_limit?;
-            let quota = Quota::per_second(limit.requests_per_second).allow_burst(limit.burst);
-            Some((token.name.clone(), RateLimiter::direct(quota)))
+            let limiter = match before.0.get(&token.name) {
+                Some((kept, limiter)) if *kept == limit => limiter.clone(),
+                _ => {
+                    let quota =
+                        Quota::per_second(limit.requests_per_second).allow_burst(limit.burst);
+                    Arc::new(RateLimiter::direct(quota))
+                }
+            };
+            Some((token.name.clone(), (limit, limiter)))
         });
         RateLimiters(limited.collect())
     }
@@ -139,7 +183,7 @@ impl RateLimiters {
     pub fn check(&self, token: &Token) -> Result<(), std::time::Duration> {
         match self.0.get(&token.name) {
             None => Ok(()),
-            Some(limiter) => limiter
+            Some((_, limiter)) => limiter
                 .check()
                 .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now())),
         }
@@ -172,27 +216,53 @@ impl Tokens {
             .find(|t| t.secret.matches(presented, &presented_sha256))
     }
 
-    /// Loads `tokens.json` from `data_dir` and adds `env_token`; with neither,
-    /// makes an admin token, saves it and says so.
-    pub fn load_or_create(data_dir: &Path, env_token: Option<String>) -> std::io::Result<Tokens> {
-        let path = data_dir.join("tokens.json");
-        let mut tokens = match std::fs::read_to_string(&path) {
+    /// The tokens file of `data_dir`, as it is (none if there is no file).
+    pub fn read_file(data_dir: &Path) -> std::io::Result<Tokens> {
+        let path = tokens_file(data_dir);
+        match std::fs::read_to_string(&path) {
             Ok(text) => {
                 warn_if_others_can_read(&path);
                 serde_json::from_str(&text)
-                    .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?
+                    .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Tokens::default(),
-            Err(e) => return Err(e),
-        };
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Tokens::default()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes the tokens file of `data_dir`, readable by its owner only:
+    /// aside, then renamed over, so a node reading it sees the old file or
+    /// the new one.
+    pub fn write_file(&self, data_dir: &Path) -> std::io::Result<()> {
+        create_private_dir(data_dir)?;
+        let path = tokens_file(data_dir);
+        let aside = data_dir.join("tokens.json.new");
+        let _ = std::fs::remove_file(&aside);
+        let text = serde_json::to_string_pretty(self).expect("tokens serialise");
+        write_private(&aside, &format!("{text}\n"))?;
+        std::fs::File::open(&aside)?.sync_all()?;
+        std::fs::rename(&aside, &path)
+    }
+
+    /// The tokens file of `data_dir` and `env_token` (named `env`, every scope).
+    pub fn load(data_dir: &Path, env_token: Option<&str>) -> std::io::Result<Tokens> {
+        let mut tokens = Tokens::read_file(data_dir)?;
         if let Some(token) = env_token.filter(|t| !t.is_empty()) {
             tokens.tokens.push(Token {
                 name: "env".into(),
-                secret: Secret::Plain(token),
+                secret: Secret::Plain(token.to_owned()),
                 scopes: vec![Scope::Admin],
                 rate_limit: None,
             });
         }
+        Ok(tokens)
+    }
+
+    /// Loads `tokens.json` from `data_dir` and adds `env_token`; with neither,
+    /// makes an admin token, saves it and says so.
+    pub fn load_or_create(data_dir: &Path, env_token: Option<String>) -> std::io::Result<Tokens> {
+        let path = tokens_file(data_dir);
+        let mut tokens = Tokens::load(data_dir, env_token.as_deref())?;
         if tokens.tokens.is_empty() {
             let token = new_secret();
             tokens.tokens.push(Token {
@@ -225,6 +295,103 @@ impl Tokens {
             );
         }
         Ok(tokens)
+    }
+}
+
+fn tokens_file(data_dir: &Path) -> PathBuf {
+    data_dir.join("tokens.json")
+}
+
+/// The tokens a node takes now, with their request budgets; read again from
+/// the file when it changes.
+pub struct TokenTable {
+    current: RwLock<Arc<Keyring>>,
+    /// Where the tokens came from, to read them again (None: fixed).
+    source: Option<TokenSource>,
+}
+
+/// Tokens and their budgets, as of one reading of the file.
+pub struct Keyring {
+    pub tokens: Tokens,
+    pub rate_limits: RateLimiters,
+}
+
+impl Keyring {
+    /// The token a request presented, if it is one of ours.
+    pub fn find(&self, presented: &str) -> Option<&Token> {
+        self.tokens.find(presented)
+    }
+}
+
+/// A data directory's tokens file, and the token from the environment.
+#[derive(Clone, Debug)]
+pub struct TokenSource {
+    pub data_dir: PathBuf,
+    pub env_token: Option<String>,
+}
+
+/// How often a serving node looks whether the tokens file changed.
+const TOKENS_CHECKED_EVERY: Duration = Duration::from_secs(1);
+
+impl TokenTable {
+    /// `tokens`, read again from `source` when its file changes.
+    pub fn new(tokens: Tokens, source: Option<TokenSource>) -> Self {
+        let rate_limits = RateLimiters::for_tokens(&tokens);
+        TokenTable {
+            current: RwLock::new(Arc::new(Keyring {
+                tokens,
+                rate_limits,
+            })),
+            source,
+        }
+    }
+
+    pub fn current(&self) -> Arc<Keyring> {
+        self.current.read().expect("token table").clone()
+    }
+
+    fn replace(&self, tokens: Tokens) {
+        let mut current = self.current.write().expect("token table");
+        let rate_limits = RateLimiters::keeping(&tokens, &current.rate_limits);
+        *current = Arc::new(Keyring {
+            tokens,
+            rate_limits,
+        });
+    }
+
+    /// Reads the tokens file again whenever it changes, until dropped.
+    pub async fn follow_file(self: Arc<Self>) {
+        let Some(source) = self.source.clone() else {
+            return;
+        };
+        let path = tokens_file(&source.data_dir);
+        let stamp = |path: &Path| {
+            std::fs::metadata(path)
+                .ok()
+                .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()))
+        };
+        let mut seen = stamp(&path);
+        let mut every = tokio::time::interval(TOKENS_CHECKED_EVERY);
+        loop {
+            every.tick().await;
+            let now = stamp(&path);
+            if now == seen {
+                continue;
+            }
+            seen = now;
+            match Tokens::load(&source.data_dir, source.env_token.as_deref()) {
+                Ok(tokens) => {
+                    let names: Vec<&str> = tokens.tokens.iter().map(|t| t.name.as_str()).collect();
+                    tracing::info!(tokens = %path.display(), names = names.join(","),
+                        "read the tokens file again");
+                    self.replace(tokens);
+                }
+                Err(error) => {
+                    tracing::warn!(tokens = %path.display(), %error,
+                        "the tokens file changed but cannot be read; the tokens before stay");
+                }
+            }
+        }
     }
 }
 

@@ -49,7 +49,7 @@ pub use error::{ApiError, ErrorBody};
 pub use stream::KEEP_ALIVE;
 
 use crate::app::service::Service;
-use crate::http::auth::{RateLimiters, Scope, Tokens};
+use crate::http::auth::{Scope, TokenTable};
 
 pub const POSITION_HEADER: HeaderName = HeaderName::from_static("tasklog-position");
 pub const MIN_POSITION_HEADER: HeaderName = HeaderName::from_static("tasklog-min-position");
@@ -80,8 +80,8 @@ impl std::ops::Deref for AppState {
 /// The parts of [`AppState`].
 pub struct Shared {
     pub service: Service,
-    pub tokens: Arc<Tokens>,
-    pub rate_limits: Arc<RateLimiters>,
+    /// The tokens taken now, read again when their file changes.
+    pub tokens: Arc<TokenTable>,
     /// What the server takes from its clients at most.
     pub limits: Limits,
     /// Turns true when the server stops: event streams end then.
@@ -220,13 +220,14 @@ async fn authorize(
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "));
-    let Some(token) = presented.and_then(|p| state.tokens.find(p.trim())) else {
+    let keyring = state.tokens.current();
+    let Some(token) = presented.and_then(|p| keyring.find(p.trim())) else {
         return ApiError::Unauthorized.into_response();
     };
     // The request's log line names the token, whatever the answer.
     let named = observe::TokenName(token.name.clone());
     tracing::Span::current().record("token", token.name.as_str());
-    let mut response = match admit(&state, token, scope) {
+    let mut response = match admit(&keyring, token, scope) {
         Err(refused) => refused.into_response(),
         Ok(()) => {
             let trail = request.extensions().get::<observe::RequestTrail>();
@@ -246,8 +247,8 @@ async fn authorize(
 }
 
 /// Whether `token` may make a request needing `scope` now (its rate limit).
-fn admit(state: &AppState, token: &auth::Token, scope: Scope) -> Result<(), ApiError> {
-    if let Err(wait) = state.rate_limits.check(token) {
+fn admit(keyring: &auth::Keyring, token: &auth::Token, scope: Scope) -> Result<(), ApiError> {
+    if let Err(wait) = keyring.rate_limits.check(token) {
         crate::telemetry::metrics::rate_limited(&token.name);
         let retry_after = wait.as_secs_f64().ceil().max(1.0) as u32;
         return Err(ApiError::RateLimited { retry_after });

@@ -229,6 +229,125 @@ async fn a_restart_on_a_full_disk_serves_reads_until_space_returns() {
     server.stop();
 }
 
+/// Tokens added and removed with `tasklog tokens` while a server runs: the
+/// server takes each change within a second or two, the file keeps hashes
+/// only, and a file it cannot read leaves the tokens it had.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_added_and_removed_reach_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = Serving::start(&data);
+    let tokens = |args: &[&str]| {
+        tasklog(&[&["tokens"], args].concat())
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .unwrap()
+    };
+    let added = tokens(&[
+        "add",
+        "ci",
+        "--scope",
+        "tasks:read",
+        "--rate-limit",
+        "50/100",
+    ]);
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let secret = String::from_utf8(added.stdout).unwrap().trim().to_owned();
+    assert_eq!(
+        secret.len(),
+        64,
+        "the secret alone on standard output: {secret:?}"
+    );
+    let file = std::fs::read_to_string(data.join("tokens.json")).unwrap();
+    assert!(!file.contains(&secret), "the file holds the secret");
+    let tasklog::http::auth::Secret::Sha256(hash) = tasklog::http::auth::Secret::hashed(&secret)
+    else {
+        unreachable!()
+    };
+    assert!(file.contains(&hash), "{file}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(data.join("tokens.json"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    let http = reqwest::Client::new();
+    let status = |token: String, method: reqwest::Method| {
+        let request = http
+            .request(method.clone(), format!("{}/v1/tasks", server.base))
+            .bearer_auth(token);
+        let request = if method == reqwest::Method::POST {
+            request.json(&serde_json::json!({}))
+        } else {
+            request
+        };
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    let within = |wanted: u16, token: String| {
+        let status = &status;
+        async move {
+            for _ in 0..50 {
+                if status(token.clone(), reqwest::Method::GET).await == wanted {
+                    return true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            false
+        }
+    };
+    assert!(
+        within(200, secret.clone()).await,
+        "the server never took the new token"
+    );
+    assert_eq!(
+        status(secret.clone(), reqwest::Method::POST).await,
+        403,
+        "tasks:read only"
+    );
+
+    let listed = tokens(&["list"]);
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    assert!(
+        listed.contains("ci\ttasks:read\t50/s, burst 100\thashed"),
+        "{listed}"
+    );
+    assert!(!listed.contains(&secret));
+    let again = tokens(&["add", "ci", "--scope", "admin"]);
+    assert!(!again.status.success(), "a second token of one name");
+    let bad_scope = tokens(&["add", "x", "--scope", "tasks:everything"]);
+    assert!(!bad_scope.status.success());
+
+    // A file the server cannot read changes nothing.
+    std::fs::write(data.join("tokens.json"), "{").unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(status(secret.clone(), reqwest::Method::GET).await, 200);
+    // Removed (from a good file again): refused.
+    std::fs::write(data.join("tokens.json"), file).unwrap();
+    let removed = tokens(&["remove", "ci"]);
+    assert!(
+        removed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&removed.stderr)
+    );
+    assert!(
+        within(401, secret).await,
+        "the server still takes a removed token"
+    );
+    assert_eq!(
+        status("full-disk-token".into(), reqwest::Method::GET).await,
+        200,
+        "the env token stays"
+    );
+    assert!(!tokens(&["remove", "ci"]).status.success());
+    server.stop();
+}
+
 /// A `tasklog serve` on a data directory, once it says where it serves.
 struct Serving {
     child: std::process::Child,
