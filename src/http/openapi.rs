@@ -5,7 +5,9 @@
 use utoipa::openapi::header::{Header, HeaderBuilder};
 use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::response::{Response, ResponseBuilder};
-use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::schema::{
+    AdditionalProperties, ArrayItems, ObjectBuilder, Schema, SchemaType, Type,
+};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required};
 use utoipa::{Modify, OpenApi};
@@ -41,6 +43,9 @@ impl Modify for Conventions {
         for (name, response) in shared_responses() {
             components.responses.insert(name.into(), response.into());
         }
+        for schema in components.schemas.values_mut() {
+            free_form_objects(schema);
+        }
         for item in openapi.paths.paths.values_mut() {
             let operations = [
                 &mut item.get,
@@ -53,6 +58,32 @@ impl Modify for Conventions {
                 add_conventions(operation);
             }
         }
+    }
+}
+
+/// Says of every object schema with neither properties nor
+/// `additionalProperties` (a task's `data`, an event's payload) that it takes
+/// any members: generators read an object with nothing said as one that takes
+/// none (openapi-typescript makes it `Record<string, never>`).
+fn free_form_objects(schema: &mut RefOr<Schema>) {
+    let RefOr::T(schema) = schema else { return };
+    match schema {
+        Schema::Object(object) => {
+            let is_object = matches!(object.schema_type, SchemaType::Type(Type::Object));
+            if is_object && object.properties.is_empty() && object.additional_properties.is_none() {
+                object.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(true)));
+            }
+            object.properties.values_mut().for_each(free_form_objects);
+        }
+        Schema::OneOf(one_of) => one_of.items.iter_mut().for_each(free_form_objects),
+        Schema::AllOf(all_of) => all_of.items.iter_mut().for_each(free_form_objects),
+        Schema::AnyOf(any_of) => any_of.items.iter_mut().for_each(free_form_objects),
+        Schema::Array(array) => {
+            if let ArrayItems::RefOrSchema(items) = &mut array.items {
+                free_form_objects(items);
+            }
+        }
+        _ => {}
     }
 }
 
