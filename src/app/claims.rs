@@ -14,6 +14,16 @@ use crate::rules::task::Command;
 /// How many candidates a claim tries per look at the queue.
 const CLAIM_CANDIDATES: usize = 16;
 
+/// What a worker asks for: a task of one of `types` that `filter` admits,
+/// leased to `worker` for `lease`, waiting up to `wait` for one.
+pub struct ClaimAsk<'a> {
+    pub types: &'a [String],
+    pub filter: &'a TaskFilter,
+    pub worker: &'a str,
+    pub lease: chrono::Duration,
+    pub wait: Duration,
+}
+
 /// Why a claim skips a candidate.
 enum ClaimBlocked {
     /// Another claim in this process is trying the task.
@@ -43,19 +53,22 @@ impl Service {
         Ok(())
     }
 
-    /// Hands the best available task of `types` that `filter` admits to
-    /// `worker`, or `None` when there is none by `wait`. Each task goes to one
-    /// worker only: the append expects the revision the task was pending at.
-    /// A type at its running limit hands out nothing until a run ends.
+    /// Hands the best available task the worker asks for, or `None` when
+    /// there is none by its wait. Each task goes to one worker only: the
+    /// append expects the revision the task was pending at. A type at its
+    /// running limit hands out nothing until a run ends.
     pub async fn claim(
         &self,
-        types: &[String],
-        filter: &TaskFilter,
-        worker: &str,
-        lease: chrono::Duration,
-        wait: Duration,
+        ask: &ClaimAsk<'_>,
         metadata: &Metadata,
     ) -> Result<Option<TaskWritten>, ServiceError> {
+        let ClaimAsk {
+            types,
+            filter,
+            worker,
+            lease,
+            wait,
+        } = *ask;
         let deadline = tokio::time::Instant::now() + wait;
         let command = Command::Claim {
             worker: worker.to_owned(),
@@ -118,28 +131,23 @@ impl Service {
     /// is available now, several claims at a time so their appends share a
     /// commit. Stops at the first error once it holds a task (the worker
     /// gets those; the error shows on its next claim).
-    #[allow(clippy::too_many_arguments)]
     pub async fn claim_many(
         &self,
         max: usize,
-        types: &[String],
-        filter: &TaskFilter,
-        worker: &str,
-        lease: chrono::Duration,
-        wait: Duration,
+        ask: &ClaimAsk<'_>,
         metadata: &Metadata,
     ) -> Result<Vec<TaskWritten>, ServiceError> {
-        let Some(first) = self
-            .claim(types, filter, worker, lease, wait, metadata)
-            .await?
-        else {
+        let Some(first) = self.claim(ask, metadata).await? else {
             return Ok(Vec::new());
+        };
+        let now = ClaimAsk {
+            wait: Duration::ZERO,
+            ..*ask
         };
         let mut claimed = vec![first];
         while claimed.len() < max {
             let round = (max - claimed.len()).min(CLAIM_CANDIDATES);
-            let claims = (0..round)
-                .map(|_| self.claim(types, filter, worker, lease, Duration::ZERO, metadata));
+            let claims = (0..round).map(|_| self.claim(&now, metadata));
             let mut exhausted = false;
             for outcome in futures::future::join_all(claims).await {
                 match outcome {

@@ -16,6 +16,7 @@ use super::body::{Json, Path, Query};
 use super::error::{ApiError, ErrorBody};
 use super::wire::*;
 use super::{Actor, AppState, PositionHeader};
+use crate::app::claims::ClaimAsk;
 use crate::app::write::TaskWritten;
 use crate::http::auth::Scope;
 use crate::rules::labels::{Selector, TaskFilter};
@@ -106,13 +107,18 @@ pub async fn create(
         return Ok(answer(written));
     };
     let (written, replayed) = state.service.create_once(key, created, &metadata).await?;
-    let mut response = answer(written);
+    Ok(replayed_if(replayed, answer(written)))
+}
+
+/// Says on `response` that an earlier request with its `Idempotency-Key`
+/// made what it shows, if one did.
+fn replayed_if(replayed: bool, mut response: Response) -> Response {
     if replayed {
         response
             .headers_mut()
             .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
     }
-    Ok(response)
+    response
 }
 
 /// The `Idempotency-Key` header, if sent, and if well formed.
@@ -162,17 +168,11 @@ pub async fn create_batch(
         }
     };
     let tasks = written.tasks.iter().map(Task::from).collect();
-    let mut response = (
+    let response = (
         PositionHeader(written.position),
         axum::Json(TaskBatch { tasks }),
-    )
-        .into_response();
-    if replayed {
-        response
-            .headers_mut()
-            .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
-    }
-    Ok(response)
+    );
+    Ok(replayed_if(replayed, response.into_response()))
 }
 
 /// One task; with `asOf` or `revision`, as it stood then, folded from the log.
@@ -337,31 +337,26 @@ pub async fn claim(
     let wait = Duration::from_secs(body.wait_seconds.0);
     let metadata = actor.metadata();
     let (types, worker) = (body.types.0, body.worker.0);
+    let ask = ClaimAsk {
+        types: &types,
+        filter: &filter,
+        worker: &worker,
+        lease,
+        wait,
+    };
     let nothing = || {
         let position = PositionHeader(state.service.views.position());
         Ok((position, StatusCode::NO_CONTENT).into_response())
     };
     let Some(max) = body.max else {
-        return match state
-            .service
-            .claim(&types, &filter, &worker, lease, wait, &metadata)
-            .await?
-        {
+        return match state.service.claim(&ask, &metadata).await? {
             Some(written) => Ok(answer(written)),
             None => nothing(),
         };
     };
     let claimed = state
         .service
-        .claim_many(
-            max.0 as usize,
-            &types,
-            &filter,
-            &worker,
-            lease,
-            wait,
-            &metadata,
-        )
+        .claim_many(max.0 as usize, &ask, &metadata)
         .await?;
     let Some(position) = claimed.iter().map(|c| c.position).max() else {
         return nothing();

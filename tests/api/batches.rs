@@ -1,7 +1,7 @@
 //! Batches: many creates in one request, all or none, and claims of many
 //! tasks at once.
 
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::json;
 
 use super::*;
@@ -220,15 +220,7 @@ async fn a_claim_with_max_hands_out_up_to_that_many_tasks() {
     for i in 0..4 {
         api.create(&format!("r{i}"), "render", 1).await;
     }
-    let limit = api
-        .post_json(
-            Method::PUT,
-            "/v1/queues/render",
-            ADMIN,
-            json!({"maxRunning": 2}),
-        )
-        .await;
-    assert_eq!(limit.status, StatusCode::OK, "{:?}", limit.body);
+    api.set_running_limit("render", Some(2)).await;
     let mut body = claim_body("w", &["render"]);
     body["max"] = json!(4);
     assert_eq!(names(&api.post("/v1/tasks/claim", body).await).len(), 2);

@@ -231,6 +231,16 @@ impl TestServer {
         answer.body["id"].as_str().unwrap().to_owned()
     }
 
+    /// Sets (or with `None` lifts) the running limit of `task_type`.
+    pub async fn set_running_limit(&self, task_type: &str, max_running: Option<u32>) {
+        let path = format!("/v1/queues/{task_type}");
+        let body = json!({ "maxRunning": max_running });
+        let answer = self
+            .post_json(reqwest::Method::PUT, &path, ADMIN, body)
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+    }
+
     /// The head of the log, as the server reports it.
     pub async fn position(&self) -> u64 {
         self.get("/v1/tasks?limit=1").await.position.unwrap()

@@ -302,15 +302,7 @@ async fn a_type_at_its_running_limit_hands_out_no_more_until_a_run_ends() {
         api.create(&format!("t{i}"), "render", 1).await;
     }
     api.create("other", "email", 0).await;
-    let limit = api
-        .post_json(
-            Method::PUT,
-            "/v1/queues/render",
-            ADMIN,
-            json!({"maxRunning": 2}),
-        )
-        .await;
-    assert_eq!(limit.status, StatusCode::OK, "{:?}", limit.body);
+    api.set_running_limit("render", Some(2)).await;
     let claim = || api.post("/v1/tasks/claim", claim_body("w", &["render", "email"]));
     let first = claim().await.body;
     let second = claim().await.body;
@@ -335,13 +327,7 @@ async fn a_type_at_its_running_limit_hands_out_no_more_until_a_run_ends() {
         "render",
         "a run ended: room for one more"
     );
-    api.post_json(
-        Method::PUT,
-        "/v1/queues/render",
-        ADMIN,
-        json!({"maxRunning": null}),
-    )
-    .await;
+    api.set_running_limit("render", None).await;
     assert_eq!(claim().await.body["type"], "render", "the limit is lifted");
 
     rejected(
