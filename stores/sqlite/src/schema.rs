@@ -62,14 +62,15 @@ pub(super) fn event_from_row(row: &Row<'_>) -> rusqlite::Result<RecordedEvent> {
             ))),
         )
     };
-    let id: String = row.get(3)?;
-    let causation_id: Option<String> = row.get(10)?;
+    // Ids are parsed from the row's text in place, not copied into a String first.
+    let id = row.get_ref(3)?.as_str()?;
+    let causation_id = row.get_ref(10)?.as_str_or_null()?;
     let hash = row.get_ref(11)?.as_blob()?;
     Ok(RecordedEvent {
         position: Position(position as u64),
         stream: row.get(1)?,
         revision: row.get::<_, i64>(2)? as u64,
-        id: Uuid::parse_str(&id).map_err(|_| corrupt("event id"))?,
+        id: Uuid::parse_str(id).map_err(|_| corrupt("event id"))?,
         event_type: row.get(4)?,
         schema_version: row.get(5)?,
         recorded_at: DateTime::from_timestamp_micros(row.get(6)?)
@@ -79,7 +80,7 @@ pub(super) fn event_from_row(row: &Row<'_>) -> rusqlite::Result<RecordedEvent> {
             actor: row.get(8)?,
             request_id: row.get(9)?,
             causation_id: causation_id
-                .map(|id| Uuid::parse_str(&id).map_err(|_| corrupt("causation id")))
+                .map(|id| Uuid::parse_str(id).map_err(|_| corrupt("causation id")))
                 .transpose()?,
             traceparent: row.get(12)?,
         },
