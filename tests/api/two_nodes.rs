@@ -330,6 +330,49 @@ pub async fn two_nodes_act_as_one_service(store_url: &str) {
 
     schedule_runs_are_made_once(&nodes).await;
     an_idempotency_key_makes_one_task_across_nodes(&nodes).await;
+    a_batch_made_on_one_node_is_read_on_the_other(&nodes).await;
+
+    // A rebuild beside a serving node: not where the nodes share the views.
+    let (status, _, answer) = nodes[0].post("/v1/admin/rebuild", json!({})).await;
+    if store_url.starts_with("postgres") {
+        assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+        assert_eq!(answer["reason"], "rebuild_not_supported");
+    } else {
+        assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    }
+}
+
+/// A batch appended through one node is read through the other at the
+/// position its answer gave, every task of it.
+async fn a_batch_made_on_one_node_is_read_on_the_other(nodes: &[Node; 2]) {
+    let now = Utc::now();
+    let time = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
+    let tasks: Vec<Value> = (0..5)
+        .map(|n| {
+            json!({
+                "name": format!("batch-{n}"),
+                "type": "batch",
+                "priority": n,
+                "data": {},
+                "availableTime": time(now - chrono::Duration::minutes(1)),
+                "expirationTime": time(now + chrono::Duration::hours(1)),
+            })
+        })
+        .collect();
+    let (status, position, made) = nodes[0]
+        .post("/v1/tasks/batch", json!({ "tasks": tasks }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{made}");
+    let made = made["tasks"].as_array().unwrap();
+    assert_eq!(made.len(), 5);
+    for task in made {
+        let path = format!("/v1/tasks/{}", task["id"].as_str().unwrap());
+        let (status, _, seen) = nodes[1]
+            .call(reqwest::Method::GET, &path, None, position)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{seen}");
+        assert_eq!(seen["name"], task["name"]);
+    }
 }
 
 /// Both nodes' jobs race to make a schedule's 31 past-due runs: each becomes
