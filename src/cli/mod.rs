@@ -10,6 +10,7 @@ pub mod args;
 pub mod log_commands;
 pub mod progress;
 pub mod rebuild;
+pub mod task;
 pub mod tokens;
 
 use std::io::Write;
@@ -72,6 +73,9 @@ pub enum Command {
     Export(ExportArgs),
     /// Follow the event stream in the terminal.
     Tail(TailArgs),
+    /// Create, show, list, retry and cancel a server's tasks over its API
+    /// (`--url`, `--token`).
+    Task(task::TaskArgs),
     /// Add, list and remove the tokens of a data directory (a running node
     /// takes the change within a second).
     #[command(subcommand)]
@@ -116,6 +120,7 @@ pub fn run(cli: Cli, on_idle: fn()) -> ExitCode {
             Command::Verify(args) => verify(args).await,
             Command::Export(args) => crate::cli::log_commands::export(args).await,
             Command::Tail(args) => crate::cli::log_commands::tail(args).await,
+            Command::Task(args) => task::run(args).await,
             Command::Tokens(command) => tokens::run(command),
             Command::Bench(command) => bench::run(command).await,
         }

@@ -348,6 +348,80 @@ async fn tokens_added_and_removed_reach_a_running_server() {
     server.stop();
 }
 
+/// `tasklog task ...` against a running server: what it prints is the
+/// server's answer, and an error answer is a failed command saying why.
+#[test]
+fn the_task_commands_speak_to_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Serving::start(&dir.path().join("data"));
+    let task = |args: &[&str], token: &str| {
+        let output = tasklog(&[&["task", "--url", &server.base, "--token", token], args].concat())
+            .env_remove("TASKLOG_TOKEN")
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&output.stderr).into_owned();
+        let answer: serde_json::Value =
+            serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null);
+        (output.status.success(), answer, said)
+    };
+    let token = "full-disk-token";
+    let (ok, created, said) = task(
+        &[
+            "create",
+            "--type",
+            "email",
+            "--name",
+            "hello",
+            "--data",
+            r#"{"to": "ada"}"#,
+            "--priority",
+            "3",
+        ],
+        token,
+    );
+    assert!(ok, "{said}");
+    assert_eq!(
+        (created["state"].as_str(), created["priority"].as_i64()),
+        (Some("pending"), Some(3))
+    );
+    assert_eq!(created["data"]["to"], "ada");
+    let id = created["id"].as_str().unwrap();
+    let (ok, shown, _) = task(&["get", id], token);
+    assert!(ok);
+    assert_eq!(shown["id"], id);
+    let (ok, listed, _) = task(&["list", "--type", "email"], token);
+    assert!(ok);
+    assert_eq!(listed["tasks"].as_array().unwrap().len(), 1);
+    let (ok, cancelled, _) = task(&["cancel", id, "--reason", "not needed"], token);
+    assert!(ok);
+    assert_eq!(
+        (cancelled["state"].as_str(), cancelled["error"].as_str()),
+        (Some("failed"), Some("cancelled: not needed"))
+    );
+    let (ok, retried, _) = task(&["retry", id], token);
+    assert!(ok);
+    assert_eq!(retried["state"], "pending");
+
+    let (ok, _, said) = task(&["get", &"0".repeat(32)], token);
+    assert!(
+        !ok && said.contains("404 Not Found task_not_found"),
+        "{said}"
+    );
+    let (ok, _, said) = task(&["get", id], "not-a-token");
+    assert!(!ok && said.contains("401"), "{said}");
+    let (ok, _, said) = task(
+        &["create", "--type", "email", "--name", "x", "--data", "{"],
+        token,
+    );
+    assert!(!ok && said.contains("--data is not JSON"), "{said}");
+    let (ok, _, said) = task(&["create", "--type", "email", "--name", " "], token);
+    assert!(
+        !ok && said.contains("400 Bad Request invalid_fields"),
+        "{said}"
+    );
+    server.stop();
+}
+
 /// A `tasklog serve` on a data directory, once it says where it serves.
 struct Serving {
     child: std::process::Child,
