@@ -11,6 +11,7 @@
 //! - `schema`: the tables, their migrations, and reading rows back as events.
 //! - [`read_models`]: the read-model tables, in a file beside the log.
 
+mod cached_transaction;
 pub mod read_models;
 mod recent;
 mod schema;
@@ -198,6 +199,7 @@ fn open_writer(path: &Path) -> Result<(Connection, std::fs::File, Position), Sto
     )
     .map_err(failed)?;
     schema::migrate(&mut conn).map_err(failed)?;
+    conn.set_prepared_statement_cache_capacity(32);
     let last = last_position(&conn)?;
     let wal_path = format!("{}-wal", path.display());
     let wal = std::fs::File::open(&wal_path)

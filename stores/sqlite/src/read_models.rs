@@ -13,6 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use crate::cached_transaction::CachedTransaction;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -182,10 +183,10 @@ impl Tables {
     /// Runs `write` in one transaction on the writer's connection.
     fn write<T>(
         &self,
-        write: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+        write: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> Result<T, ReadModelError> {
-        let mut conn = self.writer.lock().expect("read model writer");
-        let tx = conn.transaction().map_err(failed)?;
+        let conn = self.writer.lock().expect("read model writer");
+        let tx = CachedTransaction::begin(&conn, false).map_err(failed)?;
         let written = write(&tx).map_err(failed)?;
         tx.commit().map_err(failed)?;
         Ok(written)
@@ -249,6 +250,8 @@ fn connect(path: Option<&Path>) -> rusqlite::Result<Connection> {
     };
     conn.execute_batch(SCHEMA)?;
     conn.execute_batch(LIST_INDEXES)?;
+    // Every statement of the writes (and, in memory, of the reads) stays prepared.
+    conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
 
@@ -402,7 +405,7 @@ fn load(conn: &Connection) -> rusqlite::Result<Snapshot> {
     Ok(snapshot)
 }
 
-fn store(tx: &rusqlite::Transaction<'_>, changes: &Changes) -> rusqlite::Result<()> {
+fn store(tx: &Connection, changes: &Changes) -> rusqlite::Result<()> {
     let mut upsert = tx.prepare_cached(
         "INSERT INTO tasks (created_position, id, state, type, finished_time, view)
          VALUES (?, ?, ?, ?, ?, ?)
@@ -458,18 +461,12 @@ fn store(tx: &rusqlite::Transaction<'_>, changes: &Changes) -> rusqlite::Result<
     if let Some(stats) = &changes.stats {
         put.execute(params!["stats", "", encode(stats)?])?;
     }
-    tx.execute(
-        "UPDATE read_model SET position = ?",
-        [changes.position.0 as i64],
-    )?;
+    tx.prepare_cached("UPDATE read_model SET position = ?")?
+        .execute([changes.position.0 as i64])?;
     Ok(())
 }
 
-fn drop_finished(
-    tx: &rusqlite::Transaction<'_>,
-    before: DateTime<Utc>,
-    limit: usize,
-) -> rusqlite::Result<usize> {
+fn drop_finished(tx: &Connection, before: DateTime<Utc>, limit: usize) -> rusqlite::Result<usize> {
     tx.execute_batch(
         "CREATE TEMP TABLE IF NOT EXISTS dropping (created_position INTEGER PRIMARY KEY);
          DELETE FROM temp.dropping;",

@@ -24,9 +24,7 @@ use std::fs::File;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use rusqlite::{
-    params, CachedStatement, Connection, OptionalExtension, Transaction, TransactionBehavior,
-};
+use rusqlite::{params, CachedStatement, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use chrono::DateTime;
@@ -38,6 +36,7 @@ use tasklog_events::store::{AppendResult, StorageError, StreamAppend};
 use tasklog_events::subscription::advance_head;
 use tasklog_events::AppendError;
 
+use crate::cached_transaction::CachedTransaction;
 use crate::recent::Recent;
 
 /// Enough to amortise a commit; small enough to keep a batch's latency short.
@@ -188,7 +187,7 @@ fn commit(
     batch: &[AppendRequest],
     durability: &Durability,
 ) -> rusqlite::Result<(Vec<Outcome>, Position, Vec<RecordedEvent>)> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = CachedTransaction::begin(conn, true)?;
     // Read the head afresh each batch: another process may have written.
     let mut planner = BatchPlanner::new(read_head(&tx)?);
     let mut events = Vec::new();
@@ -209,7 +208,7 @@ fn commit(
 }
 
 /// The newest event of the log: where the next one goes and what it chains to.
-fn read_head(tx: &Transaction<'_>) -> rusqlite::Result<Head> {
+fn read_head(tx: &Connection) -> rusqlite::Result<Head> {
     let last = tx
         .prepare_cached("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")?
         .query_row([], |row| {
@@ -235,7 +234,7 @@ struct Statements<'tx> {
 }
 
 impl<'tx> Statements<'tx> {
-    fn prepare(tx: &'tx Transaction<'_>) -> rusqlite::Result<Self> {
+    fn prepare(tx: &'tx Connection) -> rusqlite::Result<Self> {
         Ok(Statements {
             find_event: tx.prepare_cached(
                 "SELECT position, stream, revision FROM events WHERE event_id = ?1",
@@ -260,7 +259,7 @@ fn uuid_text<'b>(id: &uuid::Uuid, buffer: &'b mut [u8; 36]) -> &'b str {
 /// Appends every part of `request`, or none: a part that is rejected takes
 /// back the parts before it (a savepoint for the rows, a rewind for the plan).
 fn append_all<'a>(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     statements: &mut Statements<'_>,
     request: &'a AppendRequest,
     planner: &mut BatchPlanner<'a>,
