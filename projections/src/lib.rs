@@ -128,9 +128,20 @@ impl Projections {
         let Some(event) = decoded(recorded, TaskEvent::decode) else {
             return;
         };
+        if !matches!(event, TaskEvent::Created(_)) {
+            // A change to a task in memory is folded where it is.
+            let Some(view) = self.tasks.get_mut(&id) else {
+                return;
+            };
+            let before = stats::Before::of(view);
+            view.change(recorded, event);
+            self.stats.update(Some(before), view);
+            self.queue.update(view);
+            return;
+        }
         let mut view = self.tasks.remove(&id).map(|view| *view);
         let before = view.as_ref().map(stats::Before::of);
-        TaskView::apply(&mut view, recorded, &event);
+        TaskView::apply(&mut view, recorded, event);
         let Some(view) = view else { return };
         self.stats.update(before, &view);
         self.insert_task(view);

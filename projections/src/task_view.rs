@@ -88,18 +88,19 @@ pub struct TaskView {
 impl TaskView {
     /// Folds one event of the task's stream into the view. The first event of a
     /// stream must be `TaskCreated`; `None` then becomes the view.
-    pub fn apply(view: &mut Option<TaskView>, recorded: &RecordedEvent, event: &TaskEvent) {
+    pub fn apply(view: &mut Option<TaskView>, recorded: &RecordedEvent, event: TaskEvent) {
         let at = recorded.recorded_at;
         if let TaskEvent::Created(created) = event {
             let Some(id) = TaskId::from_stream(&recorded.stream) else {
                 return;
             };
+            // The decoded event is this fold's own: its fields move into the view.
             *view = Some(TaskView {
                 id,
-                name: created.name.clone(),
-                task_type: created.task_type.clone(),
+                name: created.name,
+                task_type: created.task_type,
                 priority: created.priority,
-                data: created.data.clone(),
+                data: created.data,
                 available_time: created.available_time,
                 expiration_time: created.expiration_time,
                 state: TaskState::Pending,
@@ -111,19 +112,27 @@ impl TaskView {
                 lease: None,
                 attempts: 0,
                 last_error: None,
-                labels: created.labels.clone(),
-                tags: created.tags.clone(),
-                retry: created.retry.clone(),
-                schedule: created.schedule.clone(),
+                labels: created.labels,
+                tags: created.tags,
+                retry: created.retry,
+                schedule: created.schedule,
                 revision: recorded.revision,
                 position: recorded.position,
                 created_position: recorded.position,
             });
             return;
         }
-        let Some(task) = view.as_mut() else { return };
+        if let Some(task) = view.as_mut() {
+            task.change(recorded, event);
+        }
+    }
+
+    /// Folds an event other than `TaskCreated` into the view, in place.
+    pub fn change(&mut self, recorded: &RecordedEvent, event: TaskEvent) {
+        let at = recorded.recorded_at;
+        let task = self;
         match event {
-            TaskEvent::Created(_) => unreachable!("handled above"),
+            TaskEvent::Created(_) => {}
             TaskEvent::Started(started) => {
                 task.state = TaskState::Running;
                 task.run_time = Some(at);
@@ -131,7 +140,7 @@ impl TaskView {
                 task.error = None;
                 task.attempts = started.attempt;
                 task.lease = Some(Lease {
-                    worker: started.worker.clone(),
+                    worker: started.worker,
                     expires_at: started.lease_expires_at,
                     holder: recorded.metadata.actor.clone(),
                 });
@@ -139,7 +148,7 @@ impl TaskView {
             TaskEvent::LeaseRenewed(renewed) => {
                 let holder = task.lease.take().and_then(|lease| lease.holder);
                 task.lease = Some(Lease {
-                    worker: renewed.worker.clone(),
+                    worker: renewed.worker,
                     expires_at: renewed.lease_expires_at,
                     holder,
                 });
@@ -151,12 +160,12 @@ impl TaskView {
             TaskEvent::Failed(failed) => {
                 task.finish_run(at);
                 task.state = TaskState::Failed;
-                task.error = Some(failed.error.clone());
+                task.error = Some(failed.error);
                 task.last_error = task.error.clone();
             }
             TaskEvent::Expired(expired) => {
                 task.state = TaskState::Failed;
-                task.error = Some(expired.error.clone());
+                task.error = Some(expired.error);
                 task.last_error = task.error.clone();
             }
             TaskEvent::Cancelled(cancelled) => {
@@ -174,7 +183,7 @@ impl TaskView {
             TaskEvent::Requeued(requeued) => {
                 task.state = TaskState::Pending;
                 task.lease = None;
-                task.error = Some(requeued.reason.clone());
+                task.error = Some(requeued.reason);
                 task.last_error = task.error.clone();
             }
             TaskEvent::Retried(retried) => {
@@ -205,7 +214,7 @@ impl TaskView {
                 recorded.schema_version,
                 &recorded.payload,
             ) {
-                TaskView::apply(&mut view, recorded, &event);
+                TaskView::apply(&mut view, recorded, event);
             }
         }
         view
