@@ -37,9 +37,10 @@ pub trait ViewGenerations: Send + Sync {
 }
 
 /// Where a rebuild is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum RebuildState {
     /// None ran since the server started.
+    #[default]
     Idle,
     Running,
     /// The new views are the live ones.
@@ -60,7 +61,7 @@ impl RebuildState {
 }
 
 /// The last rebuild beside this node, as far as it got.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct RebuildStatus {
     pub state: RebuildState,
     pub started: Option<DateTime<Utc>>,
@@ -93,15 +94,7 @@ impl Rebuilds {
     pub fn new(generations: Option<Arc<dyn ViewGenerations>>) -> Self {
         Rebuilds {
             generations,
-            status: Mutex::new(RebuildStatus {
-                state: RebuildState::Idle,
-                started: None,
-                finished: None,
-                position: Position::START,
-                head: Position::START,
-                events: 0,
-                error: None,
-            }),
+            status: Mutex::default(),
         }
     }
 
@@ -123,11 +116,7 @@ impl Rebuilds {
             *status = RebuildStatus {
                 state: RebuildState::Running,
                 started: Some(service.clock.now()),
-                finished: None,
-                position: Position::START,
-                head: Position::START,
-                events: 0,
-                error: None,
+                ..RebuildStatus::default()
             };
             status.clone()
         };
@@ -135,9 +124,6 @@ impl Rebuilds {
         tokio::spawn(async move {
             tracing::info!("rebuilding the read models beside the serving views");
             let outcome = rebuilds.run(&service, &*generations).await;
-            if outcome.is_err() {
-                generations.discard().await;
-            }
             let mut status = rebuilds.status.lock().expect("rebuild status");
             status.finished = Some(service.clock.now());
             match outcome {
@@ -157,13 +143,29 @@ impl Rebuilds {
     }
 
     /// Folds the whole log into the next generation, closes the gap the node
-    /// made meanwhile, has the node swap it in, and promotes it.
+    /// made meanwhile, has the node swap it in, and promotes it. A generation
+    /// that never went live is removed; one that did stays, even if it could
+    /// not be promoted (a restart then opens the one before and catches up).
     async fn run(
         &self,
         service: &Service,
         generations: &dyn ViewGenerations,
     ) -> Result<(), Failure> {
         let tables = generations.next().await?;
+        if let Err(error) = self.fill_and_swap(service, tables).await {
+            generations.discard().await;
+            return Err(error);
+        }
+        generations.promote().await
+    }
+
+    /// Fills `tables` from the log, close to its head, and has the runner
+    /// swap them in.
+    async fn fill_and_swap(
+        &self,
+        service: &Service,
+        tables: Arc<dyn ReadModelTables>,
+    ) -> Result<(), Failure> {
         tables.begin_rebuild().await?;
         let head = service.head().await?;
         let (mut views, mut folded) = self
@@ -180,15 +182,12 @@ impl Rebuilds {
             folded += more;
         }
         self.status.lock().expect("rebuild status").events = folded;
-        let old = service.views.swap(tables, views).await?;
-        drop(old);
+        service.views.swap(tables, views).await?;
         let position = service.views.position();
-        {
-            let mut status = self.status.lock().expect("rebuild status");
-            status.position = position;
-            status.head = status.head.max(position);
-        }
-        generations.promote().await
+        let mut status = self.status.lock().expect("rebuild status");
+        status.position = position;
+        status.head = status.head.max(position);
+        Ok(())
     }
 
     /// [`catch_up`] into `tables`, with the status and the log kept up to date.

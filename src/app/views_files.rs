@@ -54,24 +54,20 @@ impl ViewsFiles {
         named.trim().parse().ok()
     }
 
-    /// A fresh file for the next generation, with whatever a rebuild that
+    /// The next generation and its file, with whatever a rebuild that
     /// stopped midway left there removed.
-    pub fn next(&self) -> std::io::Result<PathBuf> {
-        let next = self.generation(self.generation_now().map_or(1, |n| n + 1));
+    pub fn next(&self) -> std::io::Result<(u64, PathBuf)> {
+        let generation = self.generation_now().map_or(1, |n| n + 1);
+        let next = self.generation(generation);
         remove_database(&next)?;
-        Ok(next)
+        Ok((generation, next))
     }
 
-    /// Makes `next` the current file for every later open, and removes the
-    /// one before it.
-    pub fn promote(&self, next: &Path) -> std::io::Result<()> {
+    /// Makes `generation`'s file the current one for every later open, and
+    /// removes the one before it.
+    pub fn promote(&self, generation: u64) -> std::io::Result<()> {
         let before = self.current();
-        let generation = next
-            .to_string_lossy()
-            .rsplit('-')
-            .next()
-            .and_then(|n| n.parse::<u64>().ok())
-            .ok_or_else(|| std::io::Error::other("not a views generation file"))?;
+        let next = self.generation(generation);
         let aside = self.named("-views-current.new");
         {
             use std::io::Write;
@@ -111,7 +107,8 @@ fn remove_database(path: &Path) -> std::io::Result<()> {
 /// serving node.
 pub struct SqliteViewGenerations {
     files: ViewsFiles,
-    next: Mutex<Option<PathBuf>>,
+    /// The generation `next` gave, and its file.
+    next: Mutex<Option<(u64, PathBuf)>>,
 }
 
 impl SqliteViewGenerations {
@@ -126,23 +123,23 @@ impl SqliteViewGenerations {
 #[async_trait]
 impl ViewGenerations for SqliteViewGenerations {
     async fn next(&self) -> Result<Arc<dyn ReadModelTables>, Failure> {
-        let path = self.files.next()?;
+        let (generation, path) = self.files.next()?;
         let tables = SqliteReadModels::open(Some(&path))
             .map_err(|e| format!("opening the read models in {}: {e}", path.display()))?;
-        *self.next.lock().expect("next generation") = Some(path);
+        *self.next.lock().expect("next generation") = Some((generation, path));
         Ok(Arc::new(tables))
     }
 
     async fn promote(&self) -> Result<(), Failure> {
         let next = self.next.lock().expect("next generation").take();
-        let next = next.ok_or("no new generation of the views to promote")?;
-        self.files.promote(&next)?;
+        let (generation, _) = next.ok_or("no new generation of the views to promote")?;
+        self.files.promote(generation)?;
         Ok(())
     }
 
     async fn discard(&self) {
-        if let Some(next) = self.next.lock().expect("next generation").take() {
-            let _ = remove_database(&next);
+        if let Some((_, path)) = self.next.lock().expect("next generation").take() {
+            let _ = remove_database(&path);
         }
     }
 }
@@ -158,14 +155,14 @@ mod tests {
         let first = files.current();
         assert_eq!(first, dir.path().join("tasklog.sqlite-views"));
         std::fs::write(&first, b"old").unwrap();
-        let next = files.next().unwrap();
+        let (generation, next) = files.next().unwrap();
         assert_eq!(next, dir.path().join("tasklog.sqlite-views-1"));
         std::fs::write(&next, b"new").unwrap();
         assert_eq!(files.current(), first, "not until promoted");
-        files.promote(&next).unwrap();
+        files.promote(generation).unwrap();
         assert_eq!(files.current(), next);
         assert!(!first.exists());
-        let after = files.next().unwrap();
+        let (_, after) = files.next().unwrap();
         assert_eq!(after, dir.path().join("tasklog.sqlite-views-2"));
     }
 }
