@@ -125,7 +125,6 @@ impl StoreUrl {
     pub async fn open_views_to_serve(&self) -> Result<Arc<dyn ReadModelTables>, StorageError> {
         match self.views_path() {
             Some(path) => {
-                private_parent(&path)?;
                 let tables = SqliteReadModels::open_to_serve(&path).map_err(|e| {
                     StorageError::caused_by(
                         format!("opening the read models in {}", path.display()),
@@ -146,29 +145,12 @@ impl StoreUrl {
             return Ok(Arc::new(tables));
         }
         let path = self.views_path();
-        if let Some(path) = &path {
-            private_parent(path)?;
-        }
         let tables = SqliteReadModels::open(path.as_deref()).map_err(|e| {
             let place = path.map_or("memory".into(), |p| p.display().to_string());
             StorageError::caused_by(format!("opening the read models in {place}"), e)
         })?;
         Ok(Arc::new(tables))
     }
-}
-
-/// Makes the directory `path` goes in, readable by its owner only, if missing
-/// (an EventStoreDB node's data directory on its first start).
-fn private_parent(path: &Path) -> Result<(), StorageError> {
-    use std::os::unix::fs::DirBuilderExt;
-    let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) else {
-        return Ok(());
-    };
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| StorageError::caused_by(format!("creating {}", dir.display()), e))
 }
 
 /// A store this build left out (its cargo feature was off).

@@ -212,7 +212,13 @@ impl Tables {
 }
 
 /// An exclusive lock on the file (not SQLite's own locks, which it leaves be).
+/// Locks the tables at `path` for this process, making the directory they
+/// go in (readable by its owner only) if it is not there.
 fn lock(path: &Path) -> Result<std::fs::File, ReadModelError> {
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        crate::create_private_dir(dir)
+            .map_err(|e| ReadModelError(format!("creating {}: {e}", dir.display())))?;
+    }
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
