@@ -2,7 +2,7 @@
 //! together once the views include them.
 
 use tasklog_events::task_event::TaskCreated;
-use tasklog_events::{ExpectedRevision, Metadata, Position, StreamAppend, TaskEvent, TaskId};
+use tasklog_events::{ExpectedRevision, Metadata, Position, StreamAppend, TaskId};
 use tasklog_projections::TaskView;
 
 use super::service::{Service, ServiceError};
@@ -53,7 +53,10 @@ impl Service {
                 .map(|&i| StreamAppend {
                     stream: ids[i].stream(),
                     expected: ExpectedRevision::NoStream,
-                    events: new_events(&events[i], now, metadata),
+                    events: events[i]
+                        .iter()
+                        .map(|event| event.to_new_event(now, metadata.clone()))
+                        .collect(),
                 })
                 .collect();
             match self.append_many(appends).await {
@@ -93,15 +96,4 @@ impl Service {
         }
         Ok(BatchWritten { tasks, position })
     }
-}
-
-fn new_events(
-    events: &[TaskEvent],
-    now: chrono::DateTime<chrono::Utc>,
-    metadata: &Metadata,
-) -> Vec<tasklog_events::NewEvent> {
-    events
-        .iter()
-        .map(|event| tasklog_events::DomainEvent::to_new_event(event, now, metadata.clone()))
-        .collect()
 }

@@ -123,9 +123,7 @@ impl Service {
             let _ = self.views.wait_for(Position(seen.0 + 1), pause).await;
         }
     }
-}
 
-impl Service {
     /// Up to `max` tasks for `worker`, each handed out as [`claim`](Self::claim)
     /// hands out one: waits up to `wait` for the first, then takes what else
     /// is available now, several claims at a time so their appends share a

@@ -217,13 +217,7 @@ impl Service {
     ) -> Result<Position, ServiceError> {
         let started = std::time::Instant::now();
         let appended = self.store.append(stream, expected, events).await;
-        let (outcome, result) = match appended {
-            Ok(appended) => ("ok", Ok(appended.last_position)),
-            Err(AppendError::Conflict { .. }) => ("conflict", Err(ServiceError::Contended)),
-            Err(error) => ("error", Err(ServiceError::Unavailable(error.into()))),
-        };
-        metrics::append(outcome, started.elapsed());
-        result
+        settle(appended.map(|a| a.last_position), started)
     }
 
     /// Appends to several streams, all or none; the position of the last
@@ -234,16 +228,13 @@ impl Service {
     ) -> Result<Position, ServiceError> {
         let started = std::time::Instant::now();
         let appended = self.store.append_many(appends).await;
-        let (outcome, result) = match appended {
-            Ok(appended) => {
-                let last = appended.iter().map(|a| a.last_position).max();
-                ("ok", Ok(last.unwrap_or(Position::START)))
-            }
-            Err(AppendError::Conflict { .. }) => ("conflict", Err(ServiceError::Contended)),
-            Err(error) => ("error", Err(ServiceError::Unavailable(error.into()))),
+        let last = |all: Vec<tasklog_events::AppendResult>| {
+            all.iter()
+                .map(|a| a.last_position)
+                .max()
+                .unwrap_or(Position::START)
         };
-        metrics::append(outcome, started.elapsed());
-        result
+        settle(appended.map(last), started)
     }
 
     /// The aggregate once the views include `position` (read-your-writes); from
@@ -267,6 +258,20 @@ impl Service {
         let state = Loaded::<A>::from_log(self, id).await?.state;
         Ok(Written { state, position })
     }
+}
+
+/// An append's outcome for the write path, counted with the time it took.
+fn settle(
+    appended: Result<Position, AppendError>,
+    started: std::time::Instant,
+) -> Result<Position, ServiceError> {
+    let (outcome, result) = match appended {
+        Ok(position) => ("ok", Ok(position)),
+        Err(AppendError::Conflict { .. }) => ("conflict", Err(ServiceError::Contended)),
+        Err(error) => ("error", Err(ServiceError::Unavailable(error.into()))),
+    };
+    metrics::append(outcome, started.elapsed());
+    result
 }
 
 impl Aggregate for TaskView {
