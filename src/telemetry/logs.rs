@@ -3,14 +3,13 @@
 //! memory and written by a thread of their own a few times a second, so a
 //! request never waits on the terminal or a pipe, nor wakes a thread.
 
+use std::cell::RefCell;
+use std::fmt::{self, Write as _};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
-
-use std::cell::RefCell;
-use std::fmt::{self, Write as _};
 
 use tracing::field::{Field, Visit};
 use tracing_subscriber::field::RecordFields;
@@ -189,6 +188,9 @@ impl FormatTime for CachedSecondsTime {
     }
 }
 
+/// Bytes a buffer of lines keeps between lingers (what one holds under a
+/// busy load, at about 200 bytes a line).
+const KEPT: usize = 1 << 20;
 /// How long a line may wait in memory before it is written.
 const LINGER: Duration = Duration::from_millis(50);
 /// Lines waiting past this many bytes are dropped rather than requests kept
@@ -218,7 +220,7 @@ impl Lines {
     /// Lines for `out`, and the guard of the thread that writes them there.
     fn to(out: impl Write + Send + 'static) -> (Lines, Writing) {
         let lines = Lines(Arc::new(Shared {
-            waiting: Mutex::new(Vec::with_capacity(64 << 10)),
+            waiting: Mutex::new(Vec::new()),
             dropped: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
         }));
@@ -239,7 +241,7 @@ impl Lines {
 
 /// The writing thread: every [`LINGER`], what waits goes to `out` in one write.
 fn write_out(shared: &Shared, mut out: impl Write) {
-    let mut writing = Vec::with_capacity(64 << 10);
+    let mut writing = Vec::new();
     loop {
         let stopping = shared.stopping.load(Ordering::Acquire);
         if !stopping {
@@ -260,8 +262,10 @@ fn write_out(shared: &Shared, mut out: impl Write) {
             let _ = out.write_all(&writing);
             let _ = out.flush();
             writing.clear();
-            // A burst's buffer is not kept for the quiet that follows it.
-            writing.shrink_to(64 << 10);
+            // Buffers swap places, so each keeps what a linger's lines
+            // need and lines are not copied as it grows; only a burst's
+            // buffer is not kept for the quiet that follows it.
+            writing.shrink_to(KEPT);
         }
         if stopping {
             return;
