@@ -5,14 +5,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tasklog_events::EventStore;
-use tasklog_projections::ReadModelTables;
+use tasklog_projections::{ReadModelTables, ViewGenerations};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::app::clock::Clock;
 use crate::app::jobs;
-use crate::app::rebuild::{Rebuilds, ViewGenerations};
+use crate::app::rebuild::Rebuilds;
 use crate::app::service::Service;
 use crate::http::auth::{TokenSource, TokenTable, Tokens};
 use crate::http::{self, AppState, Limits, Shared};

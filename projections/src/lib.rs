@@ -31,7 +31,8 @@ use tasklog_events::{Position, RecordedEvent, StreamName, TaskEvent, TaskId};
 
 pub use queue_index::QueueIndex;
 pub use read_model::{
-    Changes, ReadModelError, ReadModelTables, Snapshot, TaskQuery, READ_MODEL_VERSION,
+    Changes, ReadModelError, ReadModelTables, Snapshot, TaskQuery, ViewGenerations,
+    READ_MODEL_VERSION,
 };
 pub use runner::{ProjectionRunner, SharedProjections};
 pub use schedule_view::ScheduleView;

@@ -117,6 +117,21 @@ pub trait ReadModelTables: Send + Sync {
     async fn finish_rebuild(&self) -> Result<(), ReadModelError>;
 }
 
+/// Where a store keeps generations of its read models, for a rebuild beside
+/// serving nodes: new tables are filled beside the live ones, swapped in,
+/// and then named as the ones every node and every later open uses.
+#[async_trait]
+pub trait ViewGenerations: Send + Sync {
+    /// Empty tables for the next generation, or `None` when another node's
+    /// rebuild holds the store.
+    async fn next(&self) -> Result<Option<Arc<dyn ReadModelTables>>, ReadModelError>;
+    /// Makes the tables `next` gave the ones every node and every later
+    /// open uses, and removes those they replaced.
+    async fn promote(&self) -> Result<(), ReadModelError>;
+    /// Removes the tables `next` gave, which will not be promoted.
+    async fn discard(&self);
+}
+
 /// The tables could not be read or written.
 #[derive(Debug)]
 pub struct ReadModelError(pub String);

@@ -7,11 +7,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tasklog_events::Position;
 use tasklog_projections::rebuild::catch_up;
-use tasklog_projections::{Projections, ReadModelTables};
+use tasklog_projections::{Projections, ReadModelError, ReadModelTables, ViewGenerations};
 
 use super::service::Service;
 use crate::Failure;
@@ -23,18 +22,6 @@ const SWAP_WITHIN: u64 = 10_000;
 const MAX_ROUNDS: usize = 8;
 /// How often a running rebuild logs how far it got.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
-
-/// Where a store keeps generations of its read models.
-#[async_trait]
-pub trait ViewGenerations: Send + Sync {
-    /// Empty tables for the next generation.
-    async fn next(&self) -> Result<Arc<dyn ReadModelTables>, Failure>;
-    /// Makes the tables `next` gave the ones every later open finds, and
-    /// removes those they replaced.
-    async fn promote(&self) -> Result<(), Failure>;
-    /// Removes the tables `next` gave, which will not be promoted.
-    async fn discard(&self);
-}
 
 /// Where a rebuild is.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -76,12 +63,16 @@ pub struct RebuildStatus {
 }
 
 /// Why a rebuild did not start.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum RebuildRefused {
     /// This store's views cannot be rebuilt beside a serving node.
     NotSupported,
     /// One is running.
     Running,
+    /// Another node's rebuild holds the store's views.
+    Elsewhere,
+    /// The store could not make tables for one.
+    Failed(ReadModelError),
 }
 
 /// The rebuilds of one node: at most one at a time.
@@ -102,28 +93,44 @@ impl Rebuilds {
         self.status.lock().expect("rebuild status").clone()
     }
 
-    /// Starts a rebuild beside `service`, in the background.
-    pub fn start(self: &Arc<Self>, service: Service) -> Result<RebuildStatus, RebuildRefused> {
+    /// Starts a rebuild beside `service`, in the background, once the store
+    /// has given it empty tables.
+    pub async fn start(
+        self: &Arc<Self>,
+        service: Service,
+    ) -> Result<RebuildStatus, RebuildRefused> {
         let generations = self
             .generations
             .clone()
             .ok_or(RebuildRefused::NotSupported)?;
-        let started = {
+        let before = {
             let mut status = self.status.lock().expect("rebuild status");
             if status.state == RebuildState::Running {
                 return Err(RebuildRefused::Running);
             }
-            *status = RebuildStatus {
+            let running = RebuildStatus {
                 state: RebuildState::Running,
                 started: Some(service.clock.now()),
                 ..RebuildStatus::default()
             };
-            status.clone()
+            std::mem::replace(&mut *status, running)
         };
+        let tables = match generations.next().await {
+            Ok(Some(tables)) => tables,
+            Ok(None) => {
+                *self.status.lock().expect("rebuild status") = before;
+                return Err(RebuildRefused::Elsewhere);
+            }
+            Err(error) => {
+                *self.status.lock().expect("rebuild status") = before;
+                return Err(RebuildRefused::Failed(error));
+            }
+        };
+        let started = self.status();
         let rebuilds = self.clone();
         tokio::spawn(async move {
             tracing::info!("rebuilding the read models beside the serving views");
-            let outcome = rebuilds.run(&service, &*generations).await;
+            let outcome = rebuilds.run(&service, &*generations, tables).await;
             let mut status = rebuilds.status.lock().expect("rebuild status");
             status.finished = Some(service.clock.now());
             match outcome {
@@ -142,21 +149,22 @@ impl Rebuilds {
         Ok(started)
     }
 
-    /// Folds the whole log into the next generation, closes the gap the node
-    /// made meanwhile, has the node swap it in, and promotes it. A generation
-    /// that never went live is removed; one that did stays, even if it could
-    /// not be promoted (a restart then opens the one before and catches up).
+    /// Folds the whole log into `tables`, the next generation, closes the gap
+    /// the node made meanwhile, has the node swap it in, and promotes it. A
+    /// generation that never went live is removed; one that did stays, even
+    /// if it could not be promoted (a restart then opens the one before and
+    /// catches up).
     async fn run(
         &self,
         service: &Service,
         generations: &dyn ViewGenerations,
+        tables: Arc<dyn ReadModelTables>,
     ) -> Result<(), Failure> {
-        let tables = generations.next().await?;
         if let Err(error) = self.fill_and_swap(service, tables).await {
             generations.discard().await;
             return Err(error);
         }
-        generations.promote().await
+        Ok(generations.promote().await?)
     }
 
     /// Fills `tables` from the log, close to its head, and has the runner

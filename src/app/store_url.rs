@@ -14,10 +14,9 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use tasklog_events::{EventStore, StorageError};
-use tasklog_projections::ReadModelTables;
+use tasklog_projections::{ReadModelTables, ViewGenerations};
 use tasklog_store_sqlite::{SqliteReadModels, SqliteStore};
 
-use super::rebuild::ViewGenerations;
 use super::views_files::{SqliteViewGenerations, ViewsFiles};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,10 +105,15 @@ impl StoreUrl {
             .map(|base| ViewsFiles::of(&base).current())
     }
 
-    /// Where a rebuild beside a serving node builds new views and swaps them
-    /// in: where the views are a file of the node's own (PostgreSQL's tables
-    /// are shared by the nodes).
+    /// Where a rebuild beside serving nodes builds new views and swaps them
+    /// in: files of the node's own, or tables in the schema the PostgreSQL
+    /// nodes share. None where the views live in memory.
     pub fn view_generations(&self) -> Option<Arc<dyn ViewGenerations>> {
+        #[cfg(feature = "postgres")]
+        if let StoreUrl::Postgres(url) = self {
+            let generations = tasklog_store_postgres::PostgresViewGenerations::new(url).ok()?;
+            return Some(Arc::new(generations));
+        }
         let files = ViewsFiles::of(&self.views_base()?);
         Some(Arc::new(SqliteViewGenerations::new(files)))
     }

@@ -9,11 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use tasklog_projections::ReadModelTables;
+use tasklog_projections::{ReadModelError, ReadModelTables, ViewGenerations};
 use tasklog_store_sqlite::SqliteReadModels;
-
-use super::rebuild::ViewGenerations;
-use crate::Failure;
 
 /// The views files of the log at `log`.
 #[derive(Clone, Debug)]
@@ -122,19 +119,23 @@ impl SqliteViewGenerations {
 
 #[async_trait]
 impl ViewGenerations for SqliteViewGenerations {
-    async fn next(&self) -> Result<Arc<dyn ReadModelTables>, Failure> {
-        let (generation, path) = self.files.next()?;
-        let tables = SqliteReadModels::open(Some(&path))
-            .map_err(|e| format!("opening the read models in {}: {e}", path.display()))?;
+    async fn next(&self) -> Result<Option<Arc<dyn ReadModelTables>>, ReadModelError> {
+        let (generation, path) = self.files.next().map_err(io_failed)?;
+        let tables = SqliteReadModels::open(Some(&path)).map_err(|e| {
+            ReadModelError(format!(
+                "opening the read models in {}: {e}",
+                path.display()
+            ))
+        })?;
         *self.next.lock().expect("next generation") = Some((generation, path));
-        Ok(Arc::new(tables))
+        Ok(Some(Arc::new(tables)))
     }
 
-    async fn promote(&self) -> Result<(), Failure> {
+    async fn promote(&self) -> Result<(), ReadModelError> {
         let next = self.next.lock().expect("next generation").take();
-        let (generation, _) = next.ok_or("no new generation of the views to promote")?;
-        self.files.promote(generation)?;
-        Ok(())
+        let (generation, _) =
+            next.ok_or_else(|| ReadModelError("no new generation of the views to promote".into()))?;
+        self.files.promote(generation).map_err(io_failed)
     }
 
     async fn discard(&self) {
@@ -142,6 +143,10 @@ impl ViewGenerations for SqliteViewGenerations {
             let _ = remove_database(&path);
         }
     }
+}
+
+fn io_failed(error: std::io::Error) -> ReadModelError {
+    ReadModelError(format!("the views' files: {error}"))
 }
 
 #[cfg(test)]

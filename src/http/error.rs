@@ -88,8 +88,11 @@ pub enum ApiError {
         "a rebuild of the read models is running on this node; follow it at GET /v1/admin/rebuild"
     )]
     RebuildRunning,
+    /// HTTP 409: another node sharing the store is rebuilding its read models.
+    #[error("another node is rebuilding the read models this store's nodes share; follow it at GET /v1/admin/rebuild on that node")]
+    RebuildRunningElsewhere,
     /// HTTP 409: this store's read models are not rebuilt beside a serving node.
-    #[error("this store's read models are shared by the nodes (PostgreSQL) or kept in memory: rebuild them with `tasklog rebuild` while the nodes are stopped")]
+    #[error("this node's read models live in its memory and are folded at each start: there is nothing to rebuild")]
     RebuildNotSupported,
     /// HTTP 408: the request body did not arrive within the body read timeout.
     #[error("the request body did not arrive in time")]
@@ -138,7 +141,9 @@ impl ApiError {
             ApiError::MalformedPath(_) => (S::BAD_REQUEST, "malformed_path"),
             ApiError::InvalidHeader { .. } => (S::BAD_REQUEST, "invalid_header"),
             ApiError::Unauthorized => (S::UNAUTHORIZED, "unauthorized"),
-            ApiError::RebuildRunning => (S::CONFLICT, "rebuild_running"),
+            ApiError::RebuildRunning | ApiError::RebuildRunningElsewhere => {
+                (S::CONFLICT, "rebuild_running")
+            }
             ApiError::RebuildNotSupported => (S::CONFLICT, "rebuild_not_supported"),
             ApiError::Forbidden { .. } => (S::FORBIDDEN, "forbidden"),
             ApiError::Rejected(rejection) => match rejection {

@@ -1,5 +1,5 @@
-//! `/v1/admin/rebuild`: the read models rebuilt beside the serving node and
-//! swapped in when caught up (the embedded store and EventStoreDB, whose views are files of the node).
+//! `/v1/admin/rebuild`: the read models rebuilt beside the serving nodes and
+//! swapped in when caught up.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -56,16 +56,18 @@ impl From<RebuildStatus> for Rebuild {
 /// Rebuild the read models beside the serving views: they are folded from the
 /// whole log into new tables while this node serves from the old ones, then
 /// swapped in between two of its batches, so no read sees a half-built view.
-/// Where views are a file of the node's own (the embedded store, EventStoreDB);
-/// follow it with `GET /v1/admin/rebuild`.
+/// Where the nodes share the views (PostgreSQL), every node moves to the new
+/// tables. Follow it with `GET /v1/admin/rebuild` on this node.
 #[utoipa::path(post, path = "/v1/admin/rebuild", tag = "operations", operation_id = "startRebuild",
     responses((status = 202, description = "the rebuild, started", body = Rebuild),
-        (status = 409, description = "`rebuild_running`, or `rebuild_not_supported`: the store's read models are shared by the nodes (PostgreSQL)", body = ErrorBody)))]
+        (status = 409, description = "`rebuild_running` (here or on another node sharing the store), or `rebuild_not_supported`: the node's views live in its memory (EventStoreDB without a data directory)", body = ErrorBody)))]
 pub async fn start(State(state): State<AppState>) -> Result<Response, ApiError> {
-    match state.rebuilds.start(state.service.clone()) {
+    match state.rebuilds.start(state.service.clone()).await {
         Ok(status) => Ok((StatusCode::ACCEPTED, axum::Json(Rebuild::from(status))).into_response()),
         Err(RebuildRefused::Running) => Err(ApiError::RebuildRunning),
+        Err(RebuildRefused::Elsewhere) => Err(ApiError::RebuildRunningElsewhere),
         Err(RebuildRefused::NotSupported) => Err(ApiError::RebuildNotSupported),
+        Err(RebuildRefused::Failed(error)) => Err(ApiError::unavailable(error)),
     }
 }
 

@@ -22,7 +22,7 @@ async fn two_nodes_on_postgres_act_as_one_service() {
         return;
     };
     let url = schema.store_url();
-    two_nodes_act_as_one_service(&url).await;
+    two_nodes_act_as_one_service(&url, Some(&schema)).await;
 
     // The nodes, killed, shared one set of stored views: they equal a fold
     // of the log, every row folded once and none skipped.
@@ -57,7 +57,7 @@ async fn two_nodes_on_eventstoredb_act_as_one_service() {
     let Some(url) = tasklog_store_eventstoredb::testing::fresh_store_url() else {
         return;
     };
-    two_nodes_act_as_one_service(&url).await;
+    two_nodes_act_as_one_service(&url, None).await;
 }
 
 /// A `tasklog serve` process; killed when dropped.
@@ -162,6 +162,30 @@ impl Node {
         (task["id"].as_str().unwrap().to_owned(), position.unwrap())
     }
 
+    /// Creates `n` tasks of `task_type` in one batch, named from `from` on;
+    /// how many it made.
+    async fn batch(&self, task_type: &str, from: usize, n: usize) -> usize {
+        let now = Utc::now();
+        let time = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
+        let tasks: Vec<Value> = (from..from + n)
+            .map(|i| {
+                json!({
+                    "name": format!("{task_type}-{i}"),
+                    "type": task_type,
+                    "priority": 0,
+                    "data": {},
+                    "availableTime": time(now),
+                    "expirationTime": time(now + chrono::Duration::hours(1)),
+                })
+            })
+            .collect();
+        let (status, _, answer) = self
+            .post("/v1/tasks/batch", json!({ "tasks": tasks }))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        n
+    }
+
     /// The types of a task's events, in order.
     async fn history(&self, id: &str) -> Vec<String> {
         let (status, _, body) = self
@@ -225,7 +249,8 @@ fn count(history: &[String], event_type: &str) -> usize {
     history.iter().filter(|t| *t == event_type).count()
 }
 
-pub async fn two_nodes_act_as_one_service(store_url: &str) {
+/// `postgres`: the schema, when the store is PostgreSQL's.
+pub async fn two_nodes_act_as_one_service(store_url: &str, postgres: Option<&TestSchema>) {
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let nodes = Arc::new([
         Node::start(store_url, dirs[0].path()),
@@ -332,13 +357,132 @@ pub async fn two_nodes_act_as_one_service(store_url: &str) {
     an_idempotency_key_makes_one_task_across_nodes(&nodes).await;
     a_batch_made_on_one_node_is_read_on_the_other(&nodes).await;
 
-    // A rebuild beside a serving node: not where the nodes share the views.
-    let (status, _, answer) = nodes[0].post("/v1/admin/rebuild", json!({})).await;
-    if store_url.starts_with("postgres") {
-        assert_eq!(status, StatusCode::CONFLICT, "{answer}");
-        assert_eq!(answer["reason"], "rebuild_not_supported");
-    } else {
-        assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    match postgres {
+        Some(schema) => a_rebuild_beside_the_nodes_moves_them_all(&nodes, schema).await,
+        None => {
+            let (status, _, answer) = nodes[0].post("/v1/admin/rebuild", json!({})).await;
+            assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+        }
+    }
+}
+
+/// A rebuild beside both nodes, which write and read throughout: one
+/// rebuild at a time across the nodes, no list ever shrinks, and at the end
+/// both serve from the new generation and the old one is gone.
+async fn a_rebuild_beside_the_nodes_moves_them_all(nodes: &Arc<[Node; 2]>, schema: &TestSchema) {
+    let sql = schema.client().await;
+    let lock = "hashtext('tasklog rebuild ' || $1::text)";
+    // Another node's rebuild holds the store.
+    sql.execute(&format!("SELECT pg_advisory_lock({lock})"), &[&schema.name])
+        .await
+        .unwrap();
+    let (status, _, answer) = nodes[1].post("/v1/admin/rebuild", json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert_eq!(answer["reason"], "rebuild_running");
+    assert!(answer["message"].as_str().unwrap().contains("another node"));
+    sql.execute(
+        &format!("SELECT pg_advisory_unlock({lock})"),
+        &[&schema.name],
+    )
+    .await
+    .unwrap();
+
+    let mut before = 0;
+    for n in 0..3 {
+        before += nodes[n % 2]
+            .batch("beside", 1_000_000 + n * 1000, 1000)
+            .await;
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workload: Vec<_> = (0..2)
+        .map(|n| {
+            let (nodes, stop) = (nodes.clone(), stop.clone());
+            tokio::spawn(async move {
+                let (mut made, mut seen) = (0, 0);
+                while !stop.load(Ordering::Relaxed) {
+                    nodes[n].batch("beside", n * 100_000 + made, 10).await;
+                    made += 10;
+                    // Each node reads its own writes and the other's.
+                    let (status, _, page) = nodes[1 - n]
+                        .call(
+                            reqwest::Method::GET,
+                            "/v1/tasks?type=beside&state=pending&limit=1000",
+                            None,
+                            None,
+                        )
+                        .await;
+                    assert_eq!(status, StatusCode::OK, "{page}");
+                    let count = page["tasks"].as_array().unwrap().len();
+                    assert!(count >= seen, "a list went from {seen} to {count} tasks");
+                    seen = count;
+                }
+                made
+            })
+        })
+        .collect();
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, _, started) = nodes[0].post("/v1/admin/rebuild", json!({})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{started}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let finished = loop {
+        let (_, _, status) = nodes[0]
+            .call(reqwest::Method::GET, "/v1/admin/rebuild", None, None)
+            .await;
+        if status["state"] != "running" {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "{status}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(finished["state"], "finished", "{finished}");
+    // More writes go to the new generation through both nodes.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut made = before;
+    for writer in workload {
+        made += writer.await.unwrap();
+    }
+
+    let generation: i32 = sql
+        .query_one(
+            &format!("SELECT generation FROM {}.views_generation", schema.name),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(generation, 1);
+    let old_tasks: Option<String> = sql
+        .query_one(
+            &format!("SELECT to_regclass('{}.tasks')::text", schema.name),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(old_tasks, None, "the old generation's tables are dropped");
+    for node in nodes.iter() {
+        let mut listed = 0;
+        let mut after = None;
+        loop {
+            let cursor = after.map_or(String::new(), |c| format!("&cursor={c}"));
+            let (status, _, page) = node
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/v1/tasks?type=beside&limit=1000{cursor}"),
+                    None,
+                    None,
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{page}");
+            listed += page["tasks"].as_array().unwrap().len();
+            match page["nextCursor"].as_str() {
+                Some(next) => after = Some(next.to_owned()),
+                None => break,
+            }
+        }
+        assert_eq!(listed, made, "every task, listed by each node");
     }
 }
 

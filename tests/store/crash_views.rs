@@ -99,9 +99,10 @@ async fn stored_read_models_equal_a_fold_of_the_log_after_sigkill() {
 }
 
 /// Two nodes on one PostgreSQL schema share its stored views. Both are
-/// killed with SIGKILL at random moments with writes in flight, many times;
-/// after each round the shared views equal a fold of the log: no batch was
-/// stored twice over a newer one, none skipped.
+/// killed with SIGKILL at random moments with writes in flight, many times,
+/// in some rounds while one rebuilds the views beside both; after each round
+/// the shared views equal a fold of the log: no batch was stored twice over
+/// a newer one, none skipped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shared_read_models_on_postgres_equal_a_fold_after_sigkill() {
     let Some(schema) = tasklog_store_postgres::testing::TestSchema::create().await else {
@@ -123,6 +124,18 @@ async fn shared_read_models_on_postgres_equal_a_fold_after_sigkill() {
             .map(|node| tokio::spawn(workload(node.base.clone(), rng.u64(..), Duration::MAX)))
             .collect();
         tokio::time::sleep(Duration::from_millis(rng.u64(300..900))).await;
+        if round % 3 == 1 {
+            // Killed while one of them rebuilds the shared views beside
+            // both, or moves them to the rebuilt ones, or just after.
+            let started = reqwest::Client::new()
+                .post(format!("{}/v1/admin/rebuild", nodes[0].base))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(started.status(), reqwest::StatusCode::ACCEPTED);
+            tokio::time::sleep(Duration::from_millis(rng.u64(0..400))).await;
+        }
         for node in &mut nodes {
             node.child.kill().unwrap(); // SIGKILL, with requests in flight
             node.child.wait().unwrap();
@@ -134,7 +147,20 @@ async fn shared_read_models_on_postgres_equal_a_fold_after_sigkill() {
         assert_views_equal_the_log(dirs[0].path(), &["--store", &url], round);
     }
     assert!(writes > 100, "only {writes} writes were answered");
-    println!("{writes} answered writes on two nodes, {PG_ROUNDS} rounds of kills, the shared views agreed each time");
+    let generation: i32 = schema
+        .client()
+        .await
+        .query_one(
+            &format!("SELECT generation FROM {}.views_generation", schema.name),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    println!(
+        "{writes} answered writes on two nodes, {PG_ROUNDS} rounds of kills, the shared views \
+         agreed each time; {generation} rebuilds beside them were promoted"
+    );
 }
 
 /// A start over stored read models loads them and catches up only the events

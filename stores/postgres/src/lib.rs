@@ -17,16 +17,19 @@
 //! - `listener`: `LISTEN/NOTIFY` turned into head updates.
 //! - `schema`: the versioned migrations, and reading rows back as events.
 //! - [`read_models`]: the read models the nodes share, in the same schema.
+//! - `generations`: new generations of them, for a rebuild beside serving nodes.
 //! - [`testing`] (feature `testing`): a fresh schema per test.
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
+mod generations;
 mod listener;
 mod read_models;
 mod schema;
 mod writer;
 
+pub use generations::PostgresViewGenerations;
 pub use read_models::PostgresReadModels;
 
 use std::sync::Arc;
@@ -69,6 +72,8 @@ struct Inner {
 #[derive(Clone)]
 pub(crate) struct Connect {
     config: tokio_postgres::Config,
+    /// The URL's own options, before the ones tasklog adds.
+    options: String,
     channel: String,
 }
 
@@ -79,21 +84,29 @@ impl Connect {
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StorageError::caused_by("reading the PostgreSQL URL", e))?;
+        config.application_name("tasklog");
         let options = config.get_options().unwrap_or_default().to_owned();
+        let connect = Connect {
+            config,
+            options,
+            channel: format!("tasklog_{schema}"),
+        }
+        .on(&schema);
+        Ok((connect, schema))
+    }
+
+    /// The same settings with `schema` as the search path.
+    pub(crate) fn on(mut self, schema: &str) -> Connect {
         // Acknowledged appends must be on disk, whatever the server's default.
         // Statements are prepared once per connection, often while the log is
         // still empty; a plan made then (a scan of the whole table) must not
         // outlive it, so each execution is planned for the table as it is.
-        config.options(format!(
-            "{options} -c search_path={schema} -c synchronous_commit=on \
-             -c plan_cache_mode=force_custom_plan"
+        self.config.options(format!(
+            "{} -c search_path={schema} -c synchronous_commit=on \
+             -c plan_cache_mode=force_custom_plan",
+            self.options
         ));
-        config.application_name("tasklog");
-        let connect = Connect {
-            config,
-            channel: format!("tasklog_{schema}"),
-        };
-        Ok((connect, schema))
+        self
     }
 
     async fn connect(&self) -> Result<Client, StorageError> {
@@ -180,8 +193,7 @@ impl PostgresStore {
     /// a schema of their own; never called by the server.
     pub async fn drop_schema(self) -> Result<(), StorageError> {
         let client = self.client().await.map_err(|ReadError::Storage(e)| e)?;
-        client
-            .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.inner.schema))
+        drop_schemas(&client, &self.inner.schema)
             .await
             .map_err(|e| StorageError::caused_by("dropping the schema", e))
     }
@@ -231,6 +243,25 @@ fn split_schema(url: &str) -> Result<(String, String), StorageError> {
         format!("{base}?{}", rest.join("&"))
     };
     Ok((url, schema))
+}
+
+/// Drops `schema` and the schemas of its views' generations.
+pub(crate) async fn drop_schemas(
+    client: &Client,
+    schema: &str,
+) -> Result<(), tokio_postgres::Error> {
+    let generations = client
+        .query(
+            "SELECT nspname::text FROM pg_namespace WHERE starts_with(nspname, $1)",
+            &[&format!("{schema}_views_")],
+        )
+        .await?;
+    for name in std::iter::once(schema).chain(generations.iter().map(|row| row.get(0))) {
+        client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+            .await?;
+    }
+    Ok(())
 }
 
 fn sql_limit(limit: usize) -> i64 {

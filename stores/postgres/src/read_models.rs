@@ -8,7 +8,9 @@
 //! newer than its own views; its runner folds such a task from the log
 //! instead of from the row.
 
-use std::sync::Arc;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -28,22 +30,66 @@ use crate::Connect;
 /// the runner's commits.
 const CONNECTIONS: usize = 8;
 
-/// The read-model tables of one schema.
+/// The read-model tables of one schema: those of the generation the nodes
+/// use (`views_generation`), which a rebuild beside serving nodes moves on.
+/// Cheap to clone; clones share the generation in use.
 #[derive(Clone)]
 pub struct PostgresReadModels {
+    /// The store's settings, its schema as the search path.
+    connect: Connect,
+    schema: String,
+    live: Arc<RwLock<Generation>>,
+    /// Whether these tables go where `views_generation` points when it
+    /// moves (every node's), or stay on a generation being built.
+    pub(crate) follows: Arc<AtomicBool>,
+}
+
+/// One generation of the tables, and connections whose search path is its schema.
+#[derive(Clone)]
+struct Generation {
+    number: i32,
     pool: Pool,
+}
+
+/// The schema of generation `number` of the read models of `schema`.
+pub(crate) fn generation_schema(schema: &str, number: i32) -> String {
+    match number {
+        0 => schema.to_owned(),
+        n => format!("{schema}_views_{n}"),
+    }
+}
+
+/// Why an operation on one generation stopped.
+enum Stopped {
+    /// The nodes use generation `.0` now.
+    Moved(i32),
+    Failed(ReadModelError),
+}
+
+impl From<tokio_postgres::Error> for Stopped {
+    fn from(error: tokio_postgres::Error) -> Self {
+        Stopped::Failed(failed(error))
+    }
+}
+
+impl From<ReadModelError> for Stopped {
+    fn from(error: ReadModelError) -> Self {
+        Stopped::Failed(error)
+    }
 }
 
 impl PostgresReadModels {
     /// Connects to the schema the store `url` names, creating or migrating
-    /// its tables. Rows of another `READ_MODEL_VERSION` are dropped, so the
-    /// nodes fold the log into them again.
+    /// its tables, on the generation its nodes use. Rows of another
+    /// `READ_MODEL_VERSION` are dropped, so the nodes fold the log into them again.
     pub async fn connect(url: &str) -> Result<Self, StorageError> {
         let (connect, schema) = Connect::from_url(url)?;
-        drop(connect.migrated(&schema).await?);
-        let tables = PostgresReadModels {
-            pool: connect.pool(CONNECTIONS)?,
-        };
+        let client = connect.migrated(&schema).await?;
+        let named = named_generation(&client, &schema)
+            .await
+            .map_err(|e| StorageError::caused_by("reading the views' generation", e))?;
+        drop(client);
+        let tables = PostgresReadModels::on(connect, schema, named, true)?;
         tables
             .keep_version()
             .await
@@ -51,20 +97,136 @@ impl PostgresReadModels {
         Ok(tables)
     }
 
+    /// The tables of generation `number`.
+    pub(crate) fn on(
+        connect: Connect,
+        schema: String,
+        number: i32,
+        follows: bool,
+    ) -> Result<Self, StorageError> {
+        let generation = Generation::open(&connect, &schema, number)?;
+        Ok(PostgresReadModels {
+            connect,
+            schema,
+            live: Arc::new(RwLock::new(generation)),
+            follows: Arc::new(AtomicBool::new(follows)),
+        })
+    }
+
+    fn generation(&self) -> Generation {
+        self.live.read().expect("views generation").clone()
+    }
+
+    /// Moves to generation `number`, which the nodes use now.
+    fn move_to(&self, number: i32) -> Result<(), ReadModelError> {
+        let generation = Generation::open(&self.connect, &self.schema, number)
+            .map_err(|e| ReadModelError(e.to_string()))?;
+        let mut live = self.live.write().expect("views generation");
+        if live.number != number {
+            tracing::info!(
+                from = live.number,
+                to = number,
+                "the read models moved to a rebuilt generation"
+            );
+            *live = generation;
+        }
+        Ok(())
+    }
+
+    /// The generation the nodes use, if these tables follow it and it is
+    /// not theirs.
+    async fn moved(&self) -> Option<i32> {
+        if !self.follows.load(Ordering::Relaxed) {
+            return None;
+        }
+        let generation = self.generation();
+        let client = generation.client().await.ok()?;
+        let named = named_generation(&**client, &self.schema).await.ok()?;
+        (named != generation.number).then_some(named)
+    }
+
+    /// Runs `operation` on the generation in use. When the nodes moved to
+    /// another (a rebuild beside them), it runs again there: the rows it
+    /// read or wrote were the old generation's, which is going away.
+    async fn on_live<T, F, Fut>(&self, operation: F) -> Result<T, ReadModelError>
+    where
+        F: Fn(Generation) -> Fut,
+        Fut: Future<Output = Result<T, Stopped>>,
+    {
+        let mut moves = 0;
+        loop {
+            let generation = self.generation();
+            let number = generation.number;
+            let moved_to = match operation(generation).await {
+                Ok(done) => return Ok(done),
+                Err(Stopped::Moved(to)) => to,
+                // The old generation's tables may be gone already.
+                Err(Stopped::Failed(error)) => match self.moved().await {
+                    Some(to) if moves < 3 => to,
+                    _ => return Err(error),
+                },
+            };
+            if moved_to == number || moves >= 3 {
+                return Err(ReadModelError(format!(
+                    "the views' generation moved from {number} to {moved_to} and would not settle"
+                )));
+            }
+            moves += 1;
+            self.move_to(moved_to)?;
+        }
+    }
+
     /// Drops the rows if they have another shape than the code's.
     async fn keep_version(&self) -> Result<(), ReadModelError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(failed)?;
-        let (stored, _) = lock_read_model(&tx).await?;
-        if stored != READ_MODEL_VERSION as i32 {
-            tracing::warn!(
-                stored,
-                code = READ_MODEL_VERSION,
-                "the stored read models have another shape; they are built again from the log"
-            );
-            clear(&tx).await.map_err(failed)?;
+        self.on_live(|generation| async move {
+            let mut client = generation.client().await?;
+            let tx = client.transaction().await?;
+            let (stored, _) = self.lock(&generation, &tx).await?;
+            if stored != READ_MODEL_VERSION as i32 {
+                tracing::warn!(
+                    stored,
+                    code = READ_MODEL_VERSION,
+                    "the stored read models have another shape; they are built again from the log"
+                );
+                clear(&tx).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The stored version and position, their row locked until `tx` ends:
+    /// the one lock that orders the nodes' commits, clears and version
+    /// checks. Stops if the nodes moved to another generation.
+    async fn lock(
+        &self,
+        generation: &Generation,
+        tx: &tokio_postgres::Transaction<'_>,
+    ) -> Result<(i32, Position), Stopped> {
+        let row = tx
+            .query_one("SELECT version, position FROM read_model FOR UPDATE", &[])
+            .await?;
+        if self.follows.load(Ordering::Relaxed) {
+            // Read after the lock is held, in a statement of its own (so with
+            // a snapshot taken after it): a promotion holds the same lock
+            // while it moves the generation.
+            let named = named_generation(tx, &self.schema).await?;
+            if named != generation.number {
+                return Err(Stopped::Moved(named));
+            }
         }
-        tx.commit().await.map_err(failed)
+        Ok((row.get(0), Position(row.get::<_, i64>(1) as u64)))
+    }
+}
+
+impl Generation {
+    fn open(connect: &Connect, schema: &str, number: i32) -> Result<Self, StorageError> {
+        let connect = connect.clone().on(&generation_schema(schema, number));
+        Ok(Generation {
+            number,
+            pool: connect.pool(CONNECTIONS)?,
+        })
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, ReadModelError> {
@@ -75,65 +237,90 @@ impl PostgresReadModels {
     }
 }
 
+/// The generation the nodes of `schema` use.
+async fn named_generation(
+    client: &impl tokio_postgres::GenericClient,
+    schema: &str,
+) -> Result<i32, tokio_postgres::Error> {
+    let sql = format!("SELECT generation FROM {schema}.views_generation");
+    Ok(client.query_one(&sql, &[]).await?.get(0))
+}
+
 #[async_trait]
 impl ReadModelTables for PostgresReadModels {
     async fn load(&self) -> Result<Snapshot, ReadModelError> {
-        let mut client = self.client().await?;
-        // One snapshot of the database: the rows and the position agree.
-        let tx = client
-            .build_transaction()
-            .isolation_level(IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await
-            .map_err(failed)?;
-        let position: i64 = tx
-            .query_one("SELECT position FROM read_model", &[])
-            .await
-            .map_err(failed)?
-            .get(0);
-        let hot = tx
-            .query(
-                "SELECT view FROM tasks WHERE state IN ('pending', 'running') ORDER BY created_position",
-                &[],
-            )
-            .await
-            .map_err(failed)?;
-        let mut snapshot = Snapshot {
-            position: Position(position as u64),
-            hot: hot
-                .iter()
-                .map(|row| decode(row.get(0)))
-                .collect::<Result<_, _>>()?,
-            ..Snapshot::default()
-        };
-        let small = tx
-            .query("SELECT model, key, value FROM small_models", &[])
-            .await
-            .map_err(failed)?;
-        for row in &small {
-            let (model, key, value): (&str, String, &str) = (row.get(0), row.get(1), row.get(2));
-            match model {
-                "schedule" => snapshot.schedules.push(decode(value)?),
-                "queue" => snapshot.queues.push((key, decode(value)?)),
-                "consumer" => snapshot.consumers.push((key, decode(value)?)),
-                "stats" => snapshot.stats = decode(value)?,
-                _ => {}
+        self.on_live(|generation| async move {
+            let mut client = generation.client().await?;
+            // One snapshot of the database: the rows and the position agree.
+            let tx = client
+                .build_transaction()
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await?;
+            let position: i64 = tx
+                .query_one("SELECT position FROM read_model", &[])
+                .await?
+                .get(0);
+            let hot = tx
+                .query(
+                    "SELECT view FROM tasks WHERE state IN ('pending', 'running') ORDER BY created_position",
+                    &[],
+                )
+                .await?;
+            let mut snapshot = Snapshot {
+                position: Position(position as u64),
+                hot: hot
+                    .iter()
+                    .map(|row| decode(row.get(0)))
+                    .collect::<Result<_, _>>()?,
+                ..Snapshot::default()
+            };
+            let small = tx
+                .query("SELECT model, key, value FROM small_models", &[])
+                .await?;
+            for row in &small {
+                let (model, key, value): (&str, String, &str) =
+                    (row.get(0), row.get(1), row.get(2));
+                match model {
+                    "schedule" => snapshot.schedules.push(decode(value)?),
+                    "queue" => snapshot.queues.push((key, decode(value)?)),
+                    "consumer" => snapshot.consumers.push((key, decode(value)?)),
+                    "stats" => snapshot.stats = decode(value)?,
+                    _ => {}
+                }
             }
-        }
-        tx.commit().await.map_err(failed)?;
-        Ok(snapshot)
+            if self.follows.load(Ordering::Relaxed) {
+                // The generation's tables as the nodes use them, not one a
+                // rebuild has just replaced.
+                let named = named_generation(&*tx, &self.schema).await?;
+                if named != generation.number {
+                    return Err(Stopped::Moved(named));
+                }
+            }
+            tx.commit().await?;
+            Ok(snapshot)
+        })
+        .await
     }
 
     async fn tasks(&self, ids: &[TaskId]) -> Result<Vec<TaskView>, ReadModelError> {
         let ids: Vec<Uuid> = ids.iter().map(|id| id.0).collect();
-        let client = self.client().await?;
-        let select = client
-            .prepare_cached("SELECT view FROM tasks WHERE id = ANY($1)")
-            .await
-            .map_err(failed)?;
-        let rows = client.query(&select, &[&ids]).await.map_err(failed)?;
-        rows.iter().map(|row| decode(row.get(0))).collect()
+        self.on_live(|generation| {
+            let ids = &ids;
+            async move {
+                let client = generation.client().await?;
+                let select = client
+                    .prepare_cached("SELECT view FROM tasks WHERE id = ANY($1)")
+                    .await?;
+                let rows = client.query(&select, &[ids]).await?;
+                Ok(rows
+                    .iter()
+                    .map(|row| decode(row.get(0)))
+                    .collect::<Result<_, _>>()?)
+            }
+        })
+        .await
     }
 
     async fn list(&self, query: &TaskQuery) -> Result<Vec<TaskView>, ReadModelError> {
@@ -172,41 +359,61 @@ impl ReadModelTables for PostgresReadModels {
             " ORDER BY t.created_position LIMIT {}",
             arg(Box::new(limit))
         );
-        let client = self.client().await?;
-        let select = client.prepare_cached(&sql).await.map_err(failed)?;
         let args: Vec<&(dyn ToSql + Sync)> = args
             .iter()
             .map(|arg| &**arg as &(dyn ToSql + Sync))
             .collect();
-        let rows = client.query(&select, &args).await.map_err(failed)?;
-        rows.iter().map(|row| decode(row.get(0))).collect()
+        self.on_live(|generation| {
+            let (sql, args) = (&sql, &args);
+            async move {
+                let client = generation.client().await?;
+                let select = client.prepare_cached(sql).await?;
+                let rows = client.query(&select, args).await?;
+                Ok(rows
+                    .iter()
+                    .map(|row| decode(row.get(0)))
+                    .collect::<Result<_, _>>()?)
+            }
+        })
+        .await
     }
 
     async fn commit(&self, changes: Arc<Changes>) -> Result<(), ReadModelError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(failed)?;
-        let (_, stored) = lock_read_model(&tx).await?;
-        if stored >= changes.position {
-            // Another node stored this batch already, folded from the same log.
-            return Ok(());
-        }
-        if stored < changes.from {
-            return Err(ReadModelError(format!(
-                "the stored read models are at position {stored}, before this batch's start \
-                 {}: they were cleared or rebuilt meanwhile",
-                changes.from
-            )));
-        }
-        store(&tx, &changes).await.map_err(failed)?;
-        tx.commit().await.map_err(failed)
+        self.on_live(|generation| {
+            let changes = &changes;
+            async move {
+                let mut client = generation.client().await?;
+                let tx = client.transaction().await?;
+                let (_, stored) = self.lock(&generation, &tx).await?;
+                if stored >= changes.position {
+                    // Another node stored this batch already, folded from the same log.
+                    return Ok(());
+                }
+                if stored < changes.from {
+                    return Err(Stopped::Failed(ReadModelError(format!(
+                        "the stored read models are at position {stored}, before this batch's \
+                         start {}: they were cleared or rebuilt meanwhile",
+                        changes.from
+                    ))));
+                }
+                store(&tx, changes).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+        })
+        .await
     }
 
     async fn clear(&self) -> Result<(), ReadModelError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(failed)?;
-        lock_read_model(&tx).await?;
-        clear(&tx).await.map_err(failed)?;
-        tx.commit().await.map_err(failed)
+        self.on_live(|generation| async move {
+            let mut client = generation.client().await?;
+            let tx = client.transaction().await?;
+            self.lock(&generation, &tx).await?;
+            clear(&tx).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn drop_finished(
@@ -214,28 +421,31 @@ impl ReadModelTables for PostgresReadModels {
         before: DateTime<Utc>,
         limit: usize,
     ) -> Result<usize, ReadModelError> {
-        let client = self.client().await?;
-        // Nodes drop side by side: each skips the rows another is dropping.
-        let dropped = client
-            .execute(
-                "WITH chosen AS (
-                    SELECT created_position FROM tasks
-                    WHERE finished_time IS NOT NULL AND finished_time < $1
-                    ORDER BY finished_time LIMIT $2 FOR UPDATE SKIP LOCKED
-                 ), labels AS (
-                    DELETE FROM task_labels WHERE created_position IN (SELECT * FROM chosen)
-                 ), tags AS (
-                    DELETE FROM task_tags WHERE created_position IN (SELECT * FROM chosen)
-                 )
-                 DELETE FROM tasks WHERE created_position IN (SELECT * FROM chosen)",
-                &[
-                    &before.timestamp_micros(),
-                    &i64::try_from(limit).unwrap_or(i64::MAX),
-                ],
-            )
-            .await
-            .map_err(failed)?;
-        Ok(dropped as usize)
+        let (before, limit) = (
+            before.timestamp_micros(),
+            i64::try_from(limit).unwrap_or(i64::MAX),
+        );
+        self.on_live(|generation| async move {
+            let client = generation.client().await?;
+            // Nodes drop side by side: each skips the rows another is dropping.
+            let dropped = client
+                .execute(
+                    "WITH chosen AS (
+                        SELECT created_position FROM tasks
+                        WHERE finished_time IS NOT NULL AND finished_time < $1
+                        ORDER BY finished_time LIMIT $2 FOR UPDATE SKIP LOCKED
+                     ), labels AS (
+                        DELETE FROM task_labels WHERE created_position IN (SELECT * FROM chosen)
+                     ), tags AS (
+                        DELETE FROM task_tags WHERE created_position IN (SELECT * FROM chosen)
+                     )
+                     DELETE FROM tasks WHERE created_position IN (SELECT * FROM chosen)",
+                    &[&before, &limit],
+                )
+                .await?;
+            Ok(dropped as usize)
+        })
+        .await
     }
 
     async fn begin_rebuild(&self) -> Result<(), ReadModelError> {
@@ -243,24 +453,15 @@ impl ReadModelTables for PostgresReadModels {
     }
 
     async fn finish_rebuild(&self) -> Result<(), ReadModelError> {
-        let client = self.client().await?;
-        client
-            .batch_execute("ANALYZE tasks, task_labels, task_tags")
-            .await
-            .map_err(failed)
-    }
-}
-
-/// The stored version and position, their row locked until `tx` ends: the
-/// one lock that orders the nodes' commits, clears and version checks.
-async fn lock_read_model(
-    tx: &tokio_postgres::Transaction<'_>,
-) -> Result<(i32, Position), ReadModelError> {
-    let row = tx
-        .query_one("SELECT version, position FROM read_model FOR UPDATE", &[])
+        self.on_live(|generation| async move {
+            let client = generation.client().await?;
+            client
+                .batch_execute("ANALYZE tasks, task_labels, task_tags")
+                .await?;
+            Ok(())
+        })
         .await
-        .map_err(failed)?;
-    Ok((row.get(0), Position(row.get::<_, i64>(1) as u64)))
+    }
 }
 
 /// Empties the tables, in the transaction that holds the position's row.

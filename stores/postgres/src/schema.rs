@@ -34,7 +34,23 @@ const MIGRATIONS: &[&str] = &[
     // 2: the read models the nodes share (read_models.rs): a row per task
     // with its list indexes, the small models as JSON, and the position
     // they are folded to.
-    "CREATE TABLE read_model (
+    READ_MODEL_TABLES,
+    // 3: the trace context of the request that appended each event.
+    "ALTER TABLE events ADD COLUMN traceparent text;",
+    // 4: which generation of the read models the nodes use: 0, the tables
+    // of migration 2 in this schema, or n, the same tables in the schema
+    // `<schema>_views_<n>` a rebuild beside serving nodes made.
+    "CREATE TABLE views_generation (
+        only_row   boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+        generation integer NOT NULL
+     );
+     INSERT INTO views_generation (generation) VALUES (0);",
+];
+
+/// The read models' tables, in the search path's schema: migration 2, and
+/// every later generation's schema. A migration that changes them must
+/// change the generations' schemas too.
+pub(super) const READ_MODEL_TABLES: &str = "CREATE TABLE read_model (
         only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
         version  integer NOT NULL,  -- READ_MODEL_VERSION of the code that wrote the rows
         position bigint  NOT NULL   -- the last log position folded into them
@@ -62,10 +78,7 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX task_tags_task ON task_tags (created_position);
      CREATE TABLE small_models (
         model text NOT NULL, key text NOT NULL, value text NOT NULL,
-        PRIMARY KEY (model, key));",
-    // 3: the trace context of the request that appended each event.
-    "ALTER TABLE events ADD COLUMN traceparent text;",
-];
+        PRIMARY KEY (model, key));";
 
 /// Creates `schema` if needed and brings it up to date. Several nodes may start
 /// at once: an advisory lock makes them take turns.

@@ -56,6 +56,17 @@ impl TestSchema {
     }
 }
 
+impl TestSchema {
+    /// A connection to the test database, for what a test checks in SQL.
+    pub async fn client(&self) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .expect("connecting to the test database");
+        tokio::spawn(connection);
+        client
+    }
+}
+
 impl Drop for TestSchema {
     fn drop(&mut self) {
         let (url, name) = (self.url.clone(), self.name.clone());
@@ -70,8 +81,7 @@ impl Drop for TestSchema {
                     .await
                     .map_err(std::io::Error::other)?;
                 tokio::spawn(connection);
-                client
-                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+                crate::drop_schemas(&client, &name)
                     .await
                     .map_err(std::io::Error::other)
             })
