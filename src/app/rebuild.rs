@@ -115,20 +115,23 @@ impl Rebuilds {
             };
             std::mem::replace(&mut *status, running)
         };
-        let tables = match generations.next().await {
-            Ok(Some(tables)) => tables,
-            Ok(None) => {
-                *self.status.lock().expect("rebuild status") = before;
-                return Err(RebuildRefused::Elsewhere);
-            }
-            Err(error) => {
-                *self.status.lock().expect("rebuild status") = before;
-                return Err(RebuildRefused::Failed(error));
-            }
-        };
-        let started = self.status();
+        // The rest runs in a task of its own: a client that goes away
+        // while the store makes the tables leaves a status that is still true.
+        let (answer, answered) = tokio::sync::oneshot::channel();
         let rebuilds = self.clone();
         tokio::spawn(async move {
+            let tables = match generations.next().await {
+                Ok(Some(tables)) => tables,
+                refused => {
+                    *rebuilds.status.lock().expect("rebuild status") = before;
+                    let _ = answer.send(Err(match refused {
+                        Err(error) => RebuildRefused::Failed(error),
+                        Ok(_) => RebuildRefused::Elsewhere,
+                    }));
+                    return;
+                }
+            };
+            let _ = answer.send(Ok(rebuilds.status()));
             tracing::info!("rebuilding the read models beside the serving views");
             let outcome = rebuilds.run(&service, &*generations, tables).await;
             let mut status = rebuilds.status.lock().expect("rebuild status");
@@ -146,7 +149,11 @@ impl Rebuilds {
                 }
             }
         });
-        Ok(started)
+        answered.await.unwrap_or_else(|_| {
+            Err(RebuildRefused::Failed(ReadModelError(
+                "the rebuild stopped before it started".into(),
+            )))
+        })
     }
 
     /// Folds the whole log into `tables`, the next generation, closes the gap

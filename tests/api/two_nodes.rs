@@ -162,28 +162,29 @@ impl Node {
         (task["id"].as_str().unwrap().to_owned(), position.unwrap())
     }
 
-    /// Creates `n` tasks of `task_type` in one batch, named from `from` on;
-    /// how many it made.
-    async fn batch(&self, task_type: &str, from: usize, n: usize) -> usize {
+    /// Creates `n` tasks of `task_type` in one batch, each labelled
+    /// `batch=<label>`; the position the answer gave.
+    async fn batch(&self, task_type: &str, label: &str, n: usize) -> u64 {
         let now = Utc::now();
         let time = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
-        let tasks: Vec<Value> = (from..from + n)
+        let tasks: Vec<Value> = (0..n)
             .map(|i| {
                 json!({
-                    "name": format!("{task_type}-{i}"),
+                    "name": format!("{label}-{i}"),
                     "type": task_type,
                     "priority": 0,
                     "data": {},
+                    "labels": {"batch": label},
                     "availableTime": time(now),
                     "expirationTime": time(now + chrono::Duration::hours(1)),
                 })
             })
             .collect();
-        let (status, _, answer) = self
+        let (status, position, answer) = self
             .post("/v1/tasks/batch", json!({ "tasks": tasks }))
             .await;
         assert_eq!(status, StatusCode::OK, "{answer}");
-        n
+        position.unwrap()
     }
 
     /// The types of a task's events, in order.
@@ -367,8 +368,9 @@ pub async fn two_nodes_act_as_one_service(store_url: &str, postgres: Option<&Tes
 }
 
 /// A rebuild beside both nodes, which write and read throughout: one
-/// rebuild at a time across the nodes, no list ever shrinks, and at the end
-/// both serve from the new generation and the old one is gone.
+/// rebuild at a time across the nodes, each node lists the other's writes
+/// from its tables at once, and at the end both serve from the new
+/// generation and the old one is gone.
 async fn a_rebuild_beside_the_nodes_moves_them_all(nodes: &Arc<[Node; 2]>, schema: &TestSchema) {
     let sql = schema.client().await;
     let lock = "hashtext('tasklog rebuild ' || $1::text)";
@@ -387,36 +389,35 @@ async fn a_rebuild_beside_the_nodes_moves_them_all(nodes: &Arc<[Node; 2]>, schem
     .await
     .unwrap();
 
-    let mut before = 0;
+    // Some history to rebuild.
     for n in 0..3 {
-        before += nodes[n % 2]
-            .batch("beside", 1_000_000 + n * 1000, 1000)
-            .await;
+        nodes[n % 2].batch("bulk", &format!("bulk-{n}"), 1000).await;
     }
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let workload: Vec<_> = (0..2)
         .map(|n| {
             let (nodes, stop) = (nodes.clone(), stop.clone());
             tokio::spawn(async move {
-                let (mut made, mut seen) = (0, 0);
+                let (mut batches, mut last) = (0, 0);
                 while !stop.load(Ordering::Relaxed) {
-                    nodes[n].batch("beside", n * 100_000 + made, 10).await;
-                    made += 10;
-                    // Each node reads its own writes and the other's.
+                    let label = format!("n{n}-{batches}");
+                    let position = nodes[n].batch("beside", &label, 10).await;
+                    batches += 1;
+                    last = position;
+                    // The other node lists the batch from its tables at
+                    // once, given the position, whichever tables it is on.
                     let (status, _, page) = nodes[1 - n]
                         .call(
                             reqwest::Method::GET,
-                            "/v1/tasks?type=beside&state=pending&limit=1000",
+                            &format!("/v1/tasks?labelSelector=batch%3D{label}&limit=100"),
                             None,
-                            None,
+                            Some(position),
                         )
                         .await;
                     assert_eq!(status, StatusCode::OK, "{page}");
-                    let count = page["tasks"].as_array().unwrap().len();
-                    assert!(count >= seen, "a list went from {seen} to {count} tasks");
-                    seen = count;
+                    assert_eq!(page["tasks"].as_array().unwrap().len(), 10, "{page}");
                 }
-                made
+                (batches * 10, last)
             })
         })
         .collect();
@@ -439,10 +440,13 @@ async fn a_rebuild_beside_the_nodes_moves_them_all(nodes: &Arc<[Node; 2]>, schem
     // More writes go to the new generation through both nodes.
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);
-    let mut made = before;
+    let (mut made, mut head) = (0, 0);
     for writer in workload {
-        made += writer.await.unwrap();
+        let (tasks, last) = writer.await.unwrap();
+        made += tasks;
+        head = head.max(last);
     }
+    assert!(made > 0);
 
     let generation: i32 = sql
         .query_one(
@@ -472,7 +476,7 @@ async fn a_rebuild_beside_the_nodes_moves_them_all(nodes: &Arc<[Node; 2]>, schem
                     reqwest::Method::GET,
                     &format!("/v1/tasks?type=beside&limit=1000{cursor}"),
                     None,
-                    None,
+                    Some(head),
                 )
                 .await;
             assert_eq!(status, StatusCode::OK, "{page}");

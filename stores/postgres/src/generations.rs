@@ -23,9 +23,11 @@ use crate::read_models::generation_schema;
 use crate::schema::READ_MODEL_TABLES;
 use crate::{Connect, PostgresReadModels};
 
-/// How long a promotion waits, holding the old generation's position, for
-/// the new one to store what the other nodes stored meanwhile.
+/// How long a promotion waits for the new generation to store what the
+/// nodes stored into the current one meanwhile: first without locks, then
+/// holding the current one's position (every node's commits wait).
 const CATCH_UP_WITHIN: Duration = Duration::from_secs(30);
+const LOCKED_CATCH_UP_WITHIN: Duration = Duration::from_secs(2);
 
 /// The longest a schema name may be (PostgreSQL cuts longer ones short).
 const MAX_IDENTIFIER: usize = 63;
@@ -78,7 +80,17 @@ impl PostgresViewGenerations {
                 drop_generation(lock, &self.schema, leftover).await?;
             }
         }
-        let number = named + 1;
+        let number: i32 = lock
+            .query_one(
+                &format!(
+                    "UPDATE {}.views_generation SET last_made = last_made + 1 RETURNING last_made",
+                    self.schema
+                ),
+                &[],
+            )
+            .await
+            .map_err(|e| StorageError::caused_by("numbering the views' generation", e))?
+            .get(0);
         let name = generation_schema(&self.schema, number);
         if name.len() > MAX_IDENTIFIER {
             return Err(StorageError::new(format!(
@@ -97,6 +109,28 @@ impl PostgresViewGenerations {
         let tables =
             PostgresReadModels::on(self.connect.clone(), self.schema.clone(), number, false)?;
         Ok((number, tables))
+    }
+
+    /// How many positions the new generation's stored rows are behind the
+    /// current one's.
+    async fn behind(
+        &self,
+        client: &impl tokio_postgres::GenericClient,
+        new_position: &str,
+        current_position: &str,
+    ) -> Result<i64, StorageError> {
+        let failed = |e| StorageError::caused_by("comparing the views' positions", e);
+        let current: i64 = client
+            .query_one(current_position, &[])
+            .await
+            .map_err(failed)?
+            .get(0);
+        let new: i64 = client
+            .query_one(new_position, &[])
+            .await
+            .map_err(failed)?
+            .get(0);
+        Ok((current - new).max(0))
     }
 
     /// The generations with a schema of their own (1 and up).
@@ -120,8 +154,35 @@ impl PostgresViewGenerations {
     async fn promote_building(&self, building: &mut Building) -> Result<(), StorageError> {
         let failed = |e| StorageError::caused_by("promoting the rebuilt views", e);
         let schema = &self.schema;
+        let position_of = |number| {
+            format!(
+                "SELECT position FROM {}.read_model",
+                generation_schema(schema, number)
+            )
+        };
+        let current: i32 = building
+            .lock
+            .query_one(
+                &format!("SELECT generation FROM {schema}.views_generation"),
+                &[],
+            )
+            .await
+            .map_err(failed)?
+            .get(0);
+        // Close to the current generation first, without holding anyone up.
+        let new_position = position_of(building.number);
+        let current_position = position_of(current);
+        let deadline = Instant::now() + CATCH_UP_WITHIN;
+        while self
+            .behind(&building.lock, &new_position, &current_position)
+            .await?
+            > 0
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let tx = building.lock.transaction().await.map_err(failed)?;
-        let current: i32 = tx
+        let locked: i32 = tx
             .query_one(
                 &format!("SELECT generation FROM {schema}.views_generation FOR UPDATE"),
                 &[],
@@ -129,40 +190,29 @@ impl PostgresViewGenerations {
             .await
             .map_err(failed)?
             .get(0);
+        if locked != current {
+            return Err(StorageError::new(format!(
+                "the views moved to generation {locked} during the rebuild"
+            )));
+        }
         // Held until the commit: no node stores into the current generation
-        // from here on, and each one's next commit sees the move.
-        let current_position: i64 = tx
-            .query_one(
-                &format!(
-                    "SELECT position FROM {}.read_model FOR UPDATE",
-                    generation_schema(schema, current)
-                ),
-                &[],
-            )
+        // from here on, and each one's next commit sees the move. The new
+        // generation's rows are stored without it, by this node's runner.
+        tx.execute(&format!("{current_position} FOR UPDATE"), &[])
             .await
-            .map_err(failed)?
-            .get(0);
-        let new_position = format!(
-            "SELECT position FROM {}.read_model",
-            generation_schema(schema, building.number)
-        );
-        let deadline = Instant::now() + CATCH_UP_WITHIN;
+            .map_err(failed)?;
+        let deadline = Instant::now() + LOCKED_CATCH_UP_WITHIN;
         loop {
-            let stored: i64 = tx
-                .query_one(&new_position, &[])
-                .await
-                .map_err(failed)?
-                .get(0);
-            if stored >= current_position {
+            let behind = self.behind(&tx, &new_position, &current_position).await?;
+            if behind == 0 {
                 break;
             }
             if Instant::now() >= deadline {
                 return Err(StorageError::new(format!(
-                    "the rebuilt views stayed at position {stored}, behind the live ones at \
-                     {current_position}, for {CATCH_UP_WITHIN:?}"
+                    "the rebuilt views stayed {behind} positions behind the live ones"
                 )));
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
         tx.execute(
             &format!("UPDATE {schema}.views_generation SET generation = $1"),
@@ -232,18 +282,19 @@ impl ViewGenerations for PostgresViewGenerations {
 }
 
 /// Drops generation `number`'s tables (generation 0's are in the store's
-/// own schema, beside the log).
+/// own schema, beside the log). `read_model` goes first: every transaction
+/// that reads more than one of them takes it first, so none waits on this
+/// one in the other order.
 async fn drop_generation(client: &Client, schema: &str, number: i32) -> Result<(), StorageError> {
-    let sql = match number {
-        0 => format!(
-            "DROP TABLE IF EXISTS {schema}.tasks, {schema}.task_labels, {schema}.task_tags, \
-             {schema}.small_models, {schema}.read_model"
-        ),
-        n => format!(
-            "DROP SCHEMA IF EXISTS {} CASCADE",
-            generation_schema(schema, n)
-        ),
-    };
+    let tables = generation_schema(schema, number);
+    let mut sql = format!(
+        "DROP TABLE IF EXISTS {tables}.read_model; \
+         DROP TABLE IF EXISTS {tables}.tasks, {tables}.task_labels, {tables}.task_tags, \
+         {tables}.small_models;"
+    );
+    if number != 0 {
+        sql += &format!(" DROP SCHEMA IF EXISTS {tables} CASCADE;");
+    }
     client
         .batch_execute(&sql)
         .await

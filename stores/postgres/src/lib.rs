@@ -237,6 +237,12 @@ fn split_schema(url: &str) -> Result<(String, String), StorageError> {
             "schema {schema:?} must be lower-case letters, digits and underscores"
         )));
     }
+    if read_models::is_generation_schema(&schema) {
+        return Err(StorageError::new(format!(
+            "schema {schema:?} ends like the name of another store's generation of views \
+             (`<schema>_views_<n>`): choose another name"
+        )));
+    }
     let url = if rest.is_empty() {
         base.to_owned()
     } else {

@@ -59,6 +59,12 @@ pub(crate) fn generation_schema(schema: &str, number: i32) -> String {
     }
 }
 
+/// Whether `name` is a generation's schema rather than a store's.
+pub(crate) fn is_generation_schema(name: &str) -> bool {
+    name.rsplit_once("_views_")
+        .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// Why an operation on one generation stopped.
 enum Stopped {
     /// The nodes use generation `.0` now.

@@ -42,14 +42,17 @@ const MIGRATIONS: &[&str] = &[
     // `<schema>_views_<n>` a rebuild beside serving nodes made.
     "CREATE TABLE views_generation (
         only_row   boolean PRIMARY KEY DEFAULT true CHECK (only_row),
-        generation integer NOT NULL
+        generation integer NOT NULL,
+        last_made  integer NOT NULL  -- numbers are never given out twice
      );
-     INSERT INTO views_generation (generation) VALUES (0);",
+     INSERT INTO views_generation (generation, last_made) VALUES (0, 0);",
 ];
 
 /// The read models' tables, in the search path's schema: migration 2, and
 /// every later generation's schema. A migration that changes them must
-/// change the generations' schemas too.
+/// change the generation `views_generation` names instead (generation 0's
+/// tables are gone once a rebuild beside the nodes has replaced them), and
+/// this text for the generations made after it.
 pub(super) const READ_MODEL_TABLES: &str = "CREATE TABLE read_model (
         only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
         version  integer NOT NULL,  -- READ_MODEL_VERSION of the code that wrote the rows

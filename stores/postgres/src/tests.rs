@@ -203,3 +203,12 @@ async fn a_retry_in_a_batch_does_not_set_its_stream_back() {
     );
     verify(&store).await.unwrap();
 }
+
+#[test]
+fn a_store_schema_cannot_be_named_like_a_generation_of_another_stores_views() {
+    assert!(Connect::from_url("postgres://h/db?schema=tasks").is_ok());
+    assert!(Connect::from_url("postgres://h/db?schema=tasks_views").is_ok());
+    assert!(Connect::from_url("postgres://h/db?schema=tasks_views_x1").is_ok());
+    let refused = Connect::from_url("postgres://h/db?schema=tasks_views_12").err();
+    assert!(refused.unwrap().to_string().contains("generation"));
+}
