@@ -21,6 +21,15 @@ pub struct ServerProcess {
     pub started_in: Duration,
 }
 
+/// The `tasklog` whose `serve` the benches start: `TASKLOG_BENCH_SERVER`, to
+/// measure another build with this one's clients, or else this one.
+fn server_binary() -> std::io::Result<std::path::PathBuf> {
+    match std::env::var_os("TASKLOG_BENCH_SERVER") {
+        Some(path) => Ok(path.into()),
+        None => std::env::current_exe(),
+    }
+}
+
 impl ServerProcess {
     pub async fn start(store: &StoreUrl, data_dir: &Path, token: &str) -> Result<Self, Failure> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
@@ -28,7 +37,7 @@ impl ServerProcess {
             .port();
         let listen = format!("127.0.0.1:{port}");
         let started = Instant::now();
-        let child = Command::new(std::env::current_exe()?)
+        let child = Command::new(server_binary()?)
             .args([
                 "serve",
                 "--listen",
