@@ -448,15 +448,7 @@ async fn a_rebuild_beside_the_nodes_moves_them_all(nodes: &Arc<[Node; 2]>, schem
     }
     assert!(made > 0);
 
-    let generation: i32 = sql
-        .query_one(
-            &format!("SELECT generation FROM {}.views_generation", schema.name),
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(generation, 1);
+    assert_eq!(schema.views_generation().await, 1);
     let old_tasks: Option<String> = sql
         .query_one(
             &format!("SELECT to_regclass('{}.tasks')::text", schema.name),

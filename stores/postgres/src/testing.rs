@@ -65,6 +65,18 @@ impl TestSchema {
         tokio::spawn(connection);
         client
     }
+
+    /// The generation of the read models the nodes use (0 until a rebuild
+    /// beside them was promoted).
+    pub async fn views_generation(&self) -> i32 {
+        let sql = format!("SELECT generation FROM {}.views_generation", self.name);
+        self.client()
+            .await
+            .query_one(&sql, &[])
+            .await
+            .expect("reading the views' generation")
+            .get(0)
+    }
 }
 
 impl Drop for TestSchema {
