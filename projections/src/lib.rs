@@ -75,6 +75,9 @@ pub struct ConsumerView {
 pub struct QueueSettings {
     /// At most this many tasks of the type run at once.
     pub max_running: Option<u32>,
+    /// Claims hand out none of the type's tasks.
+    #[serde(default)]
+    pub paused: bool,
     /// The revision of the queue's stream.
     pub revision: u64,
 }
@@ -86,9 +89,13 @@ impl Projections {
             Some(StreamName::Task(id)) => self.apply_task(id, recorded),
             Some(StreamName::Schedule(id)) => self.apply_schedule(id, recorded),
             Some(StreamName::Queue(task_type)) => {
-                if let Some(QueueEvent::LimitSet(set)) = decoded(recorded, QueueEvent::decode) {
+                if let Some(event) = decoded(recorded, QueueEvent::decode) {
                     let settings = self.queues.entry(task_type).or_default();
-                    settings.max_running = set.max_running;
+                    match event {
+                        QueueEvent::LimitSet(set) => settings.max_running = set.max_running,
+                        QueueEvent::Paused(_) => settings.paused = true,
+                        QueueEvent::Resumed(_) => settings.paused = false,
+                    }
                     settings.revision = recorded.revision;
                 }
             }
@@ -112,6 +119,11 @@ impl Projections {
     /// At most this many tasks of `task_type` run at once, if a limit is set.
     pub fn running_limit(&self, task_type: &str) -> Option<u32> {
         self.queues.get(task_type).and_then(|q| q.max_running)
+    }
+
+    /// Whether claims hand out none of `task_type`'s tasks.
+    pub fn is_paused(&self, task_type: &str) -> bool {
+        self.queues.get(task_type).is_some_and(|q| q.paused)
     }
 
     fn apply_schedule(&mut self, id: ScheduleId, recorded: &RecordedEvent) {

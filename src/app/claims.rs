@@ -28,7 +28,7 @@ pub struct ClaimAsk<'a> {
 enum ClaimBlocked {
     /// Another claim in this process is trying the task.
     TriedElsewhere,
-    /// The task's type runs as many tasks as its limit allows.
+    /// The task's type runs as many tasks as its limit allows, or its queue is paused.
     AtLimit,
 }
 use ClaimBlocked::*;
@@ -46,7 +46,7 @@ impl Service {
             return Err(AtLimit);
         };
         let in_flight = claiming.values().filter(|t| **t == task.task_type).count();
-        if at_running_limit(&views, &task.task_type, in_flight as u64) {
+        if closed_to_claims(&views, &task.task_type, in_flight as u64) {
             return Err(AtLimit);
         }
         claiming.insert(id, task.task_type.clone());
@@ -56,7 +56,8 @@ impl Service {
     /// Hands the best available task the worker asks for, or `None` when
     /// there is none by its wait. Each task goes to one worker only: the
     /// append expects the revision the task was pending at. A type at its
-    /// running limit hands out nothing until a run ends.
+    /// running limit hands out nothing until a run ends, a paused one nothing
+    /// until it is resumed.
     pub async fn claim(
         &self,
         ask: &ClaimAsk<'_>,
@@ -81,7 +82,7 @@ impl Service {
                 let views = self.views.read();
                 let open: Vec<String> = types
                     .iter()
-                    .filter(|t| !at_running_limit(&views, t, 0))
+                    .filter(|t| !closed_to_claims(&views, t, 0))
                     .cloned()
                     .collect();
                 let types = &open;
@@ -166,12 +167,14 @@ impl Service {
     }
 }
 
-/// Whether `task_type` runs as many tasks as its limit allows, counting
-/// `claiming` claims in flight as running.
-fn at_running_limit(views: &Projections, task_type: &str, claiming: u64) -> bool {
-    views.running_limit(task_type).is_some_and(|limit| {
-        let key = (task_type.to_owned(), TaskState::Running);
-        let running = views.stats.counts.get(&key).copied().unwrap_or(0);
-        running + claiming >= u64::from(limit)
-    })
+/// Whether `task_type` hands out no more tasks: its queue is paused, or it
+/// runs as many tasks as its limit allows, counting `claiming` claims in
+/// flight as running.
+fn closed_to_claims(views: &Projections, task_type: &str, claiming: u64) -> bool {
+    views.is_paused(task_type)
+        || views.running_limit(task_type).is_some_and(|limit| {
+            let key = (task_type.to_owned(), TaskState::Running);
+            let running = views.stats.counts.get(&key).copied().unwrap_or(0);
+            running + claiming >= u64::from(limit)
+        })
 }

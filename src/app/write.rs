@@ -9,7 +9,7 @@ use std::future::Future;
 
 use chrono::{DateTime, Utc};
 use tasklog_events::consumer_event::{ConsumerAcknowledged, ConsumerEvent};
-use tasklog_events::queue_event::{QueueEvent, QueueLimitSet};
+use tasklog_events::queue_event::{QueueEvent, QueueLimitSet, QueuePaused, QueueResumed};
 use tasklog_events::schedule_event::{ScheduleEvent, ScheduleId};
 use tasklog_events::{
     AppendError, DomainEvent, ExpectedRevision, Metadata, Position, RecordedEvent, StreamName,
@@ -341,10 +341,12 @@ impl Aggregate for ScheduleView {
     }
 }
 
-/// What an admin asks of a queue.
-pub enum QueueCommand {
+/// What an admin asks of a queue: its settings, all of them.
+pub struct QueueCommand {
     /// At most this many tasks of the type run at once (None: no limit).
-    SetLimit(Option<u32>),
+    pub max_running: Option<u32>,
+    /// Claims hand out none of the type's tasks.
+    pub paused: bool,
 }
 
 /// A task type's queue settings, by the type.
@@ -366,13 +368,25 @@ impl Aggregate for QueueSettings {
         self.revision
     }
 
+    /// An event for each setting that changes; none when none does, so a
+    /// settings request sent again writes nothing.
     fn decide(
-        _: Option<&Self>,
+        settings: Option<&Self>,
         command: &QueueCommand,
         _: DateTime<Utc>,
     ) -> Result<Vec<QueueEvent>, Rejection> {
-        let QueueCommand::SetLimit(max_running) = *command;
-        Ok(vec![QueueEvent::LimitSet(QueueLimitSet { max_running })])
+        let now = settings.cloned().unwrap_or_default();
+        let mut events = Vec::new();
+        if command.max_running != now.max_running {
+            let max_running = command.max_running;
+            events.push(QueueEvent::LimitSet(QueueLimitSet { max_running }));
+        }
+        match (now.paused, command.paused) {
+            (false, true) => events.push(QueueEvent::Paused(QueuePaused {})),
+            (true, false) => events.push(QueueEvent::Resumed(QueueResumed {})),
+            _ => {}
+        }
+        Ok(events)
     }
 }
 

@@ -1,5 +1,6 @@
 //! `/v1/queues`: each task type's queue: how many tasks it holds in each
-//! state, and its running limit (at most N tasks of the type run at once).
+//! state, its running limit (at most N tasks of the type run at once), and
+//! whether it is paused (claims hand out none of its tasks).
 
 use std::collections::BTreeMap;
 
@@ -21,7 +22,7 @@ use crate::http::auth::Scope;
 
 pub fn routes(state: &AppState) -> Router<AppState> {
     let read = Router::new().route("/v1/queues", get(list));
-    let admin = Router::new().route("/v1/queues/{type}", put(set_limit));
+    let admin = Router::new().route("/v1/queues/{type}", put(set_settings));
     super::scoped(read, state, Scope::TasksRead).merge(super::scoped(admin, state, Scope::Admin))
 }
 
@@ -37,6 +38,8 @@ pub struct Queue {
     pub failed: u64,
     /// At most this many tasks of the type run at once; absent: no limit.
     pub max_running: Option<u32>,
+    /// Claims hand out none of the type's tasks (those running go on).
+    pub paused: bool,
 }
 
 /// `GET /v1/queues`.
@@ -46,12 +49,17 @@ pub struct QueueList {
 }
 
 request_body!(
-    /// `PUT /v1/queues/{type}`.
+    /// `PUT /v1/queues/{type}`: every setting of the queue; an absent one
+    /// takes its default.
     QueueSettings, "queue settings", {
         /// At most this many tasks of the type run at once; null or absent lifts the limit.
         #[deserr(default)]
         #[schema(inline)]
         pub max_running: Option<Ranged<1, 100_000>>,
+        /// True: claims hand out none of the type's tasks until it is false
+        /// again (tasks running go on). Absent: false.
+        #[deserr(default)]
+        pub paused: Option<bool>,
     }
 );
 
@@ -67,10 +75,11 @@ fn queue(views: &Projections, task_type: &str) -> Queue {
         completed: count(TaskState::Completed),
         failed: count(TaskState::Failed),
         max_running: views.running_limit(task_type),
+        paused: views.is_paused(task_type),
     }
 }
 
-/// Every task type with tasks or a limit, by name.
+/// Every task type with tasks, a limit or a pause, by name.
 #[utoipa::path(get, path = "/v1/queues", tag = "queues", operation_id = "listQueues",
     responses((status = 200, description = "every queue", body = QueueList)))]
 pub async fn list(State(state): State<AppState>) -> axum::Json<QueueList> {
@@ -81,19 +90,24 @@ pub async fn list(State(state): State<AppState>) -> axum::Json<QueueList> {
         .keys()
         .map(|(t, _)| (t.as_str(), ()))
         .collect();
-    let limited = views.queues.iter().filter(|(_, q)| q.max_running.is_some());
+    let limited = views
+        .queues
+        .iter()
+        .filter(|(_, q)| q.max_running.is_some() || q.paused);
     types.extend(limited.map(|(t, _)| (t.as_str(), ())));
     axum::Json(QueueList {
         queues: types.into_keys().map(|t| queue(&views, t)).collect(),
     })
 }
 
-/// Set or lift a task type's running limit (admin). Claims hand out no task of
-/// the type while that many run.
-#[utoipa::path(put, path = "/v1/queues/{type}", tag = "queues", operation_id = "setQueueLimit", request_body = QueueSettings,
+/// Set a task type's queue settings (admin): its running limit (claims hand
+/// out no task of the type while that many run) and whether it is paused
+/// (claims hand out none). Each setting that changes is an event of the
+/// queue's stream; sent again, the same settings write nothing.
+#[utoipa::path(put, path = "/v1/queues/{type}", tag = "queues", operation_id = "setQueueSettings", request_body = QueueSettings,
     params(("type" = String, Path, description = "the task type")),
-    responses((status = 200, description = "the queue with its new limit", body = Queue)))]
-pub async fn set_limit(
+    responses((status = 200, description = "the queue with its new settings", body = Queue)))]
+pub async fn set_settings(
     State(state): State<AppState>,
     actor: Extension<Actor>,
     Path(task_type): Path<String>,
@@ -103,7 +117,10 @@ pub async fn set_limit(
         return Err(ApiError::invalid_field("type", why));
     }
     let service = &state.service;
-    let command = QueueCommand::SetLimit(body.max_running.map(Ranged::get));
+    let command = QueueCommand {
+        max_running: body.max_running.map(Ranged::get),
+        paused: body.paused.unwrap_or(false),
+    };
     let written = service
         .write::<QueueSettingsView>(task_type.clone(), &command, &actor.metadata())
         .await?;

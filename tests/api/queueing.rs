@@ -1,6 +1,6 @@
 //! The queue features teams know from other job queues: retries with backoff
-//! and a dead letter, idempotent creates, labels and tags with selectors, and
-//! per-type running limits.
+//! and a dead letter, idempotent creates, labels and tags with selectors,
+//! per-type running limits, and paused queues.
 
 use chrono::Duration;
 use reqwest::{Method, StatusCode};
@@ -350,6 +350,80 @@ async fn a_type_at_its_running_limit_hands_out_no_more_until_a_run_ends() {
             "/v1/queues/render",
             ADMIN,
             json!({"maxRunning": 0}),
+        ),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_paused_queue_hands_out_nothing_until_it_is_resumed() {
+    let api = TestServer::start().await;
+    let running = api.create("started before", "render", 9).await;
+    let claimed = api
+        .post("/v1/tasks/claim", claim_body("w", &["render"]))
+        .await;
+    assert_eq!(claimed.body["id"], running.as_str());
+    let waiting = api.create("waits", "render", 1).await;
+    api.create("other", "email", 0).await;
+
+    let settings = |body: Value| api.post_json(Method::PUT, "/v1/queues/render", ADMIN, body);
+    let paused = settings(json!({"paused": true, "maxRunning": 5})).await;
+    assert_eq!(paused.status, StatusCode::OK, "{:?}", paused.body);
+    assert_eq!(paused.body["paused"], true);
+    assert_eq!(paused.body["maxRunning"], 5);
+    let claim = || api.post("/v1/tasks/claim", claim_body("w", &["render", "email"]));
+    assert_eq!(claim().await.body["type"], "email", "other types still run");
+    assert_eq!(
+        claim().await.status,
+        StatusCode::NO_CONTENT,
+        "a paused type hands out nothing"
+    );
+    let done = api
+        .post(
+            &format!("/v1/tasks/{running}/complete"),
+            json!({"worker": "w"}),
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::OK, "a run goes on to its end");
+    let queues = api.get("/v1/queues").await.body;
+    let render = queues["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["type"] == "render")
+        .unwrap()
+        .clone();
+    assert_eq!(render["paused"], true, "{queues}");
+
+    // The same settings again write nothing; each change is one event.
+    let again = settings(json!({"paused": true, "maxRunning": 5})).await;
+    assert_eq!(again.status, StatusCode::OK);
+    let resumed = settings(json!({"maxRunning": 5})).await;
+    assert_eq!(resumed.body["paused"], false);
+    let events = api.get("/v1/events?limit=100").await.body;
+    let queue_events: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["subject"] == "queue-render")
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        queue_events,
+        ["QueueLimitSet", "QueuePaused", "QueueResumed"],
+        "{events}"
+    );
+    assert_eq!(claim().await.body["id"], waiting.as_str(), "resumed");
+
+    rejected(
+        &api,
+        "bad_queue_pause",
+        api.post_json(
+            Method::PUT,
+            "/v1/queues/render",
+            ADMIN,
+            json!({"paused": "yes"}),
         ),
         StatusCode::BAD_REQUEST,
     )

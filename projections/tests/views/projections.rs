@@ -7,7 +7,7 @@ use tasklog_events::envelope::recorded;
 use tasklog_events::idempotency_event::{
     idempotency_stream, IdempotencyEvent, IdempotencyKeyReserved,
 };
-use tasklog_events::queue_event::{QueueEvent, QueueLimitSet};
+use tasklog_events::queue_event::{QueueEvent, QueueLimitSet, QueuePaused, QueueResumed};
 use tasklog_events::schedule_event::{ScheduleEvent, ScheduleId, SchedulePaused, StartMode};
 use tasklog_events::{Position, StreamName, TaskId};
 use tasklog_projections::{ConsumerView, Projections, QueueSettings, TaskState};
@@ -34,6 +34,7 @@ fn consumer(name: &str) -> String {
 fn settings(max_running: Option<u32>, revision: u64) -> QueueSettings {
     QueueSettings {
         max_running,
+        paused: false,
         revision,
     }
 }
@@ -112,6 +113,31 @@ fn a_running_limit_is_set_replaced_and_lifted_per_task_type() {
             ("sms".into(), settings(None, 1)),
         ])
     );
+}
+
+#[test]
+fn a_queue_is_paused_and_resumed_with_its_limit_kept() {
+    let views = Log::default()
+        .stream(
+            &queue("email"),
+            &[
+                (0.0, limit(Some(3))),
+                (1.0, QueueEvent::Paused(QueuePaused {})),
+            ],
+        )
+        .stream(
+            &queue("sms"),
+            &[
+                (2.0, QueueEvent::Paused(QueuePaused {})),
+                (3.0, QueueEvent::Resumed(QueueResumed {})),
+            ],
+        )
+        .fold();
+    assert!(views.is_paused("email"));
+    assert!(!views.is_paused("sms"));
+    assert!(!views.is_paused("other"));
+    assert_eq!(views.running_limit("email"), Some(3));
+    assert_eq!(views.queues["sms"].revision, 1);
 }
 
 #[test]
