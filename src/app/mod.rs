@@ -7,6 +7,7 @@
 //!   revision, on a conflict fold again from the log and decide again; for
 //!   tasks, schedules, queue settings and consumer positions alike.
 //! - [`batch`]: many tasks created in one append, all or none.
+//! - [`bulk`]: operator actions on many tasks at once (retry the failed, cancel the pending).
 //! - [`claims`]: the best available task to one worker, within running limits.
 //! - [`idempotency`]: creates (and batches) made once per idempotency key.
 //! - [`schedules`]: schedule commands, and the job that makes each due run's task once.
@@ -17,6 +18,7 @@
 //! - [`event_filter`]: which events a reader wants (by task type and event type).
 
 pub mod batch;
+pub mod bulk;
 pub mod claims;
 pub mod clock;
 pub mod event_filter;

@@ -19,6 +19,7 @@
 mod audit;
 pub mod auth;
 mod body;
+mod bulk;
 pub mod cloud_event;
 pub mod connections;
 mod error;
@@ -132,6 +133,7 @@ impl axum::response::IntoResponseParts for PositionHeader {
 /// The whole API.
 pub fn app(state: AppState) -> Router {
     let v1 = tasks::routes(&state)
+        .merge(bulk::routes(&state))
         .merge(schedules::routes(&state))
         .merge(queues::routes(&state))
         .merge(audit::routes(&state))

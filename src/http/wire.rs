@@ -440,3 +440,73 @@ request_body!(
         pub reason: Option<Text>,
     }
 );
+
+request_body!(
+    /// Which tasks a bulk action takes: every term given holds (`{}`: all
+    /// the tasks in the state the action applies to).
+    TaskSelection, "a task selection", {
+        /// Only tasks of this type.
+        #[deserr(default, rename = "type")]
+        #[schema(rename = "type", inline)]
+        pub task_type: Option<Text>,
+        /// Only tasks whose labels match, like `env=prod,tier!=batch`.
+        #[deserr(default)]
+        #[schema(inline)]
+        pub label_selector: Option<LabelSelector>,
+        /// Only tasks with every one of these tags.
+        #[deserr(default)]
+        #[schema(required = false)]
+        pub tags: Vec<String>,
+        /// Only these tasks (at most 1,000 ids).
+        #[deserr(default)]
+        #[schema(required = false)]
+        pub ids: Vec<String>,
+    }
+);
+
+request_body!(
+    /// `POST /v1/tasks/retry`: run the failed tasks a selection takes again, now.
+    BulkRetryRequest, "a retry of many tasks", {
+        pub select: TaskSelection,
+        /// At most this many tasks change (1 to 1000, default 100); send the
+        /// request again for the rest.
+        #[deserr(default)]
+        #[schema(inline)]
+        pub limit: Option<Ranged<1, { MAX_BATCH as u64 }>>,
+        /// A new expiration time for each (RFC 3339 with a zone offset).
+        /// Without it, failed tasks whose expiration time has passed are left out.
+        #[deserr(default)]
+        #[schema(inline)]
+        pub expiration_time: Option<Time>,
+    }
+);
+
+request_body!(
+    /// `POST /v1/tasks/cancel`: cancel the pending tasks a selection takes.
+    BulkCancelRequest, "a cancel of many tasks", {
+        pub select: TaskSelection,
+        /// At most this many tasks change (1 to 1000, default 100); send the
+        /// request again for the rest.
+        #[deserr(default)]
+        #[schema(inline)]
+        pub limit: Option<Ranged<1, { MAX_BATCH as u64 }>>,
+        /// Becomes each cancelled task's error.
+        #[deserr(default)]
+        #[schema(inline)]
+        pub reason: Option<Text>,
+    }
+);
+
+/// What a bulk action did. Every event it wrote carries `requestId`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BulkOutcome {
+    /// Tasks the action changed.
+    pub changed: usize,
+    /// Tasks it selected that changed meanwhile, so the action no longer applied.
+    pub skipped: usize,
+    /// The selection may take more tasks: send the request again.
+    pub more: bool,
+    /// The request's id, recorded in every event the action wrote.
+    pub request_id: Option<String>,
+}

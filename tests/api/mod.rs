@@ -5,6 +5,7 @@ mod access;
 mod analytics;
 mod audit;
 mod batches;
+mod bulk;
 mod connections;
 mod errors;
 mod lifecycle;
