@@ -114,6 +114,30 @@ pub struct TaskStarted {
 pub struct TaskLeaseRenewed {
     pub worker: String,
     pub lease_expires_at: DateTime<Utc>,
+    /// How far the run got, as the worker reports it (any JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<serde_json::Value>,
+}
+
+// `TaskLeaseRenewed` as version 1 wrote it, without progress. Its doc
+// comments are its checked-in schema's: leave them be.
+/// The worker holding the task extended its lease.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(rename = "TaskLeaseRenewed")]
+pub struct TaskLeaseRenewedV1 {
+    pub worker: String,
+    pub lease_expires_at: DateTime<Utc>,
+}
+
+impl From<TaskLeaseRenewedV1> for TaskLeaseRenewed {
+    fn from(v1: TaskLeaseRenewedV1) -> Self {
+        TaskLeaseRenewed {
+            worker: v1.worker,
+            lease_expires_at: v1.lease_expires_at,
+            progress: None,
+        }
+    }
 }
 
 /// The worker finished the task.
@@ -121,6 +145,28 @@ pub struct TaskLeaseRenewed {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TaskCompleted {
     pub worker: String,
+    /// What the run made, as the worker reports it (any JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+}
+
+// `TaskCompleted` as version 1 wrote it, without a result. Its doc comments
+// are its checked-in schema's: leave them be.
+/// The worker finished the task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(rename = "TaskCompleted")]
+pub struct TaskCompletedV1 {
+    pub worker: String,
+}
+
+impl From<TaskCompletedV1> for TaskCompleted {
+    fn from(v1: TaskCompletedV1) -> Self {
+        TaskCompleted {
+            worker: v1.worker,
+            result: None,
+        }
+    }
 }
 
 /// The worker gave up on the task, saying why.
@@ -173,8 +219,8 @@ event_enum! {
     TaskEvent {
         Created(TaskCreated) = "TaskCreated" v 2,
         Started(TaskStarted) = "TaskStarted" v 1,
-        LeaseRenewed(TaskLeaseRenewed) = "TaskLeaseRenewed" v 1,
-        Completed(TaskCompleted) = "TaskCompleted" v 1,
+        LeaseRenewed(TaskLeaseRenewed) = "TaskLeaseRenewed" v 2,
+        Completed(TaskCompleted) = "TaskCompleted" v 2,
         Failed(TaskFailed) = "TaskFailed" v 1,
         Expired(TaskExpired) = "TaskExpired" v 1,
         Cancelled(TaskCancelled) = "TaskCancelled" v 1,
@@ -183,6 +229,8 @@ event_enum! {
     }
     older {
         "TaskCreated" v 1 as TaskCreatedV1 => Created,
+        "TaskLeaseRenewed" v 1 as TaskLeaseRenewedV1 => LeaseRenewed,
+        "TaskCompleted" v 1 as TaskCompletedV1 => Completed,
     }
 }
 

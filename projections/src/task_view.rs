@@ -73,6 +73,13 @@ pub struct TaskView {
     pub attempts: u32,
     /// Why the last run failed or ended, kept while the task is retried.
     pub last_error: Option<String>,
+    /// What the run that completed the task made (rows stored before there
+    /// were results read as none, which they were).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    /// How far the current or last run got, from its last heartbeat that said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<serde_json::Value>,
     pub labels: BTreeMap<String, String>,
     pub tags: Vec<String>,
     pub retry: Option<RetryPolicy>,
@@ -112,6 +119,8 @@ impl TaskView {
                 lease: None,
                 attempts: 0,
                 last_error: None,
+                result: None,
+                progress: None,
                 labels: created.labels,
                 tags: created.tags,
                 retry: created.retry,
@@ -139,6 +148,7 @@ impl TaskView {
                 task.duration = None;
                 task.error = None;
                 task.attempts = started.attempt;
+                task.progress = None;
                 task.lease = Some(Lease {
                     worker: started.worker,
                     expires_at: started.lease_expires_at,
@@ -152,10 +162,14 @@ impl TaskView {
                     expires_at: renewed.lease_expires_at,
                     holder,
                 });
+                if renewed.progress.is_some() {
+                    task.progress = renewed.progress;
+                }
             }
-            TaskEvent::Completed(_) => {
+            TaskEvent::Completed(completed) => {
                 task.finish_run(at);
                 task.state = TaskState::Completed;
+                task.result = completed.result;
             }
             TaskEvent::Failed(failed) => {
                 task.finish_run(at);

@@ -201,6 +201,7 @@ fn task_events(
         commands.push(TaskCommand::Complete {
             worker,
             token: None,
+            result: None,
         });
     }
     let mut events: Vec<NewEvent> = Vec::new();

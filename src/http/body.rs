@@ -370,6 +370,26 @@ impl JsonObject {
 
 inline_schema!(JsonObject, ObjectBuilder::new().schema_type(Type::Object));
 
+/// What a worker reports of a run (a result, progress): any JSON, at most
+/// [`MAX_REPORT_BYTES`] written out.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Report(pub Value);
+
+/// Largest result or progress a worker may report, as JSON text.
+pub const MAX_REPORT_BYTES: usize = 64 * 1024;
+
+impl Report {
+    fn parse(value: Value) -> Result<Self, String> {
+        let size = serde_json::to_vec(&value).map_or(usize::MAX, |json| json.len());
+        if size > MAX_REPORT_BYTES {
+            return Err(format!("must be at most {MAX_REPORT_BYTES} bytes of JSON"));
+        }
+        Ok(Report(value))
+    }
+}
+
+inline_schema!(Report, ObjectBuilder::new());
+
 /// Key-value labels, by the label rules.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Labels(pub BTreeMap<String, String>);
@@ -446,6 +466,7 @@ parsed_from_json!(
     Text,
     Time,
     JsonObject,
+    Report,
     Labels,
     Tags,
     TaskTypes,

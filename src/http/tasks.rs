@@ -382,6 +382,7 @@ pub async fn heartbeat(
         worker: body.worker.0,
         lease: chrono::Duration::seconds(body.lease_seconds.0 as i64),
         token: Some(actor.name.clone()),
+        progress: body.progress.map(|p| p.0),
     };
     run(&state, &actor, &id, command).await
 }
@@ -401,6 +402,7 @@ pub async fn complete(
     let command = Command::Complete {
         worker: body.worker.0,
         token: Some(actor.name.clone()),
+        result: body.result.map(|r| r.0),
     };
     run(&state, &actor, &id, command).await
 }

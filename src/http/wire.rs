@@ -228,6 +228,10 @@ pub struct Task {
     pub max_attempts: Option<u32>,
     /// Why the last run failed or ended; kept while the task waits to be retried.
     pub last_error: Option<String>,
+    /// What the run that completed the task made, as its worker reported it.
+    pub result: Option<Value>,
+    /// How far the current or last run got, from its worker's last heartbeat that said.
+    pub progress: Option<Value>,
     pub labels: BTreeMap<String, String>,
     pub tags: Vec<String>,
     pub retry: Option<RetryBody>,
@@ -256,6 +260,8 @@ impl From<&TaskView> for Task {
             attempts: view.attempts,
             max_attempts: view.retry.as_ref().map(|r| r.max_attempts),
             last_error: view.last_error.clone(),
+            result: view.result.clone(),
+            progress: view.progress.clone(),
             labels: view.labels.clone(),
             tags: view.tags.clone(),
             retry: view.retry.as_ref().map(RetryBody::from),
@@ -410,6 +416,11 @@ request_body!(
         /// The new lease, from now.
         #[schema(inline)]
         pub lease_seconds: Ranged<1, { MAX_LEASE_SECONDS }>,
+        /// Optional: how far the run got, any JSON up to 64 KiB (the task's
+        /// `progress` until a later heartbeat says otherwise or a new run starts).
+        #[deserr(default)]
+        #[schema(inline)]
+        pub progress: Option<Report>,
     }
 );
 
@@ -418,6 +429,10 @@ request_body!(
     CompleteRequest, "a completion", {
         #[schema(inline)]
         pub worker: Text,
+        /// Optional: what the run made, any JSON up to 64 KiB (the task's `result`).
+        #[deserr(default)]
+        #[schema(inline)]
+        pub result: Option<Report>,
     }
 );
 

@@ -23,10 +23,14 @@ pub enum Command {
         worker: String,
         lease: Duration,
         token: Option<String>,
+        /// How far the run got, if the worker says.
+        progress: Option<serde_json::Value>,
     },
     Complete {
         worker: String,
         token: Option<String>,
+        /// What the run made, if anything.
+        result: Option<serde_json::Value>,
     },
     Fail {
         worker: String,
@@ -109,17 +113,24 @@ pub fn decide(
             worker,
             lease,
             token,
+            progress,
         } => {
             holder(worker, token)?;
             TaskEvent::LeaseRenewed(TaskLeaseRenewed {
                 worker: worker.clone(),
                 lease_expires_at: now + *lease,
+                progress: progress.clone(),
             })
         }
-        Command::Complete { worker, token } => {
+        Command::Complete {
+            worker,
+            token,
+            result,
+        } => {
             holder(worker, token)?;
             TaskEvent::Completed(TaskCompleted {
                 worker: worker.clone(),
+                result: result.clone(),
             })
         }
         Command::Fail {

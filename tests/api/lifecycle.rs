@@ -4,6 +4,8 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
+use super::errors::rejected;
+
 use super::*;
 
 #[tokio::test]
@@ -51,6 +53,73 @@ async fn a_worker_claims_heartbeats_and_completes_a_task() {
         .post("/v1/tasks/claim", claim_body("w1", &["email"]))
         .await;
     assert_eq!(none.status, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn heartbeats_report_progress_and_a_completion_its_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = TestServer::start_in(dir.path(), start_time()).await;
+    let id = api.create("resize", "image", 1).await;
+    let claim = || api.post("/v1/tasks/claim", claim_body("w1", &["image"]));
+    claim().await;
+    let beat_path = format!("/v1/tasks/{id}/heartbeat");
+    let beat = |body: Value| api.post(&beat_path, body);
+    let beaten =
+        beat(json!({"worker": "w1", "leaseSeconds": 60, "progress": {"done": 3, "of": 10}})).await;
+    assert_eq!(beaten.status, StatusCode::OK, "{:?}", beaten.body);
+    assert_eq!(beaten.body["progress"], json!({"done": 3, "of": 10}));
+    // A heartbeat that says nothing of progress keeps the last that did.
+    let quiet = beat(json!({"worker": "w1", "leaseSeconds": 60})).await;
+    assert_eq!(quiet.body["progress"], json!({"done": 3, "of": 10}));
+    let too_large = json!({"worker": "w1", "result": "x".repeat(70_000)});
+    rejected(
+        &api,
+        "result_too_large",
+        api.post(&format!("/v1/tasks/{id}/complete"), too_large),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    let result = json!({"url": "https://example.com/a.png", "bytes": 5120});
+    let done = api
+        .post(
+            &format!("/v1/tasks/{id}/complete"),
+            json!({"worker": "w1", "result": result}),
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::OK, "{:?}", done.body);
+    assert_eq!(done.body["result"], result);
+    assert_eq!(
+        api.get(&format!("/v1/tasks/{id}")).await.body["result"],
+        result
+    );
+    // Both are in the history, as their events say them.
+    let history = api.get(&format!("/v1/tasks/{id}/events")).await.body;
+    let data_of = |event_type: &str| {
+        history["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["type"] == event_type)
+            .map(|e| e["data"].clone())
+            .unwrap()
+    };
+    assert_eq!(data_of("TaskCompleted")["result"], result);
+    assert_eq!(
+        data_of("TaskLeaseRenewed")["progress"],
+        json!({"done": 3, "of": 10})
+    );
+    // A new run starts with no progress.
+    let again = api.create("again", "image", 1).await;
+    claim().await;
+    let started = api.get(&format!("/v1/tasks/{again}")).await.body;
+    assert_eq!(started["progress"], Value::Null);
+
+    // And the stored views keep both across a restart.
+    api.server.stop().await.unwrap();
+    let api = TestServer::start_in(dir.path(), start_time()).await;
+    let task = api.get(&format!("/v1/tasks/{id}")).await.body;
+    assert_eq!(task["result"], result);
+    assert_eq!(task["progress"], json!({"done": 3, "of": 10}));
 }
 
 #[tokio::test]

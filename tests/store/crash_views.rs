@@ -369,7 +369,10 @@ async fn a_bulk_catch_up_resumes_from_the_stored_position() {
             }));
         }
         if n % 5 > 1 {
-            events.push(TaskEvent::Completed(TaskCompleted { worker: "w".into() }));
+            events.push(TaskEvent::Completed(TaskCompleted {
+                worker: "w".into(),
+                result: None,
+            }));
         }
         let events = events
             .iter()

@@ -115,8 +115,12 @@ async fn write_v1_fixture() {
             TaskEvent::LeaseRenewed(TaskLeaseRenewed {
                 worker: worker(),
                 lease_expires_at: t(120),
+                progress: None,
             }),
-            TaskEvent::Completed(TaskCompleted { worker: worker() }),
+            TaskEvent::Completed(TaskCompleted {
+                worker: worker(),
+                result: None,
+            }),
         ],
         vec![
             created("failed"),

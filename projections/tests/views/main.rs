@@ -79,6 +79,7 @@ pub fn started(worker: &str, attempt: u32, lease_until: f64) -> TaskEvent {
 pub fn completed(worker: &str) -> TaskEvent {
     TaskEvent::Completed(TaskCompleted {
         worker: worker.into(),
+        result: None,
     })
 }
 

@@ -82,6 +82,7 @@ fn a_started_task_leaves_the_queue_and_its_lease_is_watched() {
     let renewed = TaskEvent::LeaseRenewed(tasklog_events::task_event::TaskLeaseRenewed {
         worker: "w1".into(),
         lease_expires_at: at(61.0),
+        progress: None,
     });
     let (id, views) = one_task(&[create, (1.0, started("w1", 1, 31.0)), (20.0, renewed)]);
     assert_eq!(views.queue.lapsed_leases(at(31.0)), []);

@@ -97,6 +97,7 @@ fn a_started_task_runs_under_the_workers_lease_and_a_heartbeat_extends_it() {
     let renewed = TaskEvent::LeaseRenewed(TaskLeaseRenewed {
         worker: "w1".into(),
         lease_expires_at: at(70.0),
+        progress: None,
     });
     let view = given(&[
         (0.0, created("email", 1, 0.0)),

@@ -75,7 +75,8 @@ fn commands_on_a_missing_task_are_not_found() {
             None,
             Command::Complete {
                 worker: "w".into(),
-                token: None
+                token: None,
+                result: None,
             },
             0
         ),
@@ -128,7 +129,11 @@ fn a_running_task_cannot_be_claimed_again_and_the_conflict_names_its_state() {
     assert!(matches!(
         when(
             given(&[created(), started("w", 50)]),
-            Command::Complete { worker: "v".into(), token: None },
+            Command::Complete {
+                worker: "v".into(),
+                token: None,
+                result: None,
+            },
             20
         ),
         Err(Rejection::NotLeaseHolder { worker }) if worker == "v"
@@ -138,7 +143,8 @@ fn a_running_task_cannot_be_claimed_again_and_the_conflict_names_its_state() {
             given(&[created()]),
             Command::Complete {
                 worker: "w".into(),
-                token: None
+                token: None,
+                result: None,
             },
             20
         ),
@@ -158,19 +164,22 @@ fn only_the_lease_holder_completes_fails_or_heartbeats() {
             task(),
             Command::Complete {
                 worker: "w".into(),
-                token: None
+                token: None,
+                result: None,
             },
             20
         ),
         Ok(vec![TaskEvent::Completed(TaskCompleted {
-            worker: "w".into()
+            worker: "w".into(),
+            result: None,
         })])
     );
     assert!(conflict(when(
         task(),
         Command::Complete {
             worker: "v".into(),
-            token: None
+            token: None,
+            result: None,
         },
         20
     ))
@@ -191,6 +200,7 @@ fn only_the_lease_holder_completes_fails_or_heartbeats() {
             worker: "w".into(),
             lease: Duration::seconds(60),
             token: None,
+            progress: None,
         },
         20,
     )
@@ -199,7 +209,8 @@ fn only_the_lease_holder_completes_fails_or_heartbeats() {
         renewed,
         vec![TaskEvent::LeaseRenewed(TaskLeaseRenewed {
             worker: "w".into(),
-            lease_expires_at: t(80)
+            lease_expires_at: t(80),
+            progress: None,
         })]
     );
 }
@@ -211,7 +222,8 @@ fn a_lapsed_lease_ends_the_workers_say() {
         task,
         Command::Complete {
             worker: "w".into(),
-            token: None
+            token: None,
+            result: None,
         },
         50
     ))
@@ -262,7 +274,10 @@ fn pending_and_running_tasks_cancel_finished_ones_do_not() {
     let done = given(&[
         created(),
         started("w", 50),
-        TaskEvent::Completed(TaskCompleted { worker: "w".into() }),
+        TaskEvent::Completed(TaskCompleted {
+            worker: "w".into(),
+            result: None,
+        }),
     ]);
     assert!(conflict(when(done, cancel(), 20)).contains("completed"));
 }
