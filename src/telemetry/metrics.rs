@@ -147,6 +147,10 @@ fn describe() {
         "tasklog_views_lag_events",
         "Events in the log the views have not applied yet"
     );
+    describe_gauge!(
+        "tasklog_queue_paused",
+        "1 while a task type's queue is paused (claims hand out none of its tasks), else 0"
+    );
     describe_gauge!("tasklog_event_streams_open", "Open event streams (SSE)");
     describe_gauge!(
         "tasklog_consumer_lag_events",
@@ -368,6 +372,13 @@ pub async fn render(service: &Service) -> String {
                 .unwrap_or(0);
             gauge!("tasklog_tasks", "type" => task_type.clone(), "state" => state.as_str())
                 .set(count as f64);
+        }
+        for (task_type, queue) in &views.queues {
+            gauge!("tasklog_queue_paused", "type" => task_type.clone()).set(if queue.paused {
+                1.0
+            } else {
+                0.0
+            });
         }
         let applied = views.position.0;
         gauge!("tasklog_views_position").set(applied as f64);

@@ -113,6 +113,16 @@ async fn metrics_show_every_family_a_workload_touched() {
     }
     assert!(refused, "the limited token was never refused");
 
+    let paused = api
+        .post_json(
+            reqwest::Method::PUT,
+            &format!("/v1/queues/{TYPE}"),
+            ADMIN,
+            json!({"paused": true}),
+        )
+        .await;
+    assert_eq!(paused.status, StatusCode::OK);
+
     let denied = api
         .request(reqwest::Method::GET, "/metrics", Some(READER), None)
         .await;
@@ -152,6 +162,7 @@ async fn metrics_show_every_family_a_workload_touched() {
         "tasklog_views_position",
         "tasklog_event_streams_open",
         "tasklog_consumer_lag_events",
+        "tasklog_queue_paused",
     ];
     let missing: Vec<_> = touched
         .iter()
