@@ -19,7 +19,7 @@ use tokio_postgres::Client;
 use tasklog_events::StorageError;
 use tasklog_projections::{ReadModelError, ReadModelTables, ViewGenerations};
 
-use crate::read_models::generation_schema;
+use crate::read_models::{generation_numbers, generation_schema, named_generation};
 use crate::schema::READ_MODEL_TABLES;
 use crate::{Connect, PostgresReadModels};
 
@@ -65,17 +65,13 @@ impl PostgresViewGenerations {
     /// Empty tables of the next generation, with the rebuild lock held on
     /// `lock`; leftovers of rebuilds that stopped midway are dropped first.
     async fn make_next(&self, lock: &Client) -> Result<(i32, PostgresReadModels), StorageError> {
-        let named: i32 = lock
-            .query_one(
-                &format!("SELECT generation FROM {}.views_generation", self.schema),
-                &[],
-            )
+        let named = named_generation(lock, &self.schema)
             .await
-            .map_err(|e| StorageError::caused_by("reading the views' generation", e))?
-            .get(0);
-        let mut generations = self.generations(lock).await?;
-        generations.push(0);
-        for leftover in generations {
+            .map_err(|e| StorageError::caused_by("reading the views' generation", e))?;
+        let generations = generation_numbers(lock, &self.schema)
+            .await
+            .map_err(|e| StorageError::caused_by("listing the views' generations", e))?;
+        for leftover in generations.into_iter().chain([0]) {
             if leftover != named {
                 drop_generation(lock, &self.schema, leftover).await?;
             }
@@ -133,22 +129,6 @@ impl PostgresViewGenerations {
         Ok((current - new).max(0))
     }
 
-    /// The generations with a schema of their own (1 and up).
-    async fn generations(&self, client: &Client) -> Result<Vec<i32>, StorageError> {
-        let prefix = format!("{}_views_", self.schema);
-        let rows = client
-            .query(
-                "SELECT nspname::text FROM pg_namespace WHERE starts_with(nspname, $1)",
-                &[&prefix],
-            )
-            .await
-            .map_err(|e| StorageError::caused_by("listing the views' generations", e))?;
-        Ok(rows
-            .iter()
-            .filter_map(|row| row.get::<_, &str>(0).strip_prefix(&prefix)?.parse().ok())
-            .collect())
-    }
-
     /// Names `building` the generation the nodes use, once it has stored at
     /// least what the current one has, and drops the current one.
     async fn promote_building(&self, building: &mut Building) -> Result<(), StorageError> {
@@ -160,15 +140,9 @@ impl PostgresViewGenerations {
                 generation_schema(schema, number)
             )
         };
-        let current: i32 = building
-            .lock
-            .query_one(
-                &format!("SELECT generation FROM {schema}.views_generation"),
-                &[],
-            )
+        let current = named_generation(&building.lock, schema)
             .await
-            .map_err(failed)?
-            .get(0);
+            .map_err(failed)?;
         // Close to the current generation first, without holding anyone up.
         let new_position = position_of(building.number);
         let current_position = position_of(current);

@@ -256,13 +256,9 @@ pub(crate) async fn drop_schemas(
     client: &Client,
     schema: &str,
 ) -> Result<(), tokio_postgres::Error> {
-    let generations = client
-        .query(
-            "SELECT nspname::text FROM pg_namespace WHERE starts_with(nspname, $1)",
-            &[&format!("{schema}_views_")],
-        )
-        .await?;
-    for name in std::iter::once(schema).chain(generations.iter().map(|row| row.get(0))) {
+    let generations = read_models::generation_numbers(client, schema).await?;
+    for number in generations.into_iter().chain([0]) {
+        let name = read_models::generation_schema(schema, number);
         client
             .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
             .await?;

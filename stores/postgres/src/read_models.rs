@@ -213,16 +213,27 @@ impl PostgresReadModels {
         let row = tx
             .query_one("SELECT version, position FROM read_model FOR UPDATE", &[])
             .await?;
+        // Read after the lock is held, in a statement of its own (so with a
+        // snapshot taken after it): a promotion holds the same lock while it
+        // moves the generation.
+        self.still_named(generation, tx).await?;
+        Ok((row.get(0), Position(row.get::<_, i64>(1) as u64)))
+    }
+
+    /// Stops with `Moved` if these tables follow the nodes' generation and
+    /// `client` sees another named than `generation`.
+    async fn still_named(
+        &self,
+        generation: &Generation,
+        client: &impl tokio_postgres::GenericClient,
+    ) -> Result<(), Stopped> {
         if self.follows.load(Ordering::Relaxed) {
-            // Read after the lock is held, in a statement of its own (so with
-            // a snapshot taken after it): a promotion holds the same lock
-            // while it moves the generation.
-            let named = named_generation(tx, &self.schema).await?;
+            let named = named_generation(client, &self.schema).await?;
             if named != generation.number {
                 return Err(Stopped::Moved(named));
             }
         }
-        Ok((row.get(0), Position(row.get::<_, i64>(1) as u64)))
+        Ok(())
     }
 }
 
@@ -244,12 +255,30 @@ impl Generation {
 }
 
 /// The generation the nodes of `schema` use.
-async fn named_generation(
+pub(crate) async fn named_generation(
     client: &impl tokio_postgres::GenericClient,
     schema: &str,
 ) -> Result<i32, tokio_postgres::Error> {
     let sql = format!("SELECT generation FROM {schema}.views_generation");
     Ok(client.query_one(&sql, &[]).await?.get(0))
+}
+
+/// The generations of `schema`'s views with a schema of their own (1 and up).
+pub(crate) async fn generation_numbers(
+    client: &impl tokio_postgres::GenericClient,
+    schema: &str,
+) -> Result<Vec<i32>, tokio_postgres::Error> {
+    let prefix = format!("{schema}_views_");
+    let rows = client
+        .query(
+            "SELECT nspname::text FROM pg_namespace WHERE starts_with(nspname, $1)",
+            &[&prefix],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|row| row.get::<_, &str>(0).strip_prefix(&prefix)?.parse().ok())
+        .collect())
 }
 
 #[async_trait]
@@ -296,14 +325,9 @@ impl ReadModelTables for PostgresReadModels {
                     _ => {}
                 }
             }
-            if self.follows.load(Ordering::Relaxed) {
-                // The generation's tables as the nodes use them, not one a
-                // rebuild has just replaced.
-                let named = named_generation(&*tx, &self.schema).await?;
-                if named != generation.number {
-                    return Err(Stopped::Moved(named));
-                }
-            }
+            // The generation's tables as the nodes use them, not one a
+            // rebuild has just replaced.
+            self.still_named(&generation, &*tx).await?;
             tx.commit().await?;
             Ok(snapshot)
         })

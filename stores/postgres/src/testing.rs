@@ -54,9 +54,7 @@ impl TestSchema {
         let separator = if self.url.contains('?') { '&' } else { '?' };
         format!("{}{separator}schema={}", self.url, self.name)
     }
-}
 
-impl TestSchema {
     /// A connection to the test database, for what a test checks in SQL.
     pub async fn client(&self) -> tokio_postgres::Client {
         let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
