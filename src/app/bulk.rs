@@ -91,8 +91,8 @@ impl Service {
         admits: impl Fn(&TaskView) -> bool,
         limit: usize,
     ) -> Result<(Vec<TaskId>, bool), ServiceError> {
-        let mut chosen = Vec::new();
         if !selection.ids.is_empty() {
+            let mut chosen = Vec::new();
             for &id in &selection.ids {
                 if let Some(task) = self.view(id).await? {
                     if admits(&task) {
@@ -100,35 +100,22 @@ impl Service {
                     }
                 }
             }
-        } else {
-            // Pages of stored rows narrowed by their indexes, as a list reads them.
-            let mut rows = TaskQuery {
-                state: Some(state),
-                task_type: selection.task_type.clone(),
-                label: selection
-                    .filter
-                    .selector
-                    .as_ref()
-                    .and_then(Selector::first_equality),
-                tag: selection.filter.tags.first().cloned(),
-                limit: limit + 1,
-                ..TaskQuery::default()
-            };
-            loop {
-                let page = self.list(&rows).await?;
-                let exhausted = page.len() < rows.limit;
-                if let Some(last) = page.last() {
-                    rows.after = last.created_position;
-                }
-                chosen.extend(page.iter().filter(|t| admits(t)).map(|t| t.id));
-                if chosen.len() > limit || exhausted {
-                    break;
-                }
-                rows.limit = (rows.limit * 4).min(4096);
-            }
+            let more = chosen.len() > limit;
+            chosen.truncate(limit);
+            return Ok((chosen, more));
         }
-        let more = chosen.len() > limit;
-        chosen.truncate(limit);
-        Ok((chosen, more))
+        let rows = TaskQuery {
+            state: Some(state),
+            task_type: selection.task_type.clone(),
+            label: selection
+                .filter
+                .selector
+                .as_ref()
+                .and_then(Selector::first_equality),
+            tag: selection.filter.tags.first().cloned(),
+            ..TaskQuery::default()
+        };
+        let (tasks, more) = self.list_matching(rows, limit, admits).await?;
+        Ok((tasks.into_iter().map(|t| t.id).collect(), more))
     }
 }

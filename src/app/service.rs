@@ -154,6 +154,37 @@ impl Service {
         Ok(self.views.list(query).await?)
     }
 
+    /// Up to `limit` tasks that `rows` reads and `admits` takes, in creation
+    /// order, and whether there are more. `rows` narrows the read by the
+    /// stores' indexes; `admits` checks the whole filter on each row, and
+    /// when few pass, the rows are read further in larger pages.
+    pub async fn list_matching(
+        &self,
+        mut rows: TaskQuery,
+        limit: usize,
+        admits: impl Fn(&TaskView) -> bool,
+    ) -> Result<(Vec<TaskView>, bool), ServiceError> {
+        rows.limit = limit + 1;
+        let mut tasks = Vec::new();
+        let more = loop {
+            let page = self.list(&rows).await?;
+            let exhausted = page.len() < rows.limit;
+            if let Some(last) = page.last() {
+                rows.after = last.created_position;
+            }
+            tasks.extend(page.into_iter().filter(|t| admits(t)));
+            if tasks.len() > limit {
+                break true;
+            }
+            if exhausted {
+                break false;
+            }
+            rows.limit = (rows.limit * 4).min(4096);
+        };
+        tasks.truncate(limit);
+        Ok((tasks, more))
+    }
+
     /// The task folded from the first events of its stream that `until` admits:
     /// the task as it stood then, by the same code as the live views.
     pub async fn view_as_of(

@@ -268,33 +268,18 @@ pub async fn list(
     if !problems.is_empty() {
         return Err(ApiError::InvalidFields(problems));
     }
-    // Pages of stored rows narrowed by their indexes; the whole filter is checked here.
-    let mut rows = TaskQuery {
+    let rows = TaskQuery {
         after,
         state: wanted_state,
         task_type: query.task_type.clone(),
         label: filter.selector.as_ref().and_then(Selector::first_equality),
         tag: filter.tags.first().cloned(),
-        limit: limit + 1,
+        ..TaskQuery::default()
     };
-    let mut tasks = Vec::new();
-    let more = loop {
-        let page = state.service.list(&rows).await?;
-        let exhausted = page.len() < rows.limit;
-        if let Some(last) = page.last() {
-            rows.after = last.created_position;
-        }
-        tasks.extend(page.into_iter().filter(|t| filter.admits(t)));
-        if tasks.len() > limit {
-            break true;
-        }
-        if exhausted {
-            break false;
-        }
-        // Few rows passed the filter: read further in larger pages.
-        rows.limit = (rows.limit * 4).min(4096);
-    };
-    tasks.truncate(limit);
+    let (tasks, more) = state
+        .service
+        .list_matching(rows, limit, |t| filter.admits(t))
+        .await?;
     let next_cursor = match tasks.last() {
         Some(last) if more => Some(encode_cursor(last.created_position)),
         _ => None,
