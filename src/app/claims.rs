@@ -171,8 +171,11 @@ impl Service {
 /// runs as many tasks as its limit allows, counting `claiming` claims in
 /// flight as running.
 fn closed_to_claims(views: &Projections, task_type: &str, claiming: u64) -> bool {
-    views.is_paused(task_type)
-        || views.running_limit(task_type).is_some_and(|limit| {
+    let Some(queue) = views.queues.get(task_type) else {
+        return false;
+    };
+    queue.paused
+        || queue.max_running.is_some_and(|limit| {
             let key = (task_type.to_owned(), TaskState::Running);
             let running = views.stats.counts.get(&key).copied().unwrap_or(0);
             running + claiming >= u64::from(limit)

@@ -124,10 +124,11 @@ impl Rebuilds {
                 Ok(Some(tables)) => tables,
                 refused => {
                     *rebuilds.status.lock().expect("rebuild status") = before;
-                    let _ = answer.send(Err(match refused {
-                        Err(error) => RebuildRefused::Failed(error),
-                        Ok(_) => RebuildRefused::Elsewhere,
-                    }));
+                    // No tables and no error: another node's rebuild holds the store.
+                    let why = refused
+                        .err()
+                        .map_or(RebuildRefused::Elsewhere, RebuildRefused::Failed);
+                    let _ = answer.send(Err(why));
                     return;
                 }
             };

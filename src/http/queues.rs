@@ -90,11 +90,11 @@ pub async fn list(State(state): State<AppState>) -> axum::Json<QueueList> {
         .keys()
         .map(|(t, _)| (t.as_str(), ()))
         .collect();
-    let limited = views
+    let configured = views
         .queues
         .iter()
         .filter(|(_, q)| q.max_running.is_some() || q.paused);
-    types.extend(limited.map(|(t, _)| (t.as_str(), ())));
+    types.extend(configured.map(|(t, _)| (t.as_str(), ())));
     axum::Json(QueueList {
         queues: types.into_keys().map(|t| queue(&views, t)).collect(),
     })
