@@ -60,6 +60,22 @@ async fn two_nodes_on_eventstoredb_act_as_one_service() {
     two_nodes_act_as_one_service(&url, None).await;
 }
 
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// A create body, available a minute ago and expiring `expires_in` from now.
+fn task_body(name: &str, task_type: &str, expires_in: Duration) -> Value {
+    let now = Utc::now();
+    let time = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
+    json!({
+        "name": name,
+        "type": task_type,
+        "priority": 0,
+        "data": {},
+        "availableTime": time(now - chrono::Duration::minutes(1)),
+        "expirationTime": time(now + chrono::Duration::from_std(expires_in).unwrap()),
+    })
+}
+
 /// A `tasklog serve` process; killed when dropped.
 struct Node {
     child: Child,
@@ -147,16 +163,7 @@ impl Node {
     }
 
     async fn create(&self, name: &str, task_type: &str, expires_in: Duration) -> (String, u64) {
-        let now = Utc::now();
-        let time = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
-        let body = json!({
-            "name": name,
-            "type": task_type,
-            "priority": 0,
-            "data": {},
-            "availableTime": time(now - chrono::Duration::minutes(1)),
-            "expirationTime": time(now + chrono::Duration::from_std(expires_in).unwrap()),
-        });
+        let body = task_body(name, task_type, expires_in);
         let (status, position, task) = self.post("/v1/tasks", body).await;
         assert_eq!(status, StatusCode::OK, "{task}");
         (task["id"].as_str().unwrap().to_owned(), position.unwrap())
@@ -165,19 +172,11 @@ impl Node {
     /// Creates `n` tasks of `task_type` in one batch, each labelled
     /// `batch=<label>`; the position the answer gave.
     async fn batch(&self, task_type: &str, label: &str, n: usize) -> u64 {
-        let now = Utc::now();
-        let time = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
         let tasks: Vec<Value> = (0..n)
             .map(|i| {
-                json!({
-                    "name": format!("{label}-{i}"),
-                    "type": task_type,
-                    "priority": 0,
-                    "data": {},
-                    "labels": {"batch": label},
-                    "availableTime": time(now),
-                    "expirationTime": time(now + chrono::Duration::hours(1)),
-                })
+                let mut task = task_body(&format!("{label}-{i}"), task_type, HOUR);
+                task["labels"] = json!({ "batch": label });
+                task
             })
             .collect();
         let (status, position, answer) = self
@@ -485,18 +484,11 @@ async fn a_rebuild_beside_the_nodes_moves_them_all(nodes: &Arc<[Node; 2]>, schem
 /// A batch appended through one node is read through the other at the
 /// position its answer gave, every task of it.
 async fn a_batch_made_on_one_node_is_read_on_the_other(nodes: &[Node; 2]) {
-    let now = Utc::now();
-    let time = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
     let tasks: Vec<Value> = (0..5)
         .map(|n| {
-            json!({
-                "name": format!("batch-{n}"),
-                "type": "batch",
-                "priority": n,
-                "data": {},
-                "availableTime": time(now - chrono::Duration::minutes(1)),
-                "expirationTime": time(now + chrono::Duration::hours(1)),
-            })
+            let mut task = task_body(&format!("batch-{n}"), "batch", HOUR);
+            task["priority"] = json!(n);
+            task
         })
         .collect();
     let (status, position, made) = nodes[0]
