@@ -115,7 +115,8 @@ impl Service {
             tag: selection.filter.tags.first().cloned(),
             ..TaskQuery::default()
         };
-        let (tasks, more) = self.list_matching(rows, limit, admits).await?;
-        Ok((tasks.into_iter().map(|t| t.id).collect(), more))
+        let matching = self.list_matching(rows, limit, None, admits).await?;
+        let ids = matching.tasks.into_iter().map(|t| t.id).collect();
+        Ok((ids, matching.more.is_some()))
     }
 }

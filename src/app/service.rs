@@ -155,34 +155,44 @@ impl Service {
     }
 
     /// Up to `limit` tasks that `rows` reads and `admits` takes, in creation
-    /// order, and whether there are more. `rows` narrows the read by the
-    /// stores' indexes; `admits` checks the whole filter on each row, and
-    /// when few pass, the rows are read further in larger pages.
+    /// order. `rows` narrows the read by the stores' indexes; `admits` checks
+    /// the whole filter on each row, and when few pass, the rows are read
+    /// further in larger pages, up to `read_most` rows if given: a page of a
+    /// filter few tasks pass then ends early, saying where to go on.
     pub async fn list_matching(
         &self,
         mut rows: TaskQuery,
         limit: usize,
+        read_most: Option<usize>,
         admits: impl Fn(&TaskView) -> bool,
-    ) -> Result<(Vec<TaskView>, bool), ServiceError> {
+    ) -> Result<Matching, ServiceError> {
         rows.limit = limit + 1;
         let mut tasks = Vec::new();
-        let more = loop {
+        let mut read = 0;
+        loop {
             let page = self.list(&rows).await?;
             let exhausted = page.len() < rows.limit;
+            read += page.len();
             if let Some(last) = page.last() {
                 rows.after = last.created_position;
             }
             tasks.extend(page.into_iter().filter(|t| admits(t)));
             if tasks.len() > limit {
-                break true;
+                tasks.truncate(limit);
+                let after = tasks.last().map(|t| t.created_position);
+                return Ok(Matching { tasks, more: after });
             }
             if exhausted {
-                break false;
+                return Ok(Matching { tasks, more: None });
+            }
+            if read_most.is_some_and(|most| read >= most) {
+                return Ok(Matching {
+                    tasks,
+                    more: Some(rows.after),
+                });
             }
             rows.limit = (rows.limit * 4).min(4096);
-        };
-        tasks.truncate(limit);
-        Ok((tasks, more))
+        }
     }
 
     /// The task folded from the first events of its stream that `until` admits:
@@ -197,6 +207,14 @@ impl Service {
             events.iter().take_while(|event| until(event)),
         ))
     }
+}
+
+/// A page of [`Service::list_matching`].
+pub struct Matching {
+    pub tasks: Vec<TaskView>,
+    /// Where the next page starts, if there may be more: after the last task
+    /// given, or after the last row read when the page ended early.
+    pub more: Option<Position>,
 }
 
 /// Schedules an API command is changing on this node, with how many commands:

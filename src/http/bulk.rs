@@ -146,6 +146,7 @@ fn selection(select: TaskSelection) -> Result<Selection, ApiError> {
         filter: TaskFilter {
             selector: select.label_selector.map(|s| s.0),
             tags: select.tags,
+            ..TaskFilter::default()
         },
         ids,
     })

@@ -34,6 +34,9 @@ pub struct CloudEvent<'a> {
     pub tasklogrevision: u64,
     /// The schema version of the payload.
     pub tasklogschemaversion: u32,
+    /// The event's link in the log's hash chain, in hex: SHA-256 over the
+    /// previous event's hash and this event (`/v1/admin/verify` checks them).
+    pub taskloghash: String,
     /// The name of the token that caused the event.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tasklogactor: Option<&'a str>,
@@ -66,6 +69,7 @@ impl<'a> CloudEvent<'a> {
             tasklogposition: event.position.0,
             tasklogrevision: event.revision,
             tasklogschemaversion: event.schema_version,
+            taskloghash: hex::encode(event.hash),
             tasklogactor: event.metadata.actor.as_deref(),
             tasklogrequestid: event.metadata.request_id.as_deref(),
             tasklogcausationid: event.metadata.causation_id.map(|id| id.to_string()),

@@ -30,6 +30,7 @@ mod rebuilds;
 mod schedules;
 mod stream;
 mod tasks;
+mod token;
 pub mod wire;
 
 use std::future::Future;
@@ -139,7 +140,8 @@ pub fn app(state: AppState) -> Router {
         .merge(audit::routes(&state))
         .merge(rebuilds::routes(&state))
         .merge(stream::routes(&state))
-        .merge(observe::routes(&state));
+        .merge(observe::routes(&state))
+        .merge(token::routes(&state));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -207,13 +209,28 @@ fn scoped(router: Router<AppState>, state: &AppState, scope: Scope) -> Router<Ap
     router
         .route_layer(middleware::from_fn_with_state(state.clone(), consistency))
         .route_layer(middleware::from_fn_with_state(
-            (state.clone(), scope),
+            (state.clone(), Some(scope)),
             authorize,
         ))
 }
 
+/// Puts `router` behind any valid bearer token, whatever its scopes; the
+/// handlers find the token's scopes in the request's [`Granted`].
+fn authenticated(router: Router<AppState>, state: &AppState) -> Router<AppState> {
+    router
+        .route_layer(middleware::from_fn_with_state(state.clone(), consistency))
+        .route_layer(middleware::from_fn_with_state(
+            (state.clone(), None),
+            authorize,
+        ))
+}
+
+/// The scopes of the token behind a request to an [`authenticated`] route.
+#[derive(Clone, Debug)]
+pub struct Granted(pub Vec<Scope>);
+
 async fn authorize(
-    State((state, scope)): State<(AppState, Scope)>,
+    State((state, scope)): State<(AppState, Option<Scope>)>,
     mut request: Request,
     next: Next,
 ) -> Response {
@@ -241,6 +258,11 @@ async fn authorize(
                 request_id: trail.id,
                 traceparent: trail.traceparent,
             });
+            if scope.is_none() {
+                request
+                    .extensions_mut()
+                    .insert(Granted(token.scopes.clone()));
+            }
             next.run(request).await
         }
     };
@@ -248,14 +270,18 @@ async fn authorize(
     response
 }
 
-/// Whether `token` may make a request needing `scope` now (its rate limit).
-fn admit(keyring: &auth::Keyring, token: &auth::Token, scope: Scope) -> Result<(), ApiError> {
+/// Whether `token` may make a request needing `scope` (if any) now (its rate limit).
+fn admit(
+    keyring: &auth::Keyring,
+    token: &auth::Token,
+    scope: Option<Scope>,
+) -> Result<(), ApiError> {
     if let Err(wait) = keyring.rate_limits.check(token) {
         crate::telemetry::metrics::rate_limited(&token.name);
         let retry_after = wait.as_secs_f64().ceil().max(1.0) as u32;
         return Err(ApiError::RateLimited { retry_after });
     }
-    if !token.allows(scope) {
+    if let Some(scope) = scope.filter(|scope| !token.allows(*scope)) {
         return Err(ApiError::Forbidden {
             token: token.name.clone(),
             scope,

@@ -14,14 +14,14 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorBody;
 use super::wire::*;
-use super::{audit, bulk, observe, queues, rebuilds, schedules, stream, tasks};
+use super::{audit, bulk, observe, queues, rebuilds, schedules, stream, tasks, token};
 use crate::http::cloud_event::CloudEvent;
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "tasklog", description = "An event-sourced task backend."),
-    paths(tasks::create, tasks::create_batch, tasks::show, tasks::list, tasks::claim, tasks::heartbeat, tasks::complete, tasks::fail, tasks::cancel, tasks::retry, bulk::retry, bulk::cancel, schedules::create, schedules::list, schedules::show, schedules::pause, schedules::resume, schedules::delete, queues::list, queues::set_settings, audit::history, audit::log, audit::verify_log, rebuilds::start, rebuilds::show, stream::stream, stream::list_consumers, stream::show_consumer, stream::acknowledge, observe::scrape),
-    components(schemas(Task, TaskList, TaskBatch, Claimed, CreateTask, CreateTasks, ClaimRequest, HeartbeatRequest, CompleteRequest, FailRequest, CancelRequest, RetryRequest, RetryBody, TaskSelection, BulkRetryRequest, BulkCancelRequest, BulkOutcome, ErrorBody, schedules::Schedule, schedules::ScheduleList, schedules::CreateSchedule, TaskTemplateBody, queues::Queue, queues::QueueList, queues::QueueSettings, CloudEvent, audit::EventPage, audit::Verification, rebuilds::Rebuild, stream::Consumer, stream::ConsumerList, stream::Acknowledge, stream::SseEvent)),
+    paths(tasks::create, tasks::create_batch, tasks::show, tasks::list, tasks::claim, tasks::heartbeat, tasks::complete, tasks::fail, tasks::cancel, tasks::retry, bulk::retry, bulk::cancel, schedules::create, schedules::list, schedules::show, schedules::pause, schedules::resume, schedules::delete, queues::list, queues::set_settings, audit::history, audit::log, audit::verify_log, rebuilds::start, rebuilds::show, stream::stream, stream::list_consumers, stream::show_consumer, stream::acknowledge, observe::scrape, token::show),
+    components(schemas(Task, TaskList, TaskBatch, Claimed, CreateTask, CreateTasks, ClaimRequest, HeartbeatRequest, CompleteRequest, FailRequest, CancelRequest, RetryRequest, RetryBody, TaskSelection, BulkRetryRequest, BulkCancelRequest, BulkOutcome, ErrorBody, schedules::Schedule, schedules::ScheduleList, schedules::CreateSchedule, TaskTemplateBody, queues::Queue, queues::QueueList, queues::QueueSettings, CloudEvent, audit::EventPage, audit::Verification, rebuilds::Rebuild, stream::Consumer, stream::ConsumerList, stream::Acknowledge, stream::SseEvent, token::TokenInfo)),
     modifiers(&Conventions),
     security(("bearer" = []))
 )]

@@ -219,7 +219,15 @@ pub async fn show(
     }
 }
 
-/// Tasks in the order they were created, filtered by state and type, a page at a time.
+/// The most stored tasks one list page reads: a filter that few tasks pass
+/// (text in the name, a selector or tags past the first the indexes take)
+/// answers a shorter page with a cursor instead of reading the whole store.
+const LIST_READS_MOST: usize = 10_000;
+
+/// Tasks in the order they were created, filtered by state, type, labels,
+/// tags and text in the name, a page at a time. A page may hold fewer than
+/// `limit` tasks, even none, and still have a `nextCursor`: each reads at
+/// most 10,000 stored tasks.
 #[utoipa::path(get, path = "/v1/tasks", tag = "tasks", operation_id = "listTasks", params(ListQuery),
     responses((status = 200, description = "a page of tasks", body = TaskList)))]
 pub async fn list(
@@ -264,7 +272,12 @@ pub async fn list(
         .as_deref()
         .map(|tags| tags.split(',').map(|t| t.trim().to_owned()).collect())
         .unwrap_or_default();
-    let filter = TaskFilter { selector, tags };
+    let name_contains = query.name_contains.as_deref().map(str::to_lowercase);
+    let filter = TaskFilter {
+        selector,
+        tags,
+        name_contains,
+    };
     if !problems.is_empty() {
         return Err(ApiError::InvalidFields(problems));
     }
@@ -276,17 +289,13 @@ pub async fn list(
         tag: filter.tags.first().cloned(),
         ..TaskQuery::default()
     };
-    let (tasks, more) = state
+    let matching = state
         .service
-        .list_matching(rows, limit, |t| filter.admits(t))
+        .list_matching(rows, limit, Some(LIST_READS_MOST), |t| filter.admits(t))
         .await?;
-    let next_cursor = match tasks.last() {
-        Some(last) if more => Some(encode_cursor(last.created_position)),
-        _ => None,
-    };
     let body = TaskList {
-        tasks: tasks.iter().map(Task::from).collect(),
-        next_cursor,
+        tasks: matching.tasks.iter().map(Task::from).collect(),
+        next_cursor: matching.more.map(encode_cursor),
     };
     Ok(axum::Json(body).into_response())
 }
@@ -317,6 +326,7 @@ pub async fn claim(
     let filter = TaskFilter {
         selector: body.label_selector.map(|s| s.0),
         tags: body.tags.iter().map(|t| t.trim().to_owned()).collect(),
+        ..TaskFilter::default()
     };
     let lease = chrono::Duration::seconds(body.lease_seconds.0 as i64);
     let wait = Duration::from_secs(body.wait_seconds.0);

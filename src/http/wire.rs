@@ -308,6 +308,8 @@ pub struct ListQuery {
     pub label_selector: Option<String>,
     /// Only tasks with every one of these comma-separated tags.
     pub tags: Option<String>,
+    /// Only tasks whose name holds this text, in any case.
+    pub name_contains: Option<String>,
     /// At most this many tasks (1 to 1000, default 100).
     pub limit: Option<usize>,
     /// From the `nextCursor` of the page before.

@@ -195,12 +195,15 @@ fn requirement(text: &str) -> Result<Requirement, String> {
     }
 }
 
-/// Which tasks a list or a claim wants: labels matching a selector, and tags.
+/// Which tasks a list or a claim wants: labels matching a selector, tags,
+/// and text in the name.
 #[derive(Clone, Debug, Default)]
 pub struct TaskFilter {
     pub selector: Option<Selector>,
     /// The task must carry every one of these.
     pub tags: Vec<String>,
+    /// The task's name must hold this text, in any case: kept lowercase.
+    pub name_contains: Option<String>,
 }
 
 impl TaskFilter {
@@ -209,6 +212,10 @@ impl TaskFilter {
             .as_ref()
             .is_none_or(|s| s.matches(&task.labels))
             && self.tags.iter().all(|tag| task.tags.contains(tag))
+            && self
+                .name_contains
+                .as_ref()
+                .is_none_or(|text| task.name.to_lowercase().contains(text.as_str()))
     }
 }
 

@@ -33,6 +33,12 @@ async fn every_route_in_the_api_document_checks_the_token_and_its_scope() {
             let scopeless = api
                 .request(method.clone(), &concrete, Some(NOBODY), body)
                 .await;
+            if path == "/v1/token" {
+                // Any valid token may ask what it is.
+                assert_eq!(scopeless.status, StatusCode::OK, "{:?}", scopeless.body);
+                checked += 1;
+                continue;
+            }
             assert_eq!(
                 scopeless.status,
                 StatusCode::FORBIDDEN,
@@ -46,6 +52,30 @@ async fn every_route_in_the_api_document_checks_the_token_and_its_scope() {
         }
     }
     assert!(checked >= 20, "only {checked} routes in the document");
+}
+
+#[tokio::test]
+async fn a_token_says_its_name_and_scopes() {
+    let api = TestServer::start().await;
+    let admin = api
+        .request(Method::GET, "/v1/token", Some(ADMIN), None)
+        .await;
+    assert_eq!(admin.body, json!({"name": "admin", "scopes": ["admin"]}));
+    let worker = api
+        .request(Method::GET, "/v1/token", Some(WORKER), None)
+        .await;
+    assert_eq!(
+        worker.body,
+        json!({"name": "worker", "scopes": ["tasks:work", "tasks:read"]})
+    );
+    let nobody = api
+        .request(Method::GET, "/v1/token", Some(NOBODY), None)
+        .await;
+    assert_eq!(nobody.body, json!({"name": "nobody", "scopes": []}));
+    let stranger = api
+        .request(Method::GET, "/v1/token", Some("not-a-token"), None)
+        .await;
+    assert_eq!(stranger.status, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]

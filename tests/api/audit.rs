@@ -78,7 +78,8 @@ async fn a_tasks_history_is_every_event_in_order_with_who_did_it() {
         .iter()
         .all(|e| e["subject"] == id.as_str() && e["tasklogrequestid"].is_string()));
     insta::assert_json_snapshot!("history", history.body, {
-        ".events[].id" => "[event id]", ".events[].subject" => "[task id]", ".events[].tasklogrequestid" => "[request id]"
+        ".events[].id" => "[event id]", ".events[].subject" => "[task id]", ".events[].tasklogrequestid" => "[request id]",
+        ".events[].taskloghash" => "[hash]"
     });
     let missing = api
         .get("/v1/tasks/0123456789abcdef0123456789abcdef/events")
@@ -165,6 +166,9 @@ async fn verify_passes_a_healthy_log_and_names_the_position_of_an_edit() {
     assert_eq!(healthy["ok"], true);
     assert_eq!(healthy["events"], 4);
     assert_eq!(healthy["head"], 4);
+    // Each event shows its link in the chain: the last one's is the head's.
+    let log = api.get("/v1/events").await.body;
+    assert_eq!(log["events"][3]["taskloghash"], healthy["headHash"]);
     let cli = tasklog_cli(&["verify", "--data-dir", dir.path().to_str().unwrap()]);
     assert!(
         cli.status.success(),

@@ -429,3 +429,54 @@ async fn a_paused_queue_hands_out_nothing_until_it_is_resumed() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_search_by_name_reads_a_bounded_share_of_the_tasks_per_page() {
+    let api = TestServer::start().await;
+    // 12,000 tasks, two of them named with "Needle": more than one page reads.
+    for batch in 0..12 {
+        let tasks: Vec<Value> = (0..1000)
+            .map(|n| {
+                let name = match batch * 1000 + n {
+                    5 => "a Needle early".to_owned(),
+                    11_990 => "needle late".to_owned(),
+                    other => format!("hay-{other}"),
+                };
+                task_body(&name, "search", 1)
+            })
+            .collect();
+        let answer = api.post("/v1/tasks/batch", json!({ "tasks": tasks })).await;
+        assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+    }
+    let mut found = Vec::new();
+    let mut pages = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = "/v1/tasks?nameContains=NEEDLE&limit=10".to_owned();
+        if let Some(cursor) = &cursor {
+            path.push_str(&format!("&cursor={cursor}"));
+        }
+        let page = api.get(&path).await.body;
+        let names = page["tasks"].as_array().unwrap().iter();
+        let names: Vec<String> = names.map(|t| t["name"].as_str().unwrap().into()).collect();
+        pages.push(names.len());
+        found.extend(names);
+        match page["nextCursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(found, ["a Needle early", "needle late"]);
+    // The first page read its share, found one and said where to go on.
+    assert_eq!(pages[0], 1, "pages: {pages:?}");
+    assert!(pages.len() >= 2, "pages: {pages:?}");
+    // A page that is full before its bound ends at its last task as before.
+    let full = api.get("/v1/tasks?nameContains=hay&limit=3").await.body;
+    assert_eq!(full["tasks"].as_array().unwrap().len(), 3);
+    let next = full["nextCursor"].as_str().unwrap();
+    let after = api
+        .get(&format!("/v1/tasks?nameContains=hay&limit=1&cursor={next}"))
+        .await
+        .body;
+    assert_eq!(after["tasks"][0]["name"], "hay-3");
+}
