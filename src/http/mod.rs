@@ -13,6 +13,7 @@
 //! - [`error`]: the one `ApiError` and its body; [`auth`]: bearer tokens, scopes
 //!   and rate limits; [`openapi`]: the API document.
 //! - [`observe`]: a span, a log line and metrics per request; `/metrics`.
+//! - [`console`]: the web console at `/ui/`, drawn in the browser from the API.
 //! - [`connections`]: the accept loop: the connection cap, header and body
 //!   timeouts, the shutdown drain.
 
@@ -22,6 +23,7 @@ mod body;
 mod bulk;
 pub mod cloud_event;
 pub mod connections;
+mod console;
 mod error;
 pub mod observe;
 pub mod openapi;
@@ -150,6 +152,7 @@ pub fn app(state: AppState) -> Router {
             get(|| async { axum::Json(openapi::document()) }),
         )
         .merge(v1)
+        .merge(console::routes())
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
