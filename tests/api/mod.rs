@@ -7,6 +7,7 @@ mod audit;
 mod batches;
 mod bulk;
 mod connections;
+mod console;
 mod errors;
 mod lifecycle;
 mod observability;
