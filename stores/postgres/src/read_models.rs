@@ -360,8 +360,12 @@ impl ReadModelTables for PostgresReadModels {
             args.push(value);
             format!("${}", args.len())
         };
-        // The rarest term drives the read: a label, then a tag, then state and type.
+        // The rarest term drives the read: a label, then a tag, then state and
+        // type. The order is the driving index's, so that a page reads only its
+        // rows instead of sorting every match.
+        let order;
         if let Some((key, value)) = &query.label {
+            order = "l.created_position";
             sql += &format!(
                 "task_labels AS l JOIN tasks AS t USING (created_position)
                  WHERE l.key = {} AND l.value = {} AND l.created_position > ",
@@ -369,12 +373,14 @@ impl ReadModelTables for PostgresReadModels {
                 arg(Box::new(value.clone()))
             );
         } else if let Some(tag) = &query.tag {
+            order = "g.created_position";
             sql += &format!(
                 "task_tags AS g JOIN tasks AS t USING (created_position)
                  WHERE g.tag = {} AND g.created_position > ",
                 arg(Box::new(tag.clone()))
             );
         } else {
+            order = "t.created_position";
             sql += "tasks AS t WHERE t.created_position > ";
         }
         sql += &arg(Box::new(query.after.0 as i64));
@@ -385,10 +391,7 @@ impl ReadModelTables for PostgresReadModels {
             sql += &format!(" AND t.type = {}", arg(Box::new(task_type.clone())));
         }
         let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
-        sql += &format!(
-            " ORDER BY t.created_position LIMIT {}",
-            arg(Box::new(limit))
-        );
+        sql += &format!(" ORDER BY {order} LIMIT {}", arg(Box::new(limit)));
         let args: Vec<&(dyn ToSql + Sync)> = args
             .iter()
             .map(|arg| &**arg as &(dyn ToSql + Sync))
