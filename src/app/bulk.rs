@@ -117,6 +117,6 @@ impl Service {
         };
         let matching = self.list_matching(rows, limit, None, admits).await?;
         let ids = matching.tasks.into_iter().map(|t| t.id).collect();
-        Ok((ids, matching.more.is_some()))
+        Ok((ids, matching.next_after.is_some()))
     }
 }

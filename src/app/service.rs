@@ -180,18 +180,25 @@ impl Service {
             if tasks.len() > limit {
                 tasks.truncate(limit);
                 let after = tasks.last().map(|t| t.created_position);
-                return Ok(Matching { tasks, more: after });
+                return Ok(Matching {
+                    tasks,
+                    next_after: after,
+                });
             }
             if exhausted {
-                return Ok(Matching { tasks, more: None });
+                return Ok(Matching {
+                    tasks,
+                    next_after: None,
+                });
             }
             if read_most.is_some_and(|most| read >= most) {
                 return Ok(Matching {
                     tasks,
-                    more: Some(rows.after),
+                    next_after: Some(rows.after),
                 });
             }
-            rows.limit = (rows.limit * 4).min(4096);
+            let left = read_most.map_or(usize::MAX, |most| most - read);
+            rows.limit = (rows.limit * 4).min(4096).min(left);
         }
     }
 
@@ -214,7 +221,7 @@ pub struct Matching {
     pub tasks: Vec<TaskView>,
     /// Where the next page starts, if there may be more: after the last task
     /// given, or after the last row read when the page ended early.
-    pub more: Option<Position>,
+    pub next_after: Option<Position>,
 }
 
 /// Schedules an API command is changing on this node, with how many commands:

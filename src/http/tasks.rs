@@ -222,12 +222,12 @@ pub async fn show(
 /// The most stored tasks one list page reads: a filter that few tasks pass
 /// (text in the name, a selector or tags past the first the indexes take)
 /// answers a shorter page with a cursor instead of reading the whole store.
-const LIST_READS_MOST: usize = 10_000;
+const LIST_READS_MOST: usize = 5_000;
 
 /// Tasks in the order they were created, filtered by state, type, labels,
 /// tags and text in the name, a page at a time. A page may hold fewer than
 /// `limit` tasks, even none, and still have a `nextCursor`: each reads at
-/// most 10,000 stored tasks.
+/// most 5,000 stored tasks.
 #[utoipa::path(get, path = "/v1/tasks", tag = "tasks", operation_id = "listTasks", params(ListQuery),
     responses((status = 200, description = "a page of tasks", body = TaskList)))]
 pub async fn list(
@@ -295,7 +295,7 @@ pub async fn list(
         .await?;
     let body = TaskList {
         tasks: matching.tasks.iter().map(Task::from).collect(),
-        next_cursor: matching.more.map(encode_cursor),
+        next_cursor: matching.next_after.map(encode_cursor),
     };
     Ok(axum::Json(body).into_response())
 }
