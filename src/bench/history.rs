@@ -1,6 +1,6 @@
 //! `tasklog bench history`: what a long history costs a server that restarts
 //! over it: memory, time until it serves, reads of finished tasks, deep list
-//! pages, and `tasklog rebuild` of the stored views from the whole log.
+//! pages, the console's pages, and `tasklog rebuild` of the stored views from the whole log.
 //!
 //! The store is filled through the task rules the API runs (create, claim,
 //! complete), most tasks finished and a fixed number pending, then a
@@ -80,6 +80,8 @@ pub async fn run(bench: HistoryBench) -> Result<Vec<Figure>, Failure> {
     let mut gets = server.get_finished(&finished).await?;
     let mut pages = server.list_pages().await?;
     let rss_all = server.rss_bytes();
+    let mut console = server.console_pages(&finished).await?;
+    let rss_after_console = server.rss_bytes();
     let beside = match fresh.url.view_generations() {
         Some(_) => Some(server.rebuild_beside(&finished).await?),
         None => None,
@@ -116,11 +118,28 @@ pub async fn run(bench: HistoryBench) -> Result<Vec<Figure>, Failure> {
         ("rss_mb", mb(rss_all)),
         ("rss_mb_at_quarter", mb(rss_quarter)),
         ("rss_ratio_to_quarter", ratio),
+        ("rss_mb_after_console_pages", mb(rss_after_console)),
         ("rss_flat", f64::from(u8::from(ratio <= FLAT_RSS_RATIO))),
         ("catch_up_to_serving_s", catch_up_seconds),
         ("restart_to_serving_s", restart_seconds),
         ("get_finished_p99_ms", percentile(&mut gets, 0.99)),
         ("list_page_p99_ms", percentile(&mut pages, 0.99)),
+        (
+            "console_tasks_page_p99_ms",
+            percentile(&mut console.tasks, 0.99),
+        ),
+        (
+            "console_filtered_page_p99_ms",
+            percentile(&mut console.filtered, 0.99),
+        ),
+        (
+            "console_search_page_p99_ms",
+            percentile(&mut console.search, 0.99),
+        ),
+        (
+            "console_task_page_p99_ms",
+            percentile(&mut console.task, 0.99),
+        ),
         ("rebuild_events_per_s", rebuilt as f64 / rebuild_seconds),
         (
             "rebuild_beside_serving_events_per_s",
@@ -217,6 +236,22 @@ fn task_events(
     Ok(events)
 }
 
+/// Milliseconds of each load of a console page: every request the browser
+/// makes for it, one after another (the shell, its script and style
+/// revalidated by ETag, the token check, the page's API reads).
+#[derive(Default)]
+struct ConsolePages {
+    /// The first page of all tasks.
+    tasks: Vec<f64>,
+    /// Pending tasks of one type.
+    filtered: Vec<f64>,
+    /// Text in the name that no task holds, the slowest search: each page
+    /// reads its bound of stored tasks and answers none with a cursor.
+    search: Vec<f64>,
+    /// A finished task with its timeline.
+    task: Vec<f64>,
+}
+
 /// A rebuild beside the serving node, and the reads it served meanwhile.
 struct Beside {
     events_per_s: f64,
@@ -265,6 +300,78 @@ impl ServerProcess {
             }
         }
         Ok(latencies)
+    }
+
+    /// Loads each console page 200 times (see [`ConsolePages`]).
+    async fn console_pages(&self, finished: &[TaskId]) -> Result<ConsolePages, Failure> {
+        let mut etags = Vec::new();
+        for asset in ["/ui/assets/console.js", "/ui/assets/console.css"] {
+            let response = self
+                .http
+                .get(format!("{}{asset}", self.base))
+                .send()
+                .await?;
+            let etag = response.headers().get("etag").cloned();
+            etags.push((asset, etag.ok_or("the console's assets have no ETag")?));
+        }
+        let load = |shell: String, reads: Vec<String>| {
+            let etags = &etags;
+            async move {
+                let started = Instant::now();
+                self.http
+                    .get(format!("{}{shell}", self.base))
+                    .send()
+                    .await?
+                    .error_for_status()?
+                    .bytes()
+                    .await?;
+                for (asset, etag) in etags {
+                    let url = format!("{}{asset}", self.base);
+                    let response = self
+                        .http
+                        .get(url)
+                        .header("if-none-match", etag)
+                        .send()
+                        .await?;
+                    if response.status() != reqwest::StatusCode::NOT_MODIFIED {
+                        return Err(
+                            format!("{asset}: {} to a revalidation", response.status()).into()
+                        );
+                    }
+                }
+                self.get("/v1/token").await?;
+                for read in &reads {
+                    self.get(read).await?;
+                }
+                Ok::<f64, Failure>(started.elapsed().as_secs_f64() * 1000.0)
+            }
+        };
+        let mut pages = ConsolePages::default();
+        for round in 0..200 {
+            let tasks = vec!["/v1/tasks?limit=50".to_owned()];
+            pages.tasks.push(load("/ui/tasks".into(), tasks).await?);
+            let filtered = vec![format!(
+                "/v1/tasks?state=pending&type=history-{}&limit=50",
+                round % TYPES
+            )];
+            pages
+                .filtered
+                .push(load("/ui/tasks".into(), filtered).await?);
+            let search = vec![format!(
+                "/v1/tasks?nameContains=history-{}x&limit=50",
+                round
+            )];
+            pages.search.push(load("/ui/tasks".into(), search).await?);
+            let pick = uuid::Uuid::new_v4().as_u128() % finished.len().max(1) as u128;
+            let id = finished
+                .get(pick as usize)
+                .ok_or("no finished task to open")?;
+            let task = vec![format!("/v1/tasks/{id}"), format!("/v1/tasks/{id}/events")];
+            pages
+                .task
+                .push(load(format!("/ui/tasks/{id}"), task).await?);
+        }
+        Ok(pages)
     }
 
     /// Milliseconds of each page of 100 completed tasks of one type, walking
