@@ -368,6 +368,44 @@ async fn the_console_in_a_browser() {
     };
     b.step("bulk-retried", pending.await).await;
 
+    // Schedules with their next run, paused from the page; consumers with their
+    // lag; the log verified.
+    let schedule = json!({
+        "name": "nightly-report", "recurrence": {"cron": "30 3 * * *"},
+        "startTime": "2030-01-02T00:00:00Z",
+        "task": {"name": "report", "type": "report", "priority": 1, "data": {}, "expiresAfterSeconds": 3600},
+    });
+    let made = api.post("/v1/schedules", schedule).await;
+    assert_eq!(made.status, StatusCode::OK, "{:?}", made.body);
+    let consumer = json!({"position": 2});
+    let moved = api
+        .post_json(
+            reqwest::Method::PUT,
+            "/v1/consumers/warehouse",
+            ADMIN,
+            consumer,
+        )
+        .await;
+    assert_eq!(moved.status, StatusCode::OK, "{:?}", moved.body);
+    let others = async {
+        b.open("/ui/schedules").await?;
+        b.wait_for_text("main table", "nightly-report").await?;
+        b.wait_for_text("main table", "active").await?;
+        b.click("Pause nightly-report").await?;
+        b.wait_for_text("main table", "paused").await?;
+        b.open("/ui/consumers").await?;
+        b.wait_for_text("main table", "warehouse").await?;
+        let lag = (api.position().await - 2).to_string();
+        let row = b.text("main tbody tr").await?;
+        if !row.split_whitespace().any(|cell| cell == lag) {
+            return Err(format!("the consumer's row {row:?} shows no lag of {lag}"));
+        }
+        b.open("/ui/verify").await?;
+        b.click("Verify the log").await?;
+        b.wait_for_text("#verification", "The log verifies").await
+    };
+    b.step("schedules-consumers-verify", others.await).await;
+
     // A read-only token sees the same pages without an action on them.
     let read_only = async {
         b.click("Sign out").await?;
