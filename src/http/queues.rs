@@ -15,10 +15,10 @@ use utoipa::ToSchema;
 
 use super::body::{text_problem, unknown_field, BodyError, Json, Noun, Path, Ranged};
 use super::error::ApiError;
-use super::wire::request_body;
 use super::{Actor, AppState, PositionHeader};
 use crate::app::write::QueueCommand;
 use crate::http::auth::Scope;
+use tasklog_api::request_body;
 
 pub fn routes(state: &AppState) -> Router<AppState> {
     let read = Router::new().route("/v1/queues", get(list));

@@ -9,6 +9,7 @@ use axum::{Extension, Router};
 use deserr::{Deserr, ValuePointerRef};
 use serde::Serialize;
 use serde_json::Value;
+use tasklog_api::{inline_schema, parsed_from_json, request_body};
 use tasklog_events::schedule_event::*;
 use tasklog_projections::ScheduleView;
 use utoipa::ToSchema;

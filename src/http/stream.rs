@@ -22,7 +22,6 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::body::{unknown_field, BodyError, Json, Noun, Path, Query};
 use super::error::{ApiError, ErrorBody};
-use super::wire::request_body;
 use super::{Actor, AppState};
 use crate::app::event_filter::EventFilter;
 use crate::app::service::Service;
@@ -32,6 +31,7 @@ use crate::http::cloud_event::CloudEvent;
 use crate::http::wire::wire_time;
 use crate::telemetry::metrics::OpenStream;
 use deserr::Deserr;
+use tasklog_api::request_body;
 
 /// Idle connections get a comment this often, so proxies keep them open.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);

@@ -49,7 +49,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
 fn answer(written: TaskWritten) -> Response {
     (
         PositionHeader(written.position),
-        axum::Json(Task::from(&written.task)),
+        axum::Json(wire_task(&written.task)),
     )
         .into_response()
 }
@@ -167,7 +167,7 @@ pub async fn create_batch(
                 .await?
         }
     };
-    let tasks = written.tasks.iter().map(Task::from).collect();
+    let tasks = written.tasks.iter().map(wire_task).collect();
     let response = (
         PositionHeader(written.position),
         axum::Json(TaskBatch { tasks }),
@@ -210,7 +210,7 @@ pub async fn show(
         }
     };
     match task {
-        Some(task) => Ok(axum::Json(Task::from(&task)).into_response()),
+        Some(task) => Ok(axum::Json(wire_task(&task)).into_response()),
         // Not in the views: never made, or dropped by the retention.
         None if state.service.in_log(task_id).await? => Err(ApiError::NotRetained {
             id: task_id.to_string(),
@@ -294,7 +294,7 @@ pub async fn list(
         .list_matching(rows, limit, Some(LIST_READS_MOST), |t| filter.admits(t))
         .await?;
     let body = TaskList {
-        tasks: matching.tasks.iter().map(Task::from).collect(),
+        tasks: matching.tasks.iter().map(wire_task).collect(),
         next_cursor: matching.next_after.map(encode_cursor),
     };
     Ok(axum::Json(body).into_response())
@@ -356,7 +356,7 @@ pub async fn claim(
     let Some(position) = claimed.iter().map(|c| c.position).max() else {
         return nothing();
     };
-    let tasks = claimed.iter().map(|c| Task::from(&c.task)).collect();
+    let tasks = claimed.iter().map(|c| wire_task(&c.task)).collect();
     let body = Claimed::Many(TaskBatch { tasks });
     Ok((PositionHeader(position), axum::Json(body)).into_response())
 }

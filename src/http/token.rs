@@ -3,24 +3,12 @@
 
 use axum::routing::get;
 use axum::{Extension, Router};
-use serde::Serialize;
-use utoipa::ToSchema;
+use tasklog_api::token::TokenInfo;
 
 use super::{Actor, AppState, Granted};
-use crate::http::auth::Scope;
 
 pub fn routes(state: &AppState) -> Router<AppState> {
     super::authenticated(Router::new().route("/v1/token", get(show)), state)
-}
-
-/// The token a request was made with.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TokenInfo {
-    /// Its name: the actor of the events its requests cause.
-    pub name: String,
-    /// What it may do; `admin` is everything.
-    #[schema(value_type = Vec<String>, example = json!(["tasks:read", "tasks:write"]))]
-    pub scopes: Vec<Scope>,
 }
 
 /// The calling token's name and scopes. Any valid token may ask.
