@@ -9,8 +9,8 @@ use tasklog_events::{read_all_pages, Position, RecordedEvent, TaskId};
 use crate::app::event_filter::EventFilter;
 use crate::cli::args::{ExportArgs, TailArgs};
 use crate::cli::progress::Progress;
-use crate::http::cloud_event::CloudEvent;
 use crate::Failure;
+use tasklog_api::audit::CloudEvent;
 
 /// Writes the chosen events as JSON Lines, one CloudEvent a line.
 pub async fn export(args: ExportArgs) -> Result<(), Failure> {

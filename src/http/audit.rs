@@ -7,9 +7,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use serde::{Deserialize, Serialize};
+use tasklog_api::audit::{CloudEvent, EventPage, LogQuery, Verification};
 use tasklog_events::{verify, Position, TaskId};
-use utoipa::{IntoParams, ToSchema};
 
 use super::body::Path;
 use super::body::Query;
@@ -17,7 +16,6 @@ use super::error::{ApiError, ErrorBody};
 use super::AppState;
 use crate::app::event_filter::EventFilter;
 use crate::http::auth::Scope;
-use crate::http::cloud_event::CloudEvent;
 use crate::rules::Rejection;
 
 pub fn routes(state: &AppState) -> Router<AppState> {
@@ -26,16 +24,6 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/v1/events", get(log));
     let admin = Router::new().route("/v1/admin/verify", get(verify_log));
     super::scoped(events, state, Scope::EventsRead).merge(super::scoped(admin, state, Scope::Admin))
-}
-
-/// Events, in log order.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct EventPage<'a> {
-    pub events: Vec<CloudEvent<'a>>,
-    /// Pass as `after` for the next page; absent when the log had no more.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_after: Option<u64>,
 }
 
 /// A task's whole history, oldest first.
@@ -63,20 +51,6 @@ pub async fn history(
         next_after: None,
     };
     Ok(axum::Json(page).into_response())
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(rename_all = "camelCase")]
-pub struct LogQuery {
-    /// Events after this position (default 0: from the start).
-    pub after: Option<u64>,
-    /// At most this many events (1 to 10000, default 1000).
-    pub limit: Option<usize>,
-    /// Only events of tasks of this type.
-    pub task_type: Option<String>,
-    /// Only events of this type, e.g. `TaskCompleted`.
-    pub event_type: Option<String>,
 }
 
 /// How many events one request may read past its filters.
@@ -139,23 +113,6 @@ pub async fn log(
         next_after,
     };
     Ok(axum::Json(page).into_response())
-}
-
-/// What `GET /v1/admin/verify` found.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Verification {
-    pub ok: bool,
-    /// On a healthy log: how many events it holds.
-    pub events: Option<u64>,
-    /// On a healthy log: its head position and hash, to keep elsewhere. No
-    /// hash on a store that keeps no chain (EventStoreDB), where only
-    /// positions and revisions are checked.
-    pub head: Option<u64>,
-    pub head_hash: Option<String>,
-    /// On a damaged log: the first bad position, and what is wrong there.
-    pub first_bad_position: Option<u64>,
-    pub message: Option<String>,
 }
 
 /// Walks the whole log: positions, revisions and the hash chain.

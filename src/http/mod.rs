@@ -7,8 +7,8 @@
 //! # Layout
 //! - [`tasks`], [`schedules`], [`queues`], [`audit`], [`stream`]: the routes, a
 //!   module per resource, each with its `routes()`.
-//! - [`wire`]: the JSON shapes on the wire; [`cloud_event`]: events as auditors
-//!   and consumers see them.
+//! - [`wire`]: the JSON shapes on the wire, from `tasklog-api`, and the
+//!   views turned into them.
 //! - [`body`]: the `Json` extractor and the field types that check themselves.
 //! - [`error`]: the one `ApiError` and its body; [`auth`]: bearer tokens, scopes
 //!   and rate limits; [`openapi`]: the API document.
@@ -21,7 +21,6 @@ mod audit;
 pub mod auth;
 mod body;
 mod bulk;
-pub mod cloud_event;
 pub mod connections;
 mod console;
 mod error;

@@ -2,6 +2,11 @@
 //! at `/openapi.json`. A test fails when the checked-in file drifts;
 //! `TASKLOG_UPDATE_SCHEMAS=1 cargo test` rewrites it.
 
+use tasklog_api::admin::Rebuild;
+use tasklog_api::audit::{CloudEvent, EventPage, Verification};
+use tasklog_api::consumers::{Acknowledge, Consumer, ConsumerList, SseEvent};
+use tasklog_api::queues::{Queue, QueueList, QueueSettings};
+use tasklog_api::schedules::{CreateSchedule, Schedule, ScheduleList};
 use tasklog_api::token::TokenInfo;
 use utoipa::openapi::header::{Header, HeaderBuilder};
 use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn};
@@ -16,13 +21,12 @@ use utoipa::{Modify, OpenApi};
 use super::error::ErrorBody;
 use super::wire::*;
 use super::{audit, bulk, observe, queues, rebuilds, schedules, stream, tasks, token};
-use crate::http::cloud_event::CloudEvent;
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "tasklog", description = "An event-sourced task backend."),
     paths(tasks::create, tasks::create_batch, tasks::show, tasks::list, tasks::claim, tasks::heartbeat, tasks::complete, tasks::fail, tasks::cancel, tasks::retry, bulk::retry, bulk::cancel, schedules::create, schedules::list, schedules::show, schedules::pause, schedules::resume, schedules::delete, queues::list, queues::set_settings, audit::history, audit::log, audit::verify_log, rebuilds::start, rebuilds::show, stream::stream, stream::list_consumers, stream::show_consumer, stream::acknowledge, observe::scrape, token::show),
-    components(schemas(Task, TaskList, TaskBatch, Claimed, CreateTask, CreateTasks, ClaimRequest, HeartbeatRequest, CompleteRequest, FailRequest, CancelRequest, RetryRequest, RetryBody, TaskSelection, BulkRetryRequest, BulkCancelRequest, BulkOutcome, ErrorBody, schedules::Schedule, schedules::ScheduleList, schedules::CreateSchedule, TaskTemplateBody, queues::Queue, queues::QueueList, queues::QueueSettings, CloudEvent, audit::EventPage, audit::Verification, rebuilds::Rebuild, stream::Consumer, stream::ConsumerList, stream::Acknowledge, stream::SseEvent, TokenInfo)),
+    components(schemas(Task, TaskList, TaskBatch, Claimed, CreateTask, CreateTasks, ClaimRequest, HeartbeatRequest, CompleteRequest, FailRequest, CancelRequest, RetryRequest, RetryBody, TaskSelection, BulkRetryRequest, BulkCancelRequest, BulkOutcome, ErrorBody, Schedule, ScheduleList, CreateSchedule, TaskTemplateBody, Queue, QueueList, QueueSettings, CloudEvent, EventPage, Verification, Rebuild, Consumer, ConsumerList, Acknowledge, SseEvent, TokenInfo)),
     modifiers(&Conventions),
     security(("bearer" = []))
 )]

@@ -8,60 +8,20 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Extension, Router};
-use deserr::Deserr;
-use serde::Serialize;
+use tasklog_api::queues::{Queue, QueueList, QueueSettings};
 use tasklog_projections::{Projections, QueueSettings as QueueSettingsView, TaskState};
-use utoipa::ToSchema;
 
-use super::body::{text_problem, unknown_field, BodyError, Json, Noun, Path, Ranged};
+use super::body::{text_problem, Json, Path, Ranged};
 use super::error::ApiError;
 use super::{Actor, AppState, PositionHeader};
 use crate::app::write::QueueCommand;
 use crate::http::auth::Scope;
-use tasklog_api::request_body;
 
 pub fn routes(state: &AppState) -> Router<AppState> {
     let read = Router::new().route("/v1/queues", get(list));
     let admin = Router::new().route("/v1/queues/{type}", put(set_settings));
     super::scoped(read, state, Scope::TasksRead).merge(super::scoped(admin, state, Scope::Admin))
 }
-
-/// One task type's queue.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Queue {
-    #[serde(rename = "type")]
-    pub task_type: String,
-    pub pending: u64,
-    pub running: u64,
-    pub completed: u64,
-    pub failed: u64,
-    /// At most this many tasks of the type run at once; absent: no limit.
-    pub max_running: Option<u32>,
-    /// Claims hand out none of the type's tasks (those running go on).
-    pub paused: bool,
-}
-
-/// `GET /v1/queues`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct QueueList {
-    pub queues: Vec<Queue>,
-}
-
-request_body!(
-    /// `PUT /v1/queues/{type}`: every setting of the queue; an absent one
-    /// takes its default.
-    QueueSettings, "queue settings", {
-        /// At most this many tasks of the type run at once; null or absent lifts the limit.
-        #[deserr(default)]
-        #[schema(inline)]
-        pub max_running: Option<Ranged<1, 100_000>>,
-        /// True: claims hand out none of the type's tasks until it is false
-        /// again (tasks running go on). Absent: false.
-        #[deserr(default)]
-        pub paused: Option<bool>,
-    }
-);
 
 fn queue(views: &Projections, task_type: &str) -> Queue {
     let count = |state| {

@@ -6,8 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use serde::Serialize;
-use utoipa::ToSchema;
+use tasklog_api::admin::Rebuild;
 
 use super::error::{ApiError, ErrorBody};
 use super::wire::wire_time;
@@ -18,25 +17,6 @@ use crate::http::auth::Scope;
 pub fn routes(state: &AppState) -> Router<AppState> {
     let admin = Router::new().route("/v1/admin/rebuild", get(show).post(start));
     super::scoped(admin, state, Scope::Admin)
-}
-
-/// The last rebuild beside this node.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Rebuild {
-    /// `idle` (none since the server started), `running`, `finished` (the
-    /// rebuilt views are the live ones) or `failed` (the old ones stay).
-    pub state: &'static str,
-    pub started_time: Option<String>,
-    pub finished_time: Option<String>,
-    /// The log position the rebuilt views reached.
-    pub position: u64,
-    /// The head of the log they are catching up with.
-    pub head: u64,
-    /// Events folded so far.
-    pub events: u64,
-    /// Why it failed.
-    pub error: Option<String>,
 }
 
 impl From<RebuildStatus> for Rebuild {

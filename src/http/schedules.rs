@@ -1,20 +1,14 @@
-//! `/v1/schedules`: recurring schedules that create a task at each due run,
-//! with their request and response bodies.
+//! `/v1/schedules`: recurring schedules that create a task at each due run.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
-use deserr::{Deserr, ValuePointerRef};
-use serde::Serialize;
-use serde_json::Value;
-use tasklog_api::{inline_schema, parsed_from_json, request_body};
+use tasklog_api::schedules::{CreateSchedule, Schedule, ScheduleList};
 use tasklog_events::schedule_event::*;
-use tasklog_projections::ScheduleView;
-use utoipa::ToSchema;
 
-use super::body::*;
+use super::body::{Json, Path};
 use super::error::{ApiError, ErrorBody};
 use super::wire::*;
 use super::{Actor, AppState, PositionHeader};
@@ -39,204 +33,6 @@ pub fn routes(state: &AppState) -> Router<AppState> {
     ))
 }
 
-request_body!(
-    /// `POST /v1/schedules`.
-    #[deserr(validate = end_after_start -> BodyError)]
-    CreateSchedule, "a schedule", {
-        #[schema(inline)]
-        pub name: Text,
-        pub task: TaskTemplateBody,
-        /// `{"every": 15, "unit": "minutes"}` (minutes, hours, days, weeks, months,
-        /// counted from `startTime`) or `{"cron": "30 3 * * 1"}` (UTC).
-        #[schema(inline)]
-        pub recurrence: RecurrenceBody,
-        /// RFC 3339 with a zone offset: the first run, or the earliest for cron.
-        #[schema(inline)]
-        pub start_time: Time,
-        /// Optional: no run after this time.
-        #[deserr(default)]
-        #[schema(inline)]
-        pub end_time: Option<Time>,
-        /// Optional. `normal` (default): runs due before the schedule was
-        /// created are skipped. `startInThePast`: they are created too.
-        #[deserr(default)]
-        #[schema(inline)]
-        pub start_mode: Option<StartModeBody>,
-    }
-);
-
-fn end_after_start(
-    body: CreateSchedule,
-    location: ValuePointerRef,
-) -> Result<CreateSchedule, BodyError> {
-    match body.end_time {
-        Some(end) if end.0 <= body.start_time.0 => Err(BodyError::at(
-            location.push_key("endTime"),
-            "must be after startTime",
-        )),
-        _ => Ok(body),
-    }
-}
-
-impl CreateSchedule {
-    fn into_event(self) -> ScheduleCreated {
-        ScheduleCreated {
-            name: self.name.0,
-            task: self.task.into_template(),
-            recurrence: self.recurrence.0,
-            start_time: self.start_time.0,
-            end_time: self.end_time.map(|t| t.0),
-            start_mode: self.start_mode.map_or(StartMode::Normal, |m| m.0),
-        }
-    }
-}
-
-/// When a schedule's runs are due.
-#[derive(Debug)]
-pub struct RecurrenceBody(Recurrence);
-
-impl RecurrenceBody {
-    fn parse(value: Value) -> Result<Self, String> {
-        let why = "must be {\"every\": <1 to 1000>, \"unit\": \"minutes|hours|days|weeks|months\"} or {\"cron\": \"<minute> <hour> <day> <month> <weekday>\"}";
-        let recurrence: Recurrence = serde_json::from_value(value).map_err(|_| why.to_owned())?;
-        match &recurrence {
-            Recurrence::Every(interval) if !(1..=1000).contains(&interval.every) => {
-                Err("every must be from 1 to 1000".into())
-            }
-            // Five fields, as documented: croner would also take a seconds
-            // field (a schedule that fires every second) and `@daily` names.
-            Recurrence::Cron(cron) if cron.cron.split_whitespace().count() != 5 => {
-                Err("a cron expression has five fields: minute hour day month weekday".into())
-            }
-            Recurrence::Cron(cron) if cron.cron.contains('@') => {
-                Err("a cron expression has five fields, not an @name".into())
-            }
-            Recurrence::Cron(cron) => match cron.cron.parse::<croner::Cron>() {
-                Ok(_) => Ok(RecurrenceBody(recurrence)),
-                Err(error) => Err(format!("bad cron expression: {error}")),
-            },
-            _ => Ok(RecurrenceBody(recurrence)),
-        }
-    }
-}
-
-inline_schema!(RecurrenceBody, {
-    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
-    let every = ObjectBuilder::new()
-        .property(
-            "every",
-            ObjectBuilder::new()
-                .schema_type(Type::Integer)
-                .minimum(Some(1.0))
-                .maximum(Some(1000.0)),
-        )
-        .property(
-            "unit",
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .enum_values(Some(["minutes", "hours", "days", "weeks", "months"])),
-        )
-        .required("every")
-        .required("unit");
-    let cron = ObjectBuilder::new()
-        .property(
-            "cron",
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .description(Some("five fields: minute hour day month weekday (UTC)")),
-        )
-        .required("cron");
-    OneOfBuilder::new().item(every).item(cron)
-});
-
-/// Whether runs due before the schedule was created are created too.
-#[derive(Debug)]
-pub struct StartModeBody(StartMode);
-
-impl StartModeBody {
-    fn parse(value: Value) -> Result<Self, String> {
-        serde_json::from_value(value)
-            .map(StartModeBody)
-            .map_err(|_| "must be normal or startInThePast".into())
-    }
-}
-
-inline_schema!(
-    StartModeBody,
-    utoipa::openapi::schema::ObjectBuilder::new()
-        .schema_type(utoipa::openapi::schema::Type::String)
-        .enum_values(Some(["normal", "startInThePast"]))
-);
-
-parsed_from_json!(RecurrenceBody, StartModeBody);
-
-/// A schedule, as every schedule endpoint answers it.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Schedule {
-    pub id: String,
-    pub name: String,
-    #[schema(value_type = Object)]
-    pub task: Value,
-    #[schema(value_type = Object)]
-    pub recurrence: Value,
-    pub start_time: String,
-    pub end_time: Option<String>,
-    /// `normal` or `startInThePast`.
-    pub start_mode: String,
-    /// `active`, `paused`, or `ended` (no run left before `endTime`).
-    pub state: String,
-    pub next_run_time: Option<String>,
-    pub last_run_time: Option<String>,
-    /// The task the latest run created.
-    pub last_task_id: Option<String>,
-    /// How many runs have created their task.
-    pub runs: u64,
-    pub created_time: String,
-    pub modified_time: String,
-}
-
-impl From<&ScheduleView> for Schedule {
-    fn from(view: &ScheduleView) -> Self {
-        let definition = &view.definition;
-        let state = match (view.paused, view.next_run_time) {
-            (true, _) => "paused",
-            (false, Some(_)) => "active",
-            (false, None) => "ended",
-        };
-        let json = |v| serde_json::to_value(v).expect("schedules serialise");
-        Schedule {
-            id: view.id.to_string(),
-            name: definition.name.clone(),
-            task: json(&definition.task),
-            recurrence: serde_json::to_value(&definition.recurrence).expect("serialises"),
-            start_time: wire_time(definition.start_time),
-            end_time: definition.end_time.map(wire_time),
-            start_mode: json_text(&definition.start_mode),
-            state: state.into(),
-            next_run_time: view.next_run_time.map(wire_time),
-            last_run_time: view.last_run.as_ref().map(|r| wire_time(r.run_time)),
-            last_task_id: view.last_run.as_ref().map(|r| r.task_id.to_string()),
-            runs: view.runs,
-            created_time: wire_time(view.created_time),
-            modified_time: wire_time(view.modified_time),
-        }
-    }
-}
-
-fn json_text(value: &impl Serialize) -> String {
-    match serde_json::to_value(value) {
-        Ok(Value::String(text)) => text,
-        _ => String::new(),
-    }
-}
-
-/// `GET /v1/schedules`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ScheduleList {
-    pub schedules: Vec<Schedule>,
-}
-
 fn schedule_id(id: &str) -> Result<ScheduleId, ApiError> {
     id.parse()
         .map_err(|_| ApiError::from(Rejection::ScheduleNotFound))
@@ -251,7 +47,7 @@ async fn run(
     let schedule_id = schedule_id(id)?;
     match schedules::execute(&state.service, schedule_id, command, &actor.metadata()).await {
         Ok((Some(view), position)) => {
-            Ok((PositionHeader(position), axum::Json(Schedule::from(&view))).into_response())
+            Ok((PositionHeader(position), axum::Json(wire_schedule(&view))).into_response())
         }
         Ok((None, position)) => {
             Ok((PositionHeader(position), StatusCode::NO_CONTENT).into_response())
@@ -286,7 +82,7 @@ pub async fn create(
 pub async fn list(State(state): State<AppState>) -> axum::Json<ScheduleList> {
     let views = state.service.views.read();
     axum::Json(ScheduleList {
-        schedules: views.schedules.values().map(Schedule::from).collect(),
+        schedules: views.schedules.values().map(wire_schedule).collect(),
     })
 }
 
@@ -301,7 +97,7 @@ pub async fn show(
 ) -> Result<Response, ApiError> {
     let view =
         schedules::view(&state.service, schedule_id(&id)?).ok_or(Rejection::ScheduleNotFound)?;
-    Ok(axum::Json(Schedule::from(&view)).into_response())
+    Ok(axum::Json(wire_schedule(&view)).into_response())
 }
 
 /// Stop creating runs; runs due while paused are skipped.

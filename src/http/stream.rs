@@ -13,25 +13,22 @@ use axum::routing::{get, put};
 use axum::Router;
 use futures::stream::ReadyChunks;
 use futures::{Stream, StreamExt};
-use serde::{Deserialize, Serialize};
+use tasklog_api::audit::CloudEvent;
+use tasklog_api::consumers::{Acknowledge, Consumer, ConsumerList, SseEvent, StreamQuery};
 use tasklog_events::consumer_event::is_valid_consumer_name;
 use tasklog_events::{Position, RecordedEvent, SharedEventStream};
 use tasklog_projections::ConsumerView;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
-use utoipa::{IntoParams, ToSchema};
 
-use super::body::{unknown_field, BodyError, Json, Noun, Path, Query};
+use super::body::{Json, Path, Query};
 use super::error::{ApiError, ErrorBody};
 use super::{Actor, AppState};
 use crate::app::event_filter::EventFilter;
 use crate::app::service::Service;
 use crate::app::write::ConsumerCommand;
 use crate::http::auth::Scope;
-use crate::http::cloud_event::CloudEvent;
 use crate::http::wire::wire_time;
 use crate::telemetry::metrics::OpenStream;
-use deserr::Deserr;
-use tasklog_api::request_body;
 
 /// Idle connections get a comment this often, so proxies keep them open.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -47,20 +44,6 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         state,
         Scope::ConsumersWrite,
     ))
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(rename_all = "camelCase")]
-pub struct StreamQuery {
-    /// Start after this position; `Last-Event-ID` takes precedence.
-    pub from: Option<u64>,
-    /// Start after this durable consumer's acknowledged position.
-    pub consumer: Option<String>,
-    /// Only events of tasks of this type.
-    pub task_type: Option<String>,
-    /// Only events of this type.
-    pub event_type: Option<String>,
 }
 
 /// Task events as Server-Sent Events, each a CloudEvents JSON object whose SSE
@@ -240,45 +223,6 @@ impl Default for EncodedEvents {
         }
     }
 }
-
-/// One Server-Sent Event of the stream, as an SSE client reads it (documents
-/// the stream; the server writes the frames).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct SseEvent {
-    /// The event's log position: send it back as `Last-Event-ID` to resume.
-    pub id: String,
-    /// `message`.
-    pub event: Option<String>,
-    /// The event as a CloudEvents JSON object (`CloudEvent`), as text.
-    pub data: String,
-}
-
-/// Where a durable consumer is, and how far behind the head.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Consumer {
-    pub name: String,
-    /// The last position the consumer acknowledged.
-    pub position: u64,
-    pub acknowledged_time: String,
-    /// The head of the log as this node sees it.
-    pub head: u64,
-    /// How many positions the consumer is behind the head.
-    pub lag: u64,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ConsumerList {
-    pub consumers: Vec<Consumer>,
-}
-
-request_body!(
-    /// `PUT /v1/consumers/{name}`.
-    Acknowledge, "an acknowledgement", {
-        /// The last position the consumer has processed (no further than the head).
-        pub position: u64,
-    }
-);
 
 fn consumer(service: &Service, name: &str) -> Option<Consumer> {
     let views = service.views.read();

@@ -1,13 +1,14 @@
-//! Events as auditors and consumers see them: CloudEvents 1.0 JSON objects,
-//! with tasklog's position, revision and metadata as extension attributes.
-//! History, the global log and exports all use this one shape.
+//! The log on the wire, as auditors and consumers see it: each event a
+//! CloudEvents 1.0 JSON object, with tasklog's position, revision, metadata
+//! and hash as extension attributes. History, the global log, the stream
+//! and exports all use this one shape.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tasklog_events::{RecordedEvent, TaskId};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
-use crate::http::wire::wire_time;
+use crate::tasks::wire_time;
 
 /// One event of the log.
 #[derive(Debug, Serialize, ToSchema)]
@@ -76,4 +77,45 @@ impl<'a> CloudEvent<'a> {
             traceparent: event.metadata.traceparent.as_deref(),
         }
     }
+}
+
+/// Events, in log order.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventPage<'a> {
+    pub events: Vec<CloudEvent<'a>>,
+    /// Pass as `after` for the next page; absent when the log had no more.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
+pub struct LogQuery {
+    /// Events after this position (default 0: from the start).
+    pub after: Option<u64>,
+    /// At most this many events (1 to 10000, default 1000).
+    pub limit: Option<usize>,
+    /// Only events of tasks of this type.
+    pub task_type: Option<String>,
+    /// Only events of this type, e.g. `TaskCompleted`.
+    pub event_type: Option<String>,
+}
+
+/// What `GET /v1/admin/verify` found.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Verification {
+    pub ok: bool,
+    /// On a healthy log: how many events it holds.
+    pub events: Option<u64>,
+    /// On a healthy log: its head position and hash, to keep elsewhere. No
+    /// hash on a store that keeps no chain (EventStoreDB), where only
+    /// positions and revisions are checked.
+    pub head: Option<u64>,
+    pub head_hash: Option<String>,
+    /// On a damaged log: the first bad position, and what is wrong there.
+    pub first_bad_position: Option<u64>,
+    pub message: Option<String>,
 }
