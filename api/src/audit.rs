@@ -3,6 +3,8 @@
 //! and hash as extension attributes. History, the global log, the stream
 //! and exports all use this one shape.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tasklog_events::{RecordedEvent, TaskId};
@@ -11,24 +13,26 @@ use utoipa::{IntoParams, ToSchema};
 use crate::tasks::wire_time;
 
 /// One event of the log.
-#[derive(Debug, Serialize, ToSchema)]
+// The server writes it borrowed from the stored event; a client reads it
+// owned, as `CloudEvent<'static>`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct CloudEvent<'a> {
     /// The event id (a UUID).
     pub id: String,
-    pub specversion: &'static str,
+    pub specversion: Cow<'a, str>,
     /// Always `tasklog`.
-    pub source: &'static str,
+    pub source: Cow<'a, str>,
     /// The event type, e.g. `TaskCreated`.
     #[serde(rename = "type")]
-    pub event_type: &'a str,
+    pub event_type: Cow<'a, str>,
     /// When the event was recorded.
     pub time: String,
     /// The task id; for other events, their stream (`schedule-<id>`, `queue-<type>`).
     pub subject: String,
-    pub datacontenttype: &'static str,
+    pub datacontenttype: Cow<'a, str>,
     /// The event's payload, as stored.
     #[schema(value_type = Object)]
-    pub data: &'a RawValue,
+    pub data: Cow<'a, RawValue>,
     /// The event's global log position.
     pub tasklogposition: u64,
     /// The event's revision in its task's stream, from 0.
@@ -40,15 +44,15 @@ pub struct CloudEvent<'a> {
     pub taskloghash: String,
     /// The name of the token that caused the event.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tasklogactor: Option<&'a str>,
+    pub tasklogactor: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tasklogrequestid: Option<&'a str>,
+    pub tasklogrequestid: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tasklogcausationid: Option<String>,
     /// The W3C trace context of the request that appended the event
     /// (CloudEvents' distributed tracing extension).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub traceparent: Option<&'a str>,
+    pub traceparent: Option<Cow<'a, str>>,
 }
 
 impl<'a> CloudEvent<'a> {
@@ -57,30 +61,30 @@ impl<'a> CloudEvent<'a> {
             .map_or_else(|| event.stream.clone(), |id| id.to_string());
         CloudEvent {
             id: event.id.to_string(),
-            specversion: "1.0",
-            source: "tasklog",
-            event_type: &event.event_type,
+            specversion: Cow::Borrowed("1.0"),
+            source: Cow::Borrowed("tasklog"),
+            event_type: Cow::Borrowed(&event.event_type),
             time: wire_time(event.recorded_at),
             subject,
-            datacontenttype: "application/json",
-            data: serde_json::from_str(&event.payload).unwrap_or_else(|_| {
+            datacontenttype: Cow::Borrowed("application/json"),
+            data: Cow::Borrowed(serde_json::from_str(&event.payload).unwrap_or_else(|_| {
                 // The store only holds JSON; a payload that is not is shown as null, not hidden.
                 serde_json::from_str("null").expect("null is JSON")
-            }),
+            })),
             tasklogposition: event.position.0,
             tasklogrevision: event.revision,
             tasklogschemaversion: event.schema_version,
             taskloghash: hex::encode(event.hash),
-            tasklogactor: event.metadata.actor.as_deref(),
-            tasklogrequestid: event.metadata.request_id.as_deref(),
+            tasklogactor: event.metadata.actor.as_deref().map(Cow::Borrowed),
+            tasklogrequestid: event.metadata.request_id.as_deref().map(Cow::Borrowed),
             tasklogcausationid: event.metadata.causation_id.map(|id| id.to_string()),
-            traceparent: event.metadata.traceparent.as_deref(),
+            traceparent: event.metadata.traceparent.as_deref().map(Cow::Borrowed),
         }
     }
 }
 
 /// Events, in log order.
-#[derive(Serialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventPage<'a> {
     pub events: Vec<CloudEvent<'a>>,
@@ -104,7 +108,7 @@ pub struct LogQuery {
 }
 
 /// What `GET /v1/admin/verify` found.
-#[derive(Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Verification {
     pub ok: bool,
@@ -118,4 +122,36 @@ pub struct Verification {
     /// On a damaged log: the first bad position, and what is wrong there.
     pub first_bad_position: Option<u64>,
     pub message: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tasklog_events::{Metadata, Position};
+
+    /// A client reads an event, owned, as the server wrote it borrowed.
+    #[test]
+    fn an_event_reads_back_owned() {
+        let stored = RecordedEvent {
+            position: Position(7),
+            stream: "task-01a24eab5d0a77a086343104bfc4925e".into(),
+            revision: 2,
+            id: uuid::Uuid::nil(),
+            event_type: "TaskCompleted".into(),
+            schema_version: 2,
+            recorded_at: chrono::DateTime::UNIX_EPOCH,
+            payload: r#"{"worker":"w1","result":{"sent":1}}"#.into(),
+            metadata: Metadata {
+                actor: Some("worker".into()),
+                request_id: Some("r1".into()),
+                ..Metadata::default()
+            },
+            hash: [7; 32],
+        };
+        let written = serde_json::to_string(&CloudEvent::of(&stored)).unwrap();
+        let read: CloudEvent<'static> = serde_json::from_str(&written).unwrap();
+        assert_eq!(serde_json::to_string(&read).unwrap(), written);
+        assert_eq!(read.data.get(), r#"{"worker":"w1","result":{"sent":1}}"#);
+        assert_eq!(read.tasklogactor.as_deref(), Some("worker"));
+    }
 }

@@ -35,7 +35,7 @@ pub struct SseEvent {
 }
 
 /// Where a durable consumer is, and how far behind the head.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Consumer {
     pub name: String,
@@ -48,7 +48,7 @@ pub struct Consumer {
     pub lag: u64,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ConsumerList {
     pub consumers: Vec<Consumer>,
 }

@@ -1,18 +1,20 @@
 //! The error body every 4xx and 5xx answer carries.
 
-use serde::Serialize;
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 /// The error body of every 4xx and 5xx.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
     /// The HTTP status.
     pub code: u16,
     /// What went wrong, for programs: stable, like `task_not_found`,
     /// `wrong_state` or `invalid_fields`.
     #[schema(example = "task_not_found")]
-    pub reason: &'static str,
+    pub reason: Cow<'static, str>,
     /// What went wrong, for people.
     pub message: String,
     /// For `invalid_fields`: what is wrong with each field, by its path

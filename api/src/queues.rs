@@ -1,14 +1,14 @@
 //! Queues on the wire: each task type's queue, and its settings.
 
 use deserr::Deserr;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::body::{unknown_field, BodyError, Noun, Ranged};
 use crate::request_body;
 
 /// One task type's queue.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Queue {
     #[serde(rename = "type")]
@@ -24,7 +24,7 @@ pub struct Queue {
 }
 
 /// `GET /v1/queues`.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct QueueList {
     pub queues: Vec<Queue>,
 }

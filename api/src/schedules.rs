@@ -2,7 +2,7 @@
 //! the schedule as every schedule endpoint answers it.
 
 use deserr::{Deserr, ValuePointerRef};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tasklog_events::schedule_event::*;
 use utoipa::ToSchema;
@@ -144,7 +144,7 @@ inline_schema!(
 parsed_from_json!(RecurrenceBody, StartModeBody);
 
 /// A schedule, as every schedule endpoint answers it.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Schedule {
     pub id: String,
@@ -170,7 +170,7 @@ pub struct Schedule {
 }
 
 /// `GET /v1/schedules`.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ScheduleList {
     pub schedules: Vec<Schedule>,
 }

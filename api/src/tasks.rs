@@ -129,7 +129,7 @@ impl TaskTemplateBody {
 /// How a failed run is retried: after `initialBackoffSeconds`, multiplied by
 /// `backoffFactor` for each further run, at most `maxBackoffSeconds`; with
 /// `jitter` each wait is drawn between half of that and all of it.
-#[derive(Debug, Clone, Serialize, Deserr, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Deserr, ToSchema)]
 #[deserr(error = BodyError, rename_all = camelCase, deny_unknown_fields = unknown_field::<RetryBody>)]
 #[deserr(validate = check_retry -> BodyError)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -195,7 +195,7 @@ fn check_retry(body: RetryBody, location: ValuePointerRef) -> Result<RetryBody, 
 }
 
 /// A task, as every endpoint answers it.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Task {
     /// 32 lowercase hex characters.
@@ -239,13 +239,13 @@ pub struct Task {
 }
 
 /// Tasks in the order of a batch: `POST /v1/tasks/batch`, and a claim with `max`.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TaskBatch {
     pub tasks: Vec<Task>,
 }
 
 /// What a claim answers: the task, or with `max`, a batch of them.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum Claimed {
     One(Box<Task>),
@@ -253,7 +253,7 @@ pub enum Claimed {
 }
 
 /// `GET /v1/tasks`.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskList {
     pub tasks: Vec<Task>,
@@ -486,7 +486,7 @@ request_body!(
 );
 
 /// What a bulk action did. Every event it wrote carries `requestId`.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BulkOutcome {
     /// Tasks the action changed.
@@ -497,4 +497,39 @@ pub struct BulkOutcome {
     pub more: bool,
     /// The request's id, recorded in every event the action wrote.
     pub request_id: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// What a client reads is what the server wrote.
+    #[test]
+    fn answers_read_back_as_they_were_written() {
+        let written = json!({
+            "id": "01a24eab5d0a77a086343104bfc4925e", "name": "send", "type": "email",
+            "priority": 3, "data": {"to": "ada@example.com"},
+            "availableTime": "2030-01-01T00:00:00.000000Z",
+            "expirationTime": "2030-01-01T01:00:00.000000Z", "state": "completed",
+            "error": null, "runTime": "2030-01-01T00:00:01.000000Z", "duration": 0.25,
+            "createdTime": "2030-01-01T00:00:00.000000Z",
+            "modifiedTime": "2030-01-01T00:00:01.250000Z", "worker": null,
+            "leaseExpirationTime": null, "attempts": 1, "maxAttempts": 3, "lastError": null,
+            "result": {"sent": 1}, "progress": null, "labels": {"env": "prod"}, "tags": ["a"],
+            "retry": {"maxAttempts": 3, "initialBackoffSeconds": 1, "maxBackoffSeconds": 60,
+                      "backoffFactor": 2.0, "jitter": false},
+            "scheduleId": null,
+        });
+        let task: Task = serde_json::from_value(written.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&task).unwrap(), written);
+        let list: TaskList =
+            serde_json::from_value(json!({"tasks": [written.clone()], "nextCursor": "c1"}))
+                .unwrap();
+        assert_eq!(list.tasks, std::slice::from_ref(&task));
+        let one: Claimed = serde_json::from_value(written.clone()).unwrap();
+        assert_eq!(one, Claimed::One(Box::new(task.clone())));
+        let many: Claimed = serde_json::from_value(json!({"tasks": [written]})).unwrap();
+        assert_eq!(many, Claimed::Many(TaskBatch { tasks: vec![task] }));
+    }
 }

@@ -79,7 +79,7 @@ impl std::str::FromStr for Scope {
 }
 
 /// The token a request was made with.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TokenInfo {
     /// Its name: the actor of the events its requests cause.
     pub name: String,

@@ -236,7 +236,7 @@ impl ApiError {
         };
         let body = ErrorBody {
             code: status.as_u16(),
-            reason,
+            reason: reason.into(),
             message,
             details,
         };

@@ -22,7 +22,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
 impl From<RebuildStatus> for Rebuild {
     fn from(status: RebuildStatus) -> Self {
         Rebuild {
-            state: status.state.as_str(),
+            state: status.state.as_str().into(),
             started_time: status.started.map(wire_time),
             finished_time: status.finished.map(wire_time),
             position: status.position.0,
