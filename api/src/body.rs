@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use deserr::{
     DeserializeError, Deserr, ErrorKind, IntoValue, MergeWithError, ValueKind, ValuePointerRef,
 };
+use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, SchemaFormat, Type};
 use utoipa::openapi::{KnownFormat, RefOr};
@@ -148,8 +149,6 @@ pub fn unknown_field<T: Noun>(
 }
 
 /// Implements `Deserr` for a field type by its `parse` from the JSON value.
-#[doc(hidden)]
-#[macro_export]
 macro_rules! parsed_from_json {
     ($($ty:ty),*) => {$(
         impl ::deserr::Deserr<$crate::body::BodyError> for $ty {
@@ -163,10 +162,9 @@ macro_rules! parsed_from_json {
         }
     )*};
 }
+pub(crate) use parsed_from_json;
 
 /// Implements `ToSchema` for a field type that is always inlined.
-#[doc(hidden)]
-#[macro_export]
 macro_rules! inline_schema {
     ($ty:ty, $schema:expr) => {
         impl ::utoipa::PartialSchema for $ty {
@@ -177,6 +175,7 @@ macro_rules! inline_schema {
         impl ::utoipa::ToSchema for $ty {}
     };
 }
+pub(crate) use inline_schema;
 
 fn string_schema() -> ObjectBuilder {
     ObjectBuilder::new().schema_type(Type::String)
@@ -408,6 +407,39 @@ impl<const MIN: u64, const MAX: u64> PartialSchema for Ranged<MIN, MAX> {
 }
 
 impl<const MIN: u64, const MAX: u64> ToSchema for Ranged<MIN, MAX> {}
+
+/// Implements `Serialize` for a field type as its inner value, so a client
+/// writes bodies with the types the server reads them with.
+macro_rules! serialized_as_inner {
+    ($($ty:ty),*) => {$(
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                self.0.serialize(serializer)
+            }
+        }
+    )*};
+}
+
+serialized_as_inner!(Text, JsonObject, Report, Labels, Tags, TaskTypes);
+
+impl<const MIN: u64, const MAX: u64> Serialize for Ranged<MIN, MAX> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+/// As the API writes times: UTC, RFC 3339, microseconds.
+impl Serialize for Time {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        crate::tasks::wire_time(self.0).serialize(serializer)
+    }
+}
+
+impl Serialize for LabelSelector {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::body::{unknown_field, BodyError, Noun};
-use crate::request_body;
+use crate::tasks::request_body;
 
 /// `GET /v1/events/stream`: where the stream starts, and its filters.
 #[derive(Debug, Deserialize, IntoParams)]

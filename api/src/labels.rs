@@ -118,6 +118,31 @@ impl Selector {
     }
 }
 
+/// The selector as text that parses back to it: `env=prod,tier!=batch`,
+/// `env in (prod,staging)`, `env`, `!env`.
+impl std::fmt::Display for Selector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (n, requirement) in self.0.iter().enumerate() {
+            if n > 0 {
+                f.write_str(",")?;
+            }
+            match requirement {
+                Requirement::Exists(key) => write!(f, "{key}")?,
+                Requirement::Missing(key) => write!(f, "!{key}")?,
+                Requirement::In(key, values) if values.len() == 1 => {
+                    write!(f, "{key}={}", values[0])?
+                }
+                Requirement::NotIn(key, values) if values.len() == 1 => {
+                    write!(f, "{key}!={}", values[0])?
+                }
+                Requirement::In(key, values) => write!(f, "{key} in ({})", values.join(","))?,
+                Requirement::NotIn(key, values) => write!(f, "{key} notin ({})", values.join(","))?,
+            }
+        }
+        Ok(())
+    }
+}
+
 impl FromStr for Selector {
     type Err = String;
 
@@ -202,6 +227,22 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn selectors_read_back_from_their_text() {
+        for text in [
+            "env=prod",
+            "env==prod,tier!=batch",
+            "env in (prod, staging),example.com/team",
+            "env notin (dev),!owner",
+            "env=",
+            "env in (),tier notin (a,b,c)",
+        ] {
+            let selector: Selector = text.parse().unwrap();
+            let again: Selector = selector.to_string().parse().unwrap();
+            assert_eq!(again, selector, "{text} shown as {selector}");
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::body::{unknown_field, BodyError, Noun, Ranged};
-use crate::request_body;
+use crate::tasks::request_body;
 
 /// One task type's queue.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]

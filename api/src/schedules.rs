@@ -2,14 +2,15 @@
 //! the schedule as every schedule endpoint answers it.
 
 use deserr::{Deserr, ValuePointerRef};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 use tasklog_events::schedule_event::*;
 use utoipa::ToSchema;
 
 use crate::body::*;
+use crate::body::{inline_schema, parsed_from_json};
+use crate::tasks::request_body;
 use crate::tasks::TaskTemplateBody;
-use crate::{inline_schema, parsed_from_json, request_body};
 
 request_body!(
     /// `POST /v1/schedules`.
@@ -173,4 +174,16 @@ pub struct Schedule {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ScheduleList {
     pub schedules: Vec<Schedule>,
+}
+
+impl Serialize for RecurrenceBody {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl Serialize for StartModeBody {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
 }

@@ -23,15 +23,17 @@ pub fn wire_time(time: DateTime<Utc>) -> String {
 /// share, written once, then `$when`: the fields that say when it runs.
 macro_rules! task_body {
     ($(#[$attr:meta])* $name:ident, $noun:literal, { $($when:tt)* }) => {
-        #[derive(Debug, Deserr, ToSchema)]
+        #[derive(Debug, Deserr, Serialize, ToSchema)]
         $(#[$attr])*
         #[deserr(error = BodyError, rename_all = camelCase, deny_unknown_fields = unknown_field::<$name>)]
         #[schema(rename_all = "camelCase")]
-        #[serde(deny_unknown_fields)] // Read by utoipa: `additionalProperties: false`.
+        // `deny_unknown_fields` is read by utoipa: `additionalProperties: false`.
+        #[serde(rename_all = "camelCase", deny_unknown_fields)]
         pub struct $name {
             #[schema(inline)]
             pub name: Text,
             #[deserr(rename = "type")]
+            #[serde(rename = "type")]
             #[schema(rename = "type", inline)]
             pub task_type: Text,
             /// Higher runs first.
@@ -298,15 +300,14 @@ pub struct TimeTravel {
 /// Declares a worker or client request body: camelCase, no unknown field.
 /// Where it is used, `Deserr`, `ToSchema`, `BodyError`, `Noun` and
 /// `unknown_field` are in scope.
-#[doc(hidden)]
-#[macro_export]
 macro_rules! request_body {
     ($(#[$attr:meta])* $name:ident, $noun:literal, { $($fields:tt)* }) => {
-        #[derive(Debug, Deserr, ToSchema)]
+        #[derive(Debug, Deserr, ::serde::Serialize, ToSchema)]
         $(#[$attr])*
         #[deserr(error = BodyError, rename_all = camelCase, deny_unknown_fields = unknown_field::<$name>)]
         #[schema(rename_all = "camelCase")]
-        #[serde(deny_unknown_fields)] // Read by utoipa: `additionalProperties: false`.
+        // `deny_unknown_fields` is read by utoipa: `additionalProperties: false`.
+        #[serde(rename_all = "camelCase", deny_unknown_fields)]
         pub struct $name { $($fields)* }
 
         impl Noun for $name {
@@ -314,6 +315,7 @@ macro_rules! request_body {
         }
     };
 }
+pub(crate) use request_body;
 
 /// Most tasks a batch creates or a claim hands out.
 pub const MAX_BATCH: usize = 1000;
@@ -435,6 +437,7 @@ request_body!(
     TaskSelection, "a task selection", {
         /// Only tasks of this type.
         #[deserr(default, rename = "type")]
+        #[serde(rename = "type")]
         #[schema(rename = "type", inline)]
         pub task_type: Option<Text>,
         /// Only tasks whose labels match, like `env=prod,tier!=batch`.
@@ -531,5 +534,40 @@ mod tests {
         assert_eq!(one, Claimed::One(Box::new(task.clone())));
         let many: Claimed = serde_json::from_value(json!({"tasks": [written]})).unwrap();
         assert_eq!(many, Claimed::Many(TaskBatch { tasks: vec![task] }));
+    }
+
+    fn read<T: Deserr<BodyError>>(body: Value) -> T {
+        deserr::deserialize::<T, Value, BodyError>(body).unwrap()
+    }
+
+    /// What a client writes is what the server reads: each body written,
+    /// read and written again is the same.
+    #[test]
+    fn requests_write_what_they_read() {
+        let create = json!({
+            "name": "send", "type": "email", "priority": 3, "data": {"to": "ada@example.com"},
+            "availableTime": "2030-01-01T00:00:00+02:00",
+            "expirationTime": "2030-01-01T01:00:00Z", "labels": {"env": "prod"},
+            "tags": ["a"], "retry": null,
+        });
+        let written = serde_json::to_value(read::<CreateTask>(create)).unwrap();
+        assert_eq!(written["type"], "email");
+        assert_eq!(written["availableTime"], "2029-12-31T22:00:00.000000Z");
+        let again = serde_json::to_value(read::<CreateTask>(written.clone())).unwrap();
+        assert_eq!(again, written);
+
+        let claim = json!({"types": ["email"], "worker": "w1", "leaseSeconds": 30,
+            "labelSelector": "env in (prod,dev),!canary", "max": 10});
+        let written = serde_json::to_value(read::<ClaimRequest>(claim)).unwrap();
+        assert_eq!(written["labelSelector"], "env in (prod,dev),!canary");
+        assert_eq!(written["waitSeconds"], 0);
+        let again = serde_json::to_value(read::<ClaimRequest>(written.clone())).unwrap();
+        assert_eq!(again, written);
+
+        let select = json!({"select": {"type": "email", "ids": ["x"]}, "limit": 5});
+        let written = serde_json::to_value(read::<BulkRetryRequest>(select)).unwrap();
+        assert_eq!(written["select"]["type"], "email");
+        let again = serde_json::to_value(read::<BulkRetryRequest>(written.clone())).unwrap();
+        assert_eq!(again, written);
     }
 }
