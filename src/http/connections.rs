@@ -114,6 +114,20 @@ pub async fn serve(
 
 /// Answers a connection past the cap with 503 and closes it.
 async fn refuse(mut stream: TcpStream) {
+    // Wait (briefly) for the request's head first: an HTTP client reads an
+    // answer that comes before its request as a broken connection, not as
+    // the 503 it can retry after `Retry-After`.
+    let mut head = Vec::new();
+    let read_head = async {
+        let mut buffer = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
+            match stream.read(&mut buffer).await {
+                Ok(n) if n > 0 => head.extend_from_slice(&buffer[..n]),
+                _ => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), read_head).await;
     let (status, retry_after, body) = ApiError::TooManyConnections.parts();
     let body = serde_json::to_string(&body).expect("error bodies serialise");
     let response = format!(
