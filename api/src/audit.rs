@@ -93,7 +93,7 @@ pub struct EventPage<'a> {
     pub next_after: Option<u64>,
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase")]
 pub struct LogQuery {

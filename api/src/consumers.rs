@@ -8,7 +8,7 @@ use crate::body::{unknown_field, BodyError, Noun};
 use crate::tasks::request_body;
 
 /// `GET /v1/events/stream`: where the stream starts, and its filters.
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase")]
 pub struct StreamQuery {

@@ -264,7 +264,7 @@ pub struct TaskList {
     pub next_cursor: Option<String>,
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase")]
 pub struct ListQuery {
@@ -287,7 +287,7 @@ pub struct ListQuery {
 }
 
 /// `GET /v1/tasks/{id}`: a task as it stood at a time or a revision.
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase")]
 pub struct TimeTravel {

@@ -6,6 +6,7 @@ mod analytics;
 mod audit;
 mod batches;
 mod bulk;
+mod client;
 mod connections;
 mod console;
 mod errors;
@@ -25,7 +26,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use tasklog::app::clock::ManualClock;
+use tasklog::app::clock::{Clock, ManualClock, SystemClock};
 use tasklog::app::store_url::StoreUrl;
 use tasklog::http::auth::{RateLimit, Scope, Secret, Token, Tokens};
 use tasklog::http::Limits;
@@ -132,25 +133,39 @@ impl TestServer {
         TestServer::launch(dir, now, Settings::default()).await
     }
 
+    /// A server on a fresh store of its own whose clock is the system's: its
+    /// leases lapse in real time (its `clock` field is not its clock).
+    pub async fn start_real_time() -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let unused = ManualClock::new(start_time());
+        let system: Arc<dyn Clock> = Arc::new(SystemClock);
+        let mut server =
+            TestServer::launch_on(dir.path(), unused, system, Settings::default()).await;
+        server._dir = Some(dir);
+        server
+    }
+
     async fn launch(dir: &Path, now: DateTime<Utc>, settings: Settings) -> TestServer {
+        let clock = ManualClock::new(now);
+        TestServer::launch_on(dir, clock.clone(), Arc::new(clock), settings).await
+    }
+
+    async fn launch_on(
+        dir: &Path,
+        clock: ManualClock,
+        server_clock: Arc<dyn Clock>,
+        settings: Settings,
+    ) -> TestServer {
         let url = StoreUrl::default_in(dir);
         let settings = Settings {
             view_generations: url.view_generations(),
             ..settings
         };
         let (store, views) = (url.open().await.unwrap(), url.open_views().await.unwrap());
-        let clock = ManualClock::new(now);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let server = Server::start(
-            listener,
-            store,
-            views,
-            tokens(),
-            Arc::new(clock.clone()),
-            settings,
-        )
-        .await
-        .unwrap();
+        let server = Server::start(listener, store, views, tokens(), server_clock, settings)
+            .await
+            .unwrap();
         let base = format!("http://{}", server.addr);
         TestServer {
             server,
@@ -216,7 +231,6 @@ impl TestServer {
     }
 
     pub fn clock_now(&self) -> DateTime<Utc> {
-        use tasklog::app::clock::Clock;
         self.clock.now()
     }
 
