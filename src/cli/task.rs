@@ -1,12 +1,17 @@
 //! `tasklog task create|get|list|retry|cancel`: a server's tasks from the
-//! terminal, over its HTTP API (`--url`, `--token`). Each prints the server's
-//! answer as JSON; an error answer is the command's error, with its message.
+//! terminal, through `tasklog-client` (`--url`, `--token`). Each prints the
+//! server's answer as JSON; an error answer is the command's error, with its
+//! message.
 
 use std::io::Write;
 
-use chrono::{Duration, SecondsFormat, Utc};
+use chrono::{Duration, Utc};
 use clap::{Args, Subcommand};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tasklog_client::api::body::{JsonObject, Text, Time};
+use tasklog_client::api::tasks::{CancelRequest, CreateTask, ListQuery, RetryRequest};
+use tasklog_client::{Client, Error};
 
 use crate::Failure;
 
@@ -88,71 +93,65 @@ pub struct ListArgs {
 }
 
 pub async fn run(args: TaskArgs) -> Result<(), Failure> {
-    let base = args.url.trim_end_matches('/');
-    let http = reqwest::Client::new();
-    let with_token = |request: reqwest::RequestBuilder| match &args.token {
-        Some(token) => request.bearer_auth(token),
-        None => request,
-    };
-    let request = match args.command {
+    let client = Client::new(&args.url, args.token.as_deref().unwrap_or(""))?;
+    let answer = match args.command {
         TaskCommand::Create(create) => {
-            let data: Value = serde_json::from_str(&create.data)
-                .map_err(|e| format!("--data is not JSON: {e}"))?;
+            let data: Map<String, Value> = serde_json::from_str(&create.data)
+                .map_err(|e| format!("--data is not a JSON object: {e}"))?;
             let now = Utc::now();
             let duration = |d: std::time::Duration| Duration::from_std(d).unwrap_or(Duration::MAX);
             let available = now + create.available_in.map_or(Duration::zero(), duration);
-            let expires = available + duration(create.expires_in);
-            let time = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Micros, true);
-            let body = json!({
-                "name": create.name,
-                "type": create.task_type,
-                "priority": create.priority,
-                "data": data,
-                "availableTime": time(available),
-                "expirationTime": time(expires),
-            });
-            let request = http.post(format!("{base}/v1/tasks")).json(&body);
+            let body = CreateTask {
+                name: Text(create.name),
+                task_type: Text(create.task_type),
+                priority: create.priority,
+                data: JsonObject(data),
+                available_time: Time(available),
+                expiration_time: Time(available + duration(create.expires_in)),
+                labels: None,
+                tags: None,
+                retry: None,
+            };
             match create.idempotency_key {
-                Some(key) => request.header("Idempotency-Key", key),
-                None => request,
+                Some(key) => json(client.create_task_once(&key, &body).await),
+                None => json(client.create_task(&body).await),
             }
         }
-        TaskCommand::Get { id } => http.get(format!("{base}/v1/tasks/{id}")),
+        TaskCommand::Get { id } => json(client.get_task(&id).await),
         TaskCommand::List(list) => {
-            let mut query = vec![("limit", list.limit.to_string())];
-            let optional = [
-                ("state", list.state),
-                ("type", list.task_type),
-                ("labelSelector", list.label_selector),
-                ("cursor", list.cursor),
-            ];
-            query.extend(optional.into_iter().filter_map(|(k, v)| Some((k, v?))));
-            http.get(format!("{base}/v1/tasks")).query(&query)
-        }
-        TaskCommand::Retry { id } => http
-            .post(format!("{base}/v1/tasks/{id}/retry"))
-            .json(&json!({})),
-        TaskCommand::Cancel { id, reason } => {
-            let body = match reason {
-                Some(reason) => json!({ "reason": reason }),
-                None => json!({}),
+            let query = ListQuery {
+                state: list.state,
+                task_type: list.task_type,
+                label_selector: list.label_selector,
+                limit: Some(list.limit as usize),
+                cursor: list.cursor,
+                ..ListQuery::default()
             };
-            http.post(format!("{base}/v1/tasks/{id}/cancel"))
-                .json(&body)
+            json(client.list_tasks(&query).await)
+        }
+        TaskCommand::Retry { id } => {
+            let body = RetryRequest {
+                expiration_time: None,
+            };
+            json(client.retry(&id, &body).await)
+        }
+        TaskCommand::Cancel { id, reason } => {
+            let body = CancelRequest {
+                reason: reason.map(Text),
+            };
+            json(client.cancel(&id, &body).await)
         }
     };
-    let response = with_token(request)
-        .send()
-        .await
-        .map_err(|e| format!("{base}: {e}"))?;
-    let status = response.status();
-    let answer: Value = response.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        let message = answer["message"].as_str().unwrap_or("no error body");
-        let reason = answer["reason"].as_str().unwrap_or("?");
-        return Err(format!("{status} {reason}: {message}").into());
-    }
+    let answer = answer.map_err(|error| match error {
+        Error::Api { status, body } => format!("{status} {}: {}", body.reason, body.message),
+        other => format!("{}: {other}", args.url),
+    })?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", serde_json::to_string_pretty(&answer)?)?;
     Ok(())
+}
+
+/// The answer as JSON, to print.
+fn json<T: Serialize>(answer: Result<T, Error>) -> Result<Value, Error> {
+    answer.map(|a| serde_json::to_value(a).expect("answers serialise"))
 }

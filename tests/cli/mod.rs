@@ -413,7 +413,10 @@ fn the_task_commands_speak_to_a_running_server() {
         &["create", "--type", "email", "--name", "x", "--data", "{"],
         token,
     );
-    assert!(!ok && said.contains("--data is not JSON"), "{said}");
+    assert!(
+        !ok && said.contains("--data is not a JSON object"),
+        "{said}"
+    );
     let (ok, _, said) = task(&["create", "--type", "email", "--name", " "], token);
     assert!(
         !ok && said.contains("400 Bad Request invalid_fields"),
