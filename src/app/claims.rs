@@ -33,10 +33,26 @@ enum ClaimBlocked {
 }
 use ClaimBlocked::*;
 
+/// A claim of a task in flight on this node. The task leaves the claims in
+/// flight when this goes, however the claim ends: with an answer, an error,
+/// or its request dropped because the client hung up. A task left marked
+/// would be skipped by every later claim here.
+struct Claiming<'a> {
+    service: &'a Service,
+    id: TaskId,
+}
+
+impl Drop for Claiming<'_> {
+    fn drop(&mut self) {
+        let mut claiming = self.service.claiming.lock().expect("claims");
+        claiming.remove(&self.id);
+    }
+}
+
 impl Service {
     /// Marks `id` as being claimed here, unless another claim here is trying
     /// it or its type is at its running limit (counting the claims in flight).
-    fn start_claiming(&self, id: TaskId) -> Result<(), ClaimBlocked> {
+    fn start_claiming(&self, id: TaskId) -> Result<Claiming<'_>, ClaimBlocked> {
         let mut claiming = self.claiming.lock().expect("claims");
         if claiming.contains_key(&id) {
             return Err(TriedElsewhere);
@@ -50,7 +66,7 @@ impl Service {
             return Err(AtLimit);
         }
         claiming.insert(id, task.task_type.clone());
-        Ok(())
+        Ok(Claiming { service: self, id })
     }
 
     /// Hands the best available task the worker asks for, or `None` when
@@ -91,18 +107,18 @@ impl Service {
             };
             let mut others_trying = false;
             for id in candidates {
-                match self.start_claiming(id) {
-                    Ok(()) => {}
+                let claiming = match self.start_claiming(id) {
+                    Ok(claiming) => claiming,
                     Err(AtLimit) => continue,
                     Err(TriedElsewhere) => {
                         others_trying = true;
                         continue;
                     }
-                }
+                };
                 let loaded = write::Loaded::from_views(self, id).await?;
                 let outcome = self.write_once(id, loaded, &command, metadata).await;
                 let outcome = outcome.and_then(TaskWritten::of);
-                self.claiming.lock().expect("claims").remove(&id);
+                drop(claiming);
                 match outcome {
                     Ok(written) => return Ok(Some(written)),
                     // Taken, cancelled or expired meanwhile: try the next one.
@@ -110,16 +126,16 @@ impl Service {
                     Err(error) => return Err(error),
                 }
             }
+            let now_instant = tokio::time::Instant::now();
+            if now_instant >= deadline {
+                return Ok(None);
+            }
             // Claims here are trying the rest; some may lose, so look again.
             if others_trying {
                 tokio::task::yield_now().await;
                 continue;
             }
             // Nothing to claim now: wait for the log to move, or for time to.
-            let now_instant = tokio::time::Instant::now();
-            if now_instant >= deadline {
-                return Ok(None);
-            }
             let pause = (deadline - now_instant).min(Duration::from_millis(250));
             let _ = self.views.wait_for(Position(seen.0 + 1), pause).await;
         }
