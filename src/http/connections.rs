@@ -1,9 +1,10 @@
 //! The accept loop: how many connections are open at once, how long one may
 //! take to send a request, and how a shutdown drains them.
 //!
-//! A connection past the cap gets an immediate 503 with `Retry-After` and is
-//! closed, so a flood of sockets cannot take the file descriptors the open ones
-//! need. A connection that has not sent a whole request head within the header
+//! A connection past the cap gets a 503 with `Retry-After` (once its request
+//! head is in, or after a second) and is closed; past [`MAX_REFUSING`] such
+//! connections at once, a new one is closed without an answer, so a flood of
+//! sockets cannot take the file descriptors the open ones need. A connection that has not sent a whole request head within the header
 //! timeout, counted from its opening and again from each response, is closed:
 //! that reaps clients that send a byte now and then, and idle keep-alive
 //! connections alike. Streaming responses (SSE) are not waiting for a request,
@@ -67,6 +68,7 @@ pub async fn serve(
     let open = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let mut connections = tokio::task::JoinSet::new();
+    let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
     tokio::pin!(shutdown);
     loop {
         while connections.try_join_next().is_some() {}
@@ -83,7 +85,12 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let Ok(permit) = open.clone().try_acquire_owned() else {
-            tokio::spawn(refuse(stream));
+            if let Ok(refusing) = refusing.clone().try_acquire_owned() {
+                tokio::spawn(async move {
+                    refuse(stream).await;
+                    drop(refusing);
+                });
+            }
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -111,6 +118,9 @@ pub async fn serve(
     connections.shutdown().await;
     Ok(())
 }
+
+/// Connections past the cap answered at once; more are closed unanswered.
+pub const MAX_REFUSING: usize = 64;
 
 /// Answers a connection past the cap with 503 and closes it.
 async fn refuse(mut stream: TcpStream) {
