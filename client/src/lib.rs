@@ -51,6 +51,10 @@ pub enum Error {
     /// The server answered with an error: its status and body.
     #[error("{status}: {} ({})", body.message, body.reason)]
     Api { status: StatusCode, body: ErrorBody },
+    /// The server, or a proxy before it, answered an error without the
+    /// API's error body.
+    #[error("{status}: {text}")]
+    Status { status: StatusCode, text: String },
     /// The request did not get an answer (connection refused, reset, timed
     /// out), or the answer could not be read.
     #[error("no answer from the server: {0}")]
@@ -66,6 +70,23 @@ impl Error {
         match self {
             Error::Api { body, .. } => Some(&body.reason),
             _ => None,
+        }
+    }
+
+    /// The answer's status, if there was an answer.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            Error::Api { status, .. } | Error::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Whether the server refused for now (429, or a 5xx: nothing was
+    /// written) or did not answer: the same request may be sent again.
+    pub fn is_transient(&self) -> bool {
+        match self.status() {
+            Some(status) => status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error(),
+            None => true,
         }
     }
 }
@@ -171,14 +192,18 @@ impl Client {
 
     /// `GET /v1/tasks/{id}`.
     pub async fn get_task(&self, id: &str) -> Result<Task, Error> {
-        self.call(Method::GET, &format!("/v1/tasks/{id}"), None::<&()>)
-            .await
+        self.call(
+            Method::GET,
+            &format!("/v1/tasks/{}", segment(id)),
+            None::<&()>,
+        )
+        .await
     }
 
     /// `GET /v1/tasks/{id}?revision=` or `?asOf=`: the task as it stood then.
     pub async fn get_task_as_of(&self, id: &str, when: &TimeTravel) -> Result<Task, Error> {
         let request = self
-            .request(Method::GET, &format!("/v1/tasks/{id}"))
+            .request(Method::GET, &format!("/v1/tasks/{}", segment(id)))
             .query(when);
         self.send(request).await
     }
@@ -210,7 +235,7 @@ impl Client {
     pub async fn heartbeat(&self, id: &str, body: &HeartbeatRequest) -> Result<Task, Error> {
         self.call(
             Method::POST,
-            &format!("/v1/tasks/{id}/heartbeat"),
+            &format!("/v1/tasks/{}/heartbeat", segment(id)),
             Some(body),
         )
         .await
@@ -220,7 +245,7 @@ impl Client {
     pub async fn complete(&self, id: &str, body: &CompleteRequest) -> Result<Task, Error> {
         self.call(
             Method::POST,
-            &format!("/v1/tasks/{id}/complete"),
+            &format!("/v1/tasks/{}/complete", segment(id)),
             Some(body),
         )
         .await
@@ -228,20 +253,32 @@ impl Client {
 
     /// `POST /v1/tasks/{id}/fail`.
     pub async fn fail(&self, id: &str, body: &FailRequest) -> Result<Task, Error> {
-        self.call(Method::POST, &format!("/v1/tasks/{id}/fail"), Some(body))
-            .await
+        self.call(
+            Method::POST,
+            &format!("/v1/tasks/{}/fail", segment(id)),
+            Some(body),
+        )
+        .await
     }
 
     /// `POST /v1/tasks/{id}/cancel`.
     pub async fn cancel(&self, id: &str, body: &CancelRequest) -> Result<Task, Error> {
-        self.call(Method::POST, &format!("/v1/tasks/{id}/cancel"), Some(body))
-            .await
+        self.call(
+            Method::POST,
+            &format!("/v1/tasks/{}/cancel", segment(id)),
+            Some(body),
+        )
+        .await
     }
 
     /// `POST /v1/tasks/{id}/retry`.
     pub async fn retry(&self, id: &str, body: &RetryRequest) -> Result<Task, Error> {
-        self.call(Method::POST, &format!("/v1/tasks/{id}/retry"), Some(body))
-            .await
+        self.call(
+            Method::POST,
+            &format!("/v1/tasks/{}/retry", segment(id)),
+            Some(body),
+        )
+        .await
     }
 
     /// `POST /v1/tasks/retry`: the failed tasks a selection takes run again.
@@ -270,27 +307,31 @@ impl Client {
 
     /// `GET /v1/schedules/{id}`.
     pub async fn get_schedule(&self, id: &str) -> Result<Schedule, Error> {
-        self.call(Method::GET, &format!("/v1/schedules/{id}"), None::<&()>)
-            .await
+        self.call(
+            Method::GET,
+            &format!("/v1/schedules/{}", segment(id)),
+            None::<&()>,
+        )
+        .await
     }
 
     /// `POST /v1/schedules/{id}/pause`.
     pub async fn pause_schedule(&self, id: &str) -> Result<Schedule, Error> {
-        let path = format!("/v1/schedules/{id}/pause");
+        let path = format!("/v1/schedules/{}/pause", segment(id));
         self.call(Method::POST, &path, Some(&serde_json::json!({})))
             .await
     }
 
     /// `POST /v1/schedules/{id}/resume`.
     pub async fn resume_schedule(&self, id: &str) -> Result<Schedule, Error> {
-        let path = format!("/v1/schedules/{id}/resume");
+        let path = format!("/v1/schedules/{}/resume", segment(id));
         self.call(Method::POST, &path, Some(&serde_json::json!({})))
             .await
     }
 
     /// `DELETE /v1/schedules/{id}`.
     pub async fn delete_schedule(&self, id: &str) -> Result<(), Error> {
-        let request = self.request(Method::DELETE, &format!("/v1/schedules/{id}"));
+        let request = self.request(Method::DELETE, &format!("/v1/schedules/{}", segment(id)));
         self.send_and_drop(request).await
     }
 
@@ -302,8 +343,12 @@ impl Client {
 
     /// `PUT /v1/queues/{type}`: every setting of the type's queue.
     pub async fn set_queue(&self, task_type: &str, body: &QueueSettings) -> Result<Queue, Error> {
-        self.call(Method::PUT, &format!("/v1/queues/{task_type}"), Some(body))
-            .await
+        self.call(
+            Method::PUT,
+            &format!("/v1/queues/{}", segment(task_type)),
+            Some(body),
+        )
+        .await
     }
 
     // ---- the log ---------------------------------------------------------
@@ -311,7 +356,11 @@ impl Client {
     /// `GET /v1/tasks/{id}/events`: the task's whole history, oldest first.
     pub async fn history(&self, id: &str) -> Result<Vec<CloudEvent<'static>>, Error> {
         let page: EventPage<'static> = self
-            .call(Method::GET, &format!("/v1/tasks/{id}/events"), None::<&()>)
+            .call(
+                Method::GET,
+                &format!("/v1/tasks/{}/events", segment(id)),
+                None::<&()>,
+            )
             .await?;
         Ok(page.events)
     }
@@ -337,6 +386,7 @@ impl Client {
             buffer: Vec::new(),
             response: None,
             ended: false,
+            pause: self.retries.first_wait,
         };
         futures::stream::unfold(state, |mut s| async move {
             loop {
@@ -350,18 +400,23 @@ impl Client {
                     Some(response) => response,
                     None => match s.client.open_stream(&s.query, s.last).await {
                         Ok(opened) => s.response.insert(opened),
-                        Err(error @ Error::Api { .. }) => {
+                        Err(error) if !error.is_transient() => {
                             s.ended = true;
                             return Some((Err(error), s));
                         }
                         Err(_) => {
-                            tokio::time::sleep(s.client.retries.first_wait).await;
+                            // Refused for now or unreachable: wait longer each time.
+                            tokio::time::sleep(s.pause).await;
+                            s.pause = (s.pause * 2).min(s.client.retries.longest_wait);
                             continue;
                         }
                     },
                 };
                 match response.chunk().await {
-                    Ok(Some(bytes)) => s.buffer.extend_from_slice(&bytes),
+                    Ok(Some(bytes)) => {
+                        s.buffer.extend_from_slice(&bytes);
+                        s.pause = s.client.retries.first_wait;
+                    }
                     // Ended or broken: opened again after the last event.
                     Ok(None) | Err(_) => {
                         s.response = None;
@@ -393,8 +448,12 @@ impl Client {
     /// `PUT /v1/consumers/{name}`: the last position the consumer processed.
     pub async fn acknowledge(&self, name: &str, position: u64) -> Result<Consumer, Error> {
         let body = Acknowledge { position };
-        self.call(Method::PUT, &format!("/v1/consumers/{name}"), Some(&body))
-            .await
+        self.call(
+            Method::PUT,
+            &format!("/v1/consumers/{}", segment(name)),
+            Some(&body),
+        )
+        .await
     }
 
     /// `GET /v1/admin/verify`: the whole log's hash chain checked.
@@ -484,19 +543,34 @@ impl Client {
                 .and_then(|v| v.parse::<u64>().ok())
                 .map(Duration::from_secs);
             tokio::time::sleep(asked.unwrap_or(wait).min(self.retries.longest_wait)).await;
-            wait *= 2;
+            wait = (wait * 2).min(self.retries.longest_wait);
         }
         unreachable!("the loop returns")
     }
 }
 
-/// The error body of an answer that is not a success.
+/// The error of an answer that is not a success.
 async fn api_error(response: Response) -> Error {
     let status = response.status();
-    match response.json::<ErrorBody>().await {
+    let text = match response.text().await {
+        Ok(text) => text,
+        Err(error) => return Error::Http(error),
+    };
+    match serde_json::from_str::<ErrorBody>(&text) {
         Ok(body) => Error::Api { status, body },
-        Err(error) => Error::Http(error),
+        Err(_) => Error::Status { status, text },
     }
+}
+
+/// `text` as one segment of a URL's path: `/`, `?`, `#` and the like escaped,
+/// so an id cannot name another route.
+fn segment(text: &str) -> String {
+    let mut url = reqwest::Url::parse("http://segment/").expect("a URL");
+    url.path_segments_mut()
+        .expect("a base")
+        .pop_if_empty()
+        .push(text);
+    url.path()[1..].to_owned()
 }
 
 /// Where a [`Client::stream`] is.
@@ -509,6 +583,8 @@ struct Following {
     response: Option<Response>,
     /// The server refused the stream: it is over.
     ended: bool,
+    /// How long to wait before opening it again.
+    pause: Duration,
 }
 
 /// The next whole event in `buffer`, taken out of it; `last` becomes its id.

@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tasklog_api::body::{Ranged, Report, TaskTypes, Text};
-use tasklog_api::tasks::{ClaimRequest, CompleteRequest, FailRequest, HeartbeatRequest, Task};
+use tasklog_api::tasks::{
+    ClaimRequest, CompleteRequest, FailRequest, HeartbeatRequest, Task, MAX_BATCH,
+    MAX_LEASE_SECONDS,
+};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -51,10 +54,10 @@ pub struct Worker {
 /// How a [`Worker::run`] ended.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct WorkerStopped {
-    /// Tasks it completed or failed.
+    /// Tasks it completed or failed (the server took the report).
     pub finished: u64,
-    /// Handlers still running when the drain time ran out: their tasks go
-    /// back to the queue when their leases lapse.
+    /// Handlers still running when the drain time ran out: they are
+    /// stopped, and their tasks go back to the queue when their leases lapse.
     pub abandoned: u64,
 }
 
@@ -86,9 +89,12 @@ impl Worker {
     }
 
     /// How long a task is the worker's without a heartbeat (whole seconds,
-    /// at least 1). Heartbeats go at a third of it while a handler runs.
+    /// from 1 s to a day). Heartbeats go at a third of it while a handler runs.
     pub fn lease(mut self, lease: Duration) -> Worker {
-        self.lease = lease.max(Duration::from_secs(1));
+        self.lease = lease.clamp(
+            Duration::from_secs(1),
+            Duration::from_secs(MAX_LEASE_SECONDS),
+        );
         self
     }
 
@@ -107,9 +113,13 @@ impl Worker {
     /// Claims and runs tasks until `shutdown` resolves, then claims no more
     /// and waits (up to the drain time) for the handlers running. A handler
     /// answers `Ok(result)` to complete its task or `Err(error)` to fail it;
-    /// one that panics fails its task, and the worker goes on. Claims that
-    /// fail for want of an answer are tried again after a pause; an error
-    /// the server answered to a claim (a bad token, say) ends the run.
+    /// one that panics fails its task, and the worker goes on. A claim in
+    /// flight when the stop comes is let finish (within the poll wait) and
+    /// its tasks run, so none is left leased to a worker that is gone.
+    /// Claims that get no answer, or a 429 or 5xx after the client's own
+    /// retries, are tried again after a pause; any other error the server
+    /// answers to a claim (a bad token, say) stops the worker as a shutdown
+    /// does, and is returned.
     pub async fn run<H, F, E>(
         self,
         handler: H,
@@ -124,26 +134,36 @@ impl Worker {
         let slots = Arc::new(Semaphore::new(self.concurrency));
         let mut running = JoinSet::new();
         let mut stopped = WorkerStopped::default();
+        let mut refused = None;
         tokio::pin!(shutdown);
-        loop {
+        let mut stopping = false;
+        while !stopping {
             // Wait for a free slot (or the stop), then claim as many as are free.
             let first = tokio::select! {
                 biased;
                 () = &mut shutdown => break,
                 permit = slots.clone().acquire_owned() => permit.expect("never closed"),
             };
-            let free = 1 + slots.available_permits();
+            let free = (1 + slots.available_permits()).min(MAX_BATCH);
+            let claim = self.claim(free);
+            tokio::pin!(claim);
             let claimed = tokio::select! {
                 biased;
-                () = &mut shutdown => break,
-                claimed = self.claim(free) => claimed,
+                claimed = &mut claim => claimed,
+                () = &mut shutdown => {
+                    stopping = true;
+                    claim.await
+                }
             };
             let tasks = match claimed {
                 Ok(tasks) => tasks,
-                Err(error @ Error::Api { .. }) => return Err(error),
-                Err(_) => {
+                Err(error) if error.is_transient() => {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
+                }
+                Err(error) => {
+                    refused = Some(error);
+                    break;
                 }
             };
             let mut first = Some(first);
@@ -157,25 +177,29 @@ impl Worker {
                 };
                 let run = self.run_one(task, handler.clone());
                 running.spawn(async move {
-                    run.await;
+                    let reported = run.await;
                     drop(permit);
+                    reported
                 });
             }
-            while running.try_join_next().is_some() {
-                stopped.finished += 1;
+            while let Some(reported) = running.try_join_next() {
+                stopped.finished += u64::from(reported.unwrap_or(false));
             }
         }
         let drained = tokio::time::timeout(self.drain, async {
-            while running.join_next().await.is_some() {
-                stopped.finished += 1;
+            while let Some(reported) = running.join_next().await {
+                stopped.finished += u64::from(reported.unwrap_or(false));
             }
         })
         .await;
         if drained.is_err() {
             stopped.abandoned = running.len() as u64;
-            running.abort_all();
+            running.abort_all(); // and with them their handlers: see `Aborted`
         }
-        Ok(stopped)
+        match refused {
+            Some(error) => Err(error),
+            None => Ok(stopped),
+        }
     }
 
     async fn claim(&self, most: usize) -> Result<Vec<Task>, Error> {
@@ -191,8 +215,11 @@ impl Worker {
         self.client.claim_many(&body).await
     }
 
-    /// Runs the handler on `task` with heartbeats beside it, then reports.
-    fn run_one<H, F, E>(&self, task: Task, handler: Arc<H>) -> impl Future<Output = ()> + Send
+    /// Runs the handler on `task` with heartbeats beside it, then reports;
+    /// whether the report was taken. A heartbeat the server refuses (the
+    /// lease lost, the task cancelled) stops the handler: the task is no
+    /// longer this worker's.
+    fn run_one<H, F, E>(&self, task: Task, handler: Arc<H>) -> impl Future<Output = bool> + Send
     where
         H: Fn(Task) -> F + Send + Sync + 'static,
         F: Future<Output = Result<Option<Value>, E>> + Send + 'static,
@@ -201,20 +228,28 @@ impl Worker {
         let (client, worker, lease) = (self.client.clone(), self.name.clone(), self.lease);
         async move {
             let id = task.id.clone();
-            let mut work = tokio::spawn(handler(task));
+            // Called inside its own task, so a handler that panics before its
+            // future exists fails its task too.
+            let mut work = Aborted(tokio::spawn(async move { handler(task).await }));
             let mut beats = tokio::time::interval(lease / 3);
+            beats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             beats.tick().await; // the first tick is now: the claim just began the lease
             let outcome = loop {
                 tokio::select! {
-                    joined = &mut work => break joined,
+                    joined = &mut work.0 => break joined,
                     _ = beats.tick() => {
                         let beat = HeartbeatRequest {
                             worker: Text(worker.clone()),
                             lease_seconds: Ranged(lease.as_secs()),
                             progress: None,
                         };
-                        if let Err(error) = client.heartbeat(&id, &beat).await {
-                            tracing::warn!(task = %id, %error, "a heartbeat failed");
+                        match client.heartbeat(&id, &beat).await {
+                            Ok(_) => {}
+                            Err(Error::Api { status, body }) if status.as_u16() == 409 || status.as_u16() == 404 => {
+                                tracing::warn!(task = %id, reason = %body.reason, "the task is no longer this worker's; its handler is stopped");
+                                return false;
+                            }
+                            Err(error) => tracing::warn!(task = %id, %error, "a heartbeat failed"),
                         }
                     }
                 }
@@ -236,10 +271,25 @@ impl Worker {
                     client.fail(&id, &fail(worker, why)).await
                 }
             };
-            if let Err(error) = report {
-                tracing::warn!(task = %id, %error, "reporting a finished task failed");
+            match report {
+                Ok(_) => true,
+                Err(error) => {
+                    tracing::warn!(task = %id, %error, "reporting a finished task failed");
+                    false
+                }
             }
         }
+    }
+}
+
+/// A handler's task, aborted when its runner is dropped (a worker that stops
+/// before the handler ends, or is dropped itself), so no handler goes on
+/// without heartbeats for a task that will run again elsewhere.
+struct Aborted<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for Aborted<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -160,6 +160,12 @@ async fn the_client_speaks_the_api_with_the_servers_types() {
     assert!(admin.verify().await.unwrap().ok);
 
     // The server's error, typed.
+    let escaped = admin.get_task("../admin/verify").await.unwrap_err();
+    assert_eq!(
+        escaped.reason(),
+        Some("task_not_found"),
+        "an id names no other route"
+    );
     let missing = admin.get_task(&"0".repeat(32)).await.unwrap_err();
     assert_eq!(missing.reason(), Some("task_not_found"));
     assert!(matches!(missing, Error::Api { status, .. } if status == StatusCode::NOT_FOUND));
