@@ -190,6 +190,8 @@ async function queuesPage() {
   const count = (queue, state) =>
     h("td", { class: "number" }, h("a", { href: `/ui/tasks?type=${encodeURIComponent(queue.type)}&state=${state}` }, queue[state]));
   const draw = async () => {
+    // Not under an operator's hands: a redraw would drop what they are typing.
+    if (body.contains(document.activeElement) && document.activeElement.tagName === "INPUT") return;
     const { queues } = await api("GET", "/v1/queues");
     const now = Date.now();
     body.replaceChildren(...queues.map((queue) => {
@@ -285,18 +287,32 @@ async function tasksPage(params) {
     if (ids.length === 0) throw new ApiError(400, { message: "Select some tasks first." });
     return { ids };
   };
-  const byFilter = () => {
+  const byFilter = (verb) => {
+    if (params.get("nameContains")) {
+      throw new ApiError(400, { message: "Text in the name is not a selection a bulk action takes: select the tasks instead." });
+    }
     const selection = {};
     if (params.get("type")) selection.type = params.get("type");
     if (params.get("labelSelector")) selection.labelSelector = params.get("labelSelector");
     if (params.get("tags")) selection.tags = params.get("tags").split(",").map((t) => t.trim());
+    if (Object.keys(selection).length === 0) {
+      throw new ApiError(400, { message: "Filter by type, label selector or tags first." });
+    }
+    const which = verb === "retry" ? "failed" : "pending";
+    if (!confirm(`${verb === "retry" ? "Retry" : "Cancel"} up to 1,000 ${which} tasks matching ${JSON.stringify(selection)}?`)) {
+      return null;
+    }
     return selection;
+  };
+  const bulkByFilter = async (verb) => {
+    const selection = byFilter(verb);
+    if (selection) await bulk(verb, selection);
   };
   const actions = selectable ? h("div", { class: "actions" },
     action("Retry selected", () => bulk("retry", chosen())),
     action("Cancel selected", () => bulk("cancel", chosen())),
-    action("Retry every failed task matching the filter", () => bulk("retry", byFilter())),
-    action("Cancel every pending task matching the filter", () => bulk("cancel", byFilter()))) : null;
+    action("Retry every failed task matching the filter", () => bulkByFilter("retry")),
+    action("Cancel every pending task matching the filter", () => bulkByFilter("cancel"))) : null;
   const paging = h("p", { class: "actions" });
   if (params.get("cursor")) {
     const first = new URLSearchParams(params);
@@ -394,7 +410,10 @@ async function logPage(params) {
       h("td", {}, event.type), h("td", { class: "mono" }, subject), h("td", {}, event.tasklogactor ?? "none")));
     while (body.rows.length > 500) body.deleteRow(-1);
   };
+  let paused = false;
+  let reconnect = null; // the timer of the next attempt, if one is due
   const connect = async () => {
+    reconnect = null;
     controller = new AbortController();
     const query = new URLSearchParams();
     if (taskType.value) query.set("taskType", taskType.value);
@@ -404,7 +423,7 @@ async function logPage(params) {
         signal: controller.signal,
         headers: { Authorization: `Bearer ${sessionStorage.getItem(TOKEN_KEY)}`, "Last-Event-ID": String(last) },
       });
-      if (!response.ok) throw new ApiError(response.status, await response.json());
+      if (!response.ok) throw new ApiError(response.status, await response.json().catch(() => null));
       state.textContent = `Live from position ${last}`;
       const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffered = "";
@@ -426,21 +445,29 @@ async function logPage(params) {
       state.textContent = "The stream ended; reconnecting…";
     } catch (error) {
       if (error.name === "AbortError") return;
+      if (error.status === 401) return signOut();
+      if (error.status >= 400 && error.status < 500 && error.status !== 429) {
+        state.textContent = `${error.message} The log stops here.`;
+        controller = null;
+        return;
+      }
       state.textContent = `${error.message}; reconnecting…`;
     }
     controller = null;
-    setTimeout(() => { if (!paused && main.contains(body)) connect(); }, 1000);
+    if (!paused && main.contains(body)) reconnect = setTimeout(connect, 1000);
   };
-  let paused = false;
   toggle.addEventListener("click", () => {
     paused = !paused;
     toggle.textContent = paused ? "Resume" : "Pause";
+    clearTimeout(reconnect);
+    reconnect = null;
     if (paused) {
       controller?.abort();
+      controller = null;
       state.textContent = `Paused after position ${last}`;
-    } else connect();
+    } else if (!controller) connect();
   });
-  stopPage = () => { paused = true; controller?.abort(); };
+  stopPage = () => { paused = true; clearTimeout(reconnect); controller?.abort(); };
   connect();
 }
 
