@@ -16,15 +16,23 @@ class ApiError extends Error {
   }
 }
 
+/** The header that carries the session's token. */
+function authorization() {
+  return { Authorization: `Bearer ${sessionStorage.getItem(TOKEN_KEY)}` };
+}
+
+let seenPosition = 0; // the log position the last answer reflected
+
 /** Calls the API with the session's token; the JSON answer, or ApiError. */
 async function api(method, path, body) {
-  const headers = { Authorization: `Bearer ${sessionStorage.getItem(TOKEN_KEY)}` };
+  const headers = authorization();
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const response = await fetch(path, {
     method,
     headers,
     body: body === undefined ? undefined : JSON.stringify(body),
   });
+  seenPosition = Number(response.headers.get("tasklog-position") ?? seenPosition);
   const text = await response.text();
   const json = text ? JSON.parse(text) : null;
   if (response.status === 401) {
@@ -400,8 +408,7 @@ async function logPage(params) {
   const toggle = h("button", { type: "button", id: "pause-stream" }, "Pause");
   page("Live log", filters, h("div", { class: "actions" }, toggle, state),
     h("table", {}, h("thead", {}, h("tr", {}, ["Position", "Time", "Event", "Task", "Actor"].map((name) => h("th", { scope: "col" }, name)))), body));
-  const start = await fetch("/v1/token", { headers: { Authorization: `Bearer ${sessionStorage.getItem(TOKEN_KEY)}` } });
-  let last = Number(start.headers.get("tasklog-position") ?? 0);
+  let last = seenPosition; // live from the position of the page's token check
   let controller = null;
   const show = (event) => {
     const subject = TASK_ID.test(event.subject) ? taskLink(event.subject) : event.subject;
@@ -421,7 +428,7 @@ async function logPage(params) {
     try {
       const response = await fetch(`/v1/events/stream?${query}`, {
         signal: controller.signal,
-        headers: { Authorization: `Bearer ${sessionStorage.getItem(TOKEN_KEY)}`, "Last-Event-ID": String(last) },
+        headers: { ...authorization(), "Last-Event-ID": String(last) },
       });
       if (!response.ok) throw new ApiError(response.status, await response.json().catch(() => null));
       state.textContent = `Live from position ${last}`;
