@@ -12,13 +12,9 @@ use serde_json::json;
 use tasklog_client::api::body::{JsonObject, Ranged, Report, TaskTypes, Text, Time};
 use tasklog_client::api::consumers::StreamQuery;
 use tasklog_client::api::tasks::*;
-use tasklog_client::{Client, Error, Worker, WorkerStopped};
+use tasklog_client::{Error, Worker, WorkerStopped};
 
 use super::*;
-
-fn client(api: &TestServer, token: &str) -> Client {
-    Client::new(&api.base, token).unwrap()
-}
 
 /// A create body for `task_type`, available from `available`, for a day.
 fn create(name: &str, task_type: &str, available: chrono::DateTime<Utc>) -> CreateTask {
@@ -50,8 +46,8 @@ fn claim(worker: &str, task_type: &str, max: Option<u64>) -> ClaimRequest {
 #[tokio::test]
 async fn the_client_speaks_the_api_with_the_servers_types() {
     let api = TestServer::start().await;
-    let admin = client(&api, ADMIN).read_your_writes(true);
-    let worker = client(&api, WORKER);
+    let admin = api.client_as(ADMIN).read_your_writes(true);
+    let worker = api.client_as(WORKER);
     let hour_ago = api.clock_now() - chrono::Duration::hours(1);
 
     assert_eq!(admin.token().await.unwrap().name, "admin");
@@ -179,7 +175,7 @@ async fn the_client_speaks_the_api_with_the_servers_types() {
 #[tokio::test]
 async fn the_event_stream_is_typed_and_goes_on_live() {
     let api = TestServer::start().await;
-    let admin = client(&api, ADMIN);
+    let admin = api.client_as(ADMIN);
     let hour_ago = api.clock_now() - chrono::Duration::hours(1);
     let first = admin
         .create_task(&create("before", "report", hour_ago))
@@ -206,7 +202,7 @@ async fn the_event_stream_is_typed_and_goes_on_live() {
 async fn refusals_are_sent_again_after_retry_after() {
     // 429: three requests at once, then one a second; six all answer.
     let api = TestServer::start().await;
-    let limited = client(&api, LIMITED);
+    let limited = api.client_as(LIMITED);
     let started = std::time::Instant::now();
     for _ in 0..6 {
         limited.list_tasks(&ListQuery::default()).await.unwrap();
@@ -230,7 +226,7 @@ async fn refusals_are_sent_again_after_retry_after() {
         tokio::time::sleep(Duration::from_millis(300)).await;
         drop(held);
     });
-    let admin = client(&capped, ADMIN);
+    let admin = capped.client_as(ADMIN);
     let started = std::time::Instant::now();
     let answered = admin.list_tasks(&ListQuery::default()).await;
     release.await.unwrap();
@@ -243,7 +239,7 @@ async fn refusals_are_sent_again_after_retry_after() {
 
 /// A real-time server's worker client and a way to make `n` tasks of `task_type`.
 async fn real_time_tasks(api: &TestServer, task_type: &str, names: &[&str]) -> Vec<String> {
-    let admin = client(api, ADMIN);
+    let admin = api.client_as(ADMIN);
     let now = Utc::now() - chrono::Duration::seconds(1);
     let mut ids = Vec::new();
     for name in names {
@@ -260,7 +256,7 @@ async fn real_time_tasks(api: &TestServer, task_type: &str, names: &[&str]) -> V
 
 /// Waits until every task of `ids` is in `state`.
 async fn until_all(api: &TestServer, ids: &[String], state: &str) -> Vec<Task> {
-    let admin = client(api, ADMIN);
+    let admin = api.client_as(ADMIN);
     for _ in 0..200 {
         let mut tasks = Vec::new();
         for id in ids {
@@ -282,7 +278,7 @@ async fn a_worker_runs_n_handlers_at_once_and_never_more() {
     let ids = real_time_tasks(&api, "render", &names).await;
     let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let worker = Worker::new(client(&api, WORKER), ["render"])
+    let worker = Worker::new(api.client_as(WORKER), ["render"])
         .name("renderer")
         .concurrency(3)
         .poll(Duration::from_secs(1));
@@ -324,7 +320,7 @@ async fn a_slow_handler_keeps_its_lease_and_a_panic_fails_only_its_task() {
     let api = TestServer::start_real_time().await;
     let ids = real_time_tasks(&api, "slow", &["slow", "boom", "quick"]).await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let worker = Worker::new(client(&api, WORKER), ["slow"])
+    let worker = Worker::new(api.client_as(WORKER), ["slow"])
         .concurrency(3)
         .lease(Duration::from_secs(1))
         .poll(Duration::from_secs(1));
@@ -342,7 +338,7 @@ async fn a_slow_handler_keeps_its_lease_and_a_panic_fails_only_its_task() {
             stopped.await.ok();
         },
     ));
-    let admin = client(&api, ADMIN);
+    let admin = api.client_as(ADMIN);
     let boom = loop {
         let task = admin.get_task(&ids[1]).await.unwrap();
         if task.state == "failed" {
@@ -373,7 +369,7 @@ async fn a_killed_workers_task_runs_again_elsewhere_and_a_stop_finishes_running_
     let ids = real_time_tasks(&api, "import", &["import"]).await;
     // The first worker takes the task and is killed mid-run: no report, no heartbeats.
     let started = Arc::new(tokio::sync::Notify::new());
-    let first = Worker::new(client(&api, WORKER), ["import"])
+    let first = Worker::new(api.client_as(WORKER), ["import"])
         .name("doomed")
         .lease(Duration::from_secs(1))
         .poll(Duration::from_secs(1));
@@ -397,7 +393,7 @@ async fn a_killed_workers_task_runs_again_elsewhere_and_a_stop_finishes_running_
     // runs, it finishes that handler first.
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let picked = Arc::new(tokio::sync::Notify::new());
-    let second = Worker::new(client(&api, WORKER), ["import"])
+    let second = Worker::new(api.client_as(WORKER), ["import"])
         .name("survivor")
         .lease(Duration::from_secs(1))
         .poll(Duration::from_secs(1));
@@ -429,7 +425,7 @@ async fn a_killed_workers_task_runs_again_elsewhere_and_a_stop_finishes_running_
             abandoned: 0
         }
     );
-    let task = client(&api, ADMIN).get_task(&ids[0]).await.unwrap();
+    let task = api.client_as(ADMIN).get_task(&ids[0]).await.unwrap();
     assert_eq!(task.state, "completed", "finished before the stop returned");
     assert_eq!(task.attempts, 2);
     assert_eq!(task.result, Some(json!("imported")));

@@ -31,6 +31,10 @@ use tasklog::app::store_url::StoreUrl;
 use tasklog::http::auth::{RateLimit, Scope, Secret, Token, Tokens};
 use tasklog::http::Limits;
 use tasklog::server::{Server, Settings};
+use tasklog_client::api::body::{JsonObject, Ranged, TaskTypes, Text, Time};
+use tasklog_client::api::queues::QueueSettings;
+use tasklog_client::api::tasks::{ClaimRequest, CompleteRequest, CreateTask};
+use tasklog_client::Client;
 
 /// The clock every test starts at.
 pub fn start_time() -> DateTime<Utc> {
@@ -238,23 +242,29 @@ impl TestServer {
         (&self.client, &self.base)
     }
 
-    /// Creates a task of `task_type`; returns its id.
+    /// A typed client of this server with `token`: `tasklog-client`, as
+    /// users have it. Tests of what goes over the wire use [`TestServer::request`].
+    pub fn client_as(&self, token: &str) -> Client {
+        Client::new(&self.base, token).unwrap()
+    }
+
+    /// Creates a task of `task_type` ([`new_task`]); returns its id.
     pub async fn create(&self, name: &str, task_type: &str, priority: i64) -> String {
-        let answer = self
-            .post("/v1/tasks", task_body(name, task_type, priority))
+        let admin = self.client_as(ADMIN);
+        let made = admin
+            .create_task(&new_task(name, task_type, priority))
             .await;
-        assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
-        answer.body["id"].as_str().unwrap().to_owned()
+        made.unwrap().id
     }
 
     /// Sets (or with `None` lifts) the running limit of `task_type`.
     pub async fn set_running_limit(&self, task_type: &str, max_running: Option<u32>) {
-        let path = format!("/v1/queues/{task_type}");
-        let body = json!({ "maxRunning": max_running });
-        let answer = self
-            .post_json(reqwest::Method::PUT, &path, ADMIN, body)
-            .await;
-        assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+        let settings = QueueSettings {
+            max_running: max_running.map(|n| Ranged(n.into())),
+            paused: None,
+        };
+        let admin = self.client_as(ADMIN);
+        admin.set_queue(task_type, &settings).await.unwrap();
     }
 
     /// The head of the log, as the server reports it.
@@ -309,6 +319,48 @@ pub fn task_body(name: &str, task_type: &str, priority: i64) -> Value {
         "availableTime": "2029-12-31T23:00:00Z",
         "expirationTime": "2030-01-01T01:00:00+00:00",
     })
+}
+
+/// [`task_body`], typed.
+pub fn new_task(name: &str, task_type: &str, priority: i64) -> CreateTask {
+    let time = |text| Time(DateTime::parse_from_rfc3339(text).unwrap().to_utc());
+    CreateTask {
+        name: Text(name.into()),
+        task_type: Text(task_type.into()),
+        priority,
+        data: JsonObject(
+            json!({"to": "ada@example.com"})
+                .as_object()
+                .unwrap()
+                .clone(),
+        ),
+        available_time: time("2029-12-31T23:00:00Z"),
+        expiration_time: time("2030-01-01T01:00:00Z"),
+        labels: None,
+        tags: None,
+        retry: None,
+    }
+}
+
+/// [`claim_body`], typed: one task of `types` for 60 s, without waiting.
+pub fn claim_of(worker: &str, types: &[&str]) -> ClaimRequest {
+    ClaimRequest {
+        types: TaskTypes(types.iter().map(|t| t.to_string()).collect()),
+        worker: Text(worker.into()),
+        lease_seconds: Ranged(60),
+        wait_seconds: Ranged(0),
+        label_selector: None,
+        tags: Vec::new(),
+        max: None,
+    }
+}
+
+/// A completion by `worker` without a result.
+pub fn completion_by(worker: &str) -> CompleteRequest {
+    CompleteRequest {
+        worker: Text(worker.into()),
+        result: None,
+    }
 }
 
 pub fn claim_body(worker: &str, types: &[&str]) -> Value {

@@ -5,6 +5,8 @@
 use chrono::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
+use tasklog_client::api::audit::LogQuery;
+use tasklog_client::api::tasks::Task;
 
 use super::errors::rejected;
 use super::*;
@@ -303,32 +305,39 @@ async fn a_type_at_its_running_limit_hands_out_no_more_until_a_run_ends() {
     }
     api.create("other", "email", 0).await;
     api.set_running_limit("render", Some(2)).await;
-    let claim = || api.post("/v1/tasks/claim", claim_body("w", &["render", "email"]));
-    let first = claim().await.body;
-    let second = claim().await.body;
+    let worker = api.client_as(WORKER);
+    let claim = || async {
+        let claimed = worker.claim(&claim_of("w", &["render", "email"])).await;
+        claimed.unwrap()
+    };
+    let type_of = |task: Option<Task>| task.map(|task| task.task_type);
+    let first = claim().await.expect("a render task");
+    let second = claim().await.expect("another render task");
     assert_eq!(
-        (first["type"].as_str(), second["type"].as_str()),
-        (Some("render"), Some("render"))
+        (&*first.task_type, &*second.task_type),
+        ("render", "render")
     );
     assert_eq!(
-        claim().await.body["type"],
-        "email",
+        type_of(claim().await).as_deref(),
+        Some("email"),
         "render is at its limit; other types still run"
     );
-    assert_eq!(claim().await.status, StatusCode::NO_CONTENT);
+    assert_eq!(claim().await, None);
     let queues = api.get("/v1/queues").await;
     insta::assert_json_snapshot!("queues", queues.snapshot());
 
-    let id = first["id"].as_str().unwrap();
-    api.post(&format!("/v1/tasks/{id}/complete"), json!({"worker": "w"}))
-        .await;
+    worker
+        .complete(&first.id, &completion_by("w"))
+        .await
+        .unwrap();
     assert_eq!(
-        claim().await.body["type"],
-        "render",
+        type_of(claim().await).as_deref(),
+        Some("render"),
         "a run ended: room for one more"
     );
     api.set_running_limit("render", None).await;
-    assert_eq!(claim().await.body["type"], "render", "the limit is lifted");
+    let lifted = type_of(claim().await);
+    assert_eq!(lifted.as_deref(), Some("render"), "the limit is lifted");
 
     rejected(
         &api,
@@ -360,61 +369,62 @@ async fn a_type_at_its_running_limit_hands_out_no_more_until_a_run_ends() {
 async fn a_paused_queue_hands_out_nothing_until_it_is_resumed() {
     let api = TestServer::start().await;
     let running = api.create("started before", "render", 9).await;
-    let claimed = api
-        .post("/v1/tasks/claim", claim_body("w", &["render"]))
-        .await;
-    assert_eq!(claimed.body["id"], running.as_str());
+    let (admin, worker) = (api.client_as(ADMIN), api.client_as(WORKER));
+    let claim = |types: &'static [&'static str]| {
+        let worker = worker.clone();
+        async move { worker.claim(&claim_of("w", types)).await.unwrap() }
+    };
+    assert_eq!(
+        claim(&["render"]).await.map(|task| task.id),
+        Some(running.clone())
+    );
     let waiting = api.create("waits", "render", 1).await;
     api.create("other", "email", 0).await;
 
-    let settings = |body: Value| api.post_json(Method::PUT, "/v1/queues/render", ADMIN, body);
-    let paused = settings(json!({"paused": true, "maxRunning": 5})).await;
-    assert_eq!(paused.status, StatusCode::OK, "{:?}", paused.body);
-    assert_eq!(paused.body["paused"], true);
-    assert_eq!(paused.body["maxRunning"], 5);
-    let claim = || api.post("/v1/tasks/claim", claim_body("w", &["render", "email"]));
-    assert_eq!(claim().await.body["type"], "email", "other types still run");
-    assert_eq!(
-        claim().await.status,
-        StatusCode::NO_CONTENT,
-        "a paused type hands out nothing"
-    );
-    let done = api
-        .post(
-            &format!("/v1/tasks/{running}/complete"),
-            json!({"worker": "w"}),
-        )
-        .await;
-    assert_eq!(done.status, StatusCode::OK, "a run goes on to its end");
-    let queues = api.get("/v1/queues").await.body;
-    let render = queues["queues"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|q| q["type"] == "render")
-        .unwrap()
-        .clone();
-    assert_eq!(render["paused"], true, "{queues}");
+    let settings = |paused: Option<bool>| QueueSettings {
+        max_running: Some(Ranged(5)),
+        paused,
+    };
+    let paused = admin
+        .set_queue("render", &settings(Some(true)))
+        .await
+        .unwrap();
+    assert!(paused.paused);
+    assert_eq!(paused.max_running, Some(5));
+    let both: &[&str] = &["render", "email"];
+    let other = claim(both).await.map(|task| task.task_type);
+    assert_eq!(other.as_deref(), Some("email"), "other types still run");
+    assert_eq!(claim(both).await, None, "a paused type hands out nothing");
+    let done = worker.complete(&running, &completion_by("w")).await;
+    assert!(done.is_ok(), "a run goes on to its end: {done:?}");
+    let queues = admin.list_queues().await.unwrap();
+    let render = queues.iter().find(|queue| queue.task_type == "render");
+    assert!(render.unwrap().paused, "{queues:?}");
 
     // The same settings again write nothing; each change is one event.
-    let again = settings(json!({"paused": true, "maxRunning": 5})).await;
-    assert_eq!(again.status, StatusCode::OK);
-    let resumed = settings(json!({"maxRunning": 5})).await;
-    assert_eq!(resumed.body["paused"], false);
-    let events = api.get("/v1/events?limit=100").await.body;
-    let queue_events: Vec<&str> = events["events"]
-        .as_array()
-        .unwrap()
+    admin
+        .set_queue("render", &settings(Some(true)))
+        .await
+        .unwrap();
+    let resumed = admin.set_queue("render", &settings(None)).await.unwrap();
+    assert!(!resumed.paused);
+    let query = LogQuery {
+        limit: Some(100),
+        ..LogQuery::default()
+    };
+    let events = admin.events(&query).await.unwrap().events;
+    let queue_events: Vec<&str> = events
         .iter()
-        .filter(|e| e["subject"] == "queue-render")
-        .map(|e| e["type"].as_str().unwrap())
+        .filter(|event| event.subject == "queue-render")
+        .map(|event| &*event.event_type)
         .collect();
     assert_eq!(
         queue_events,
         ["QueueLimitSet", "QueuePaused", "QueueResumed"],
-        "{events}"
+        "{events:?}"
     );
-    assert_eq!(claim().await.body["id"], waiting.as_str(), "resumed");
+    let resumed = claim(both).await.map(|task| task.id);
+    assert_eq!(resumed, Some(waiting), "resumed");
 
     rejected(
         &api,

@@ -12,9 +12,12 @@ use std::time::{Duration, Instant};
 use chrono::{SecondsFormat, Utc};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use tasklog_client::api::body::Ranged;
+use tasklog_client::api::tasks::ClaimRequest;
+use tasklog_client::Client;
 use tasklog_store_postgres::testing::TestSchema;
 
-use super::ADMIN;
+use super::{claim_of, completion_by, ADMIN};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_on_postgres_act_as_one_service() {
@@ -81,6 +84,8 @@ struct Node {
     child: Child,
     base: String,
     http: reqwest::Client,
+    /// The node's typed client, as workers and producers have it.
+    client: Client,
     /// The position of the stored views the node loaded at its start.
     loaded_position: u64,
 }
@@ -122,6 +127,7 @@ impl Node {
             child,
             base: format!("http://{addr}"),
             http: reqwest::Client::new(),
+            client: Client::new(&format!("http://{addr}"), ADMIN).unwrap(),
             loaded_position,
         }
     }
@@ -188,21 +194,8 @@ impl Node {
 
     /// The types of a task's events, in order.
     async fn history(&self, id: &str) -> Vec<String> {
-        let (status, _, body) = self
-            .call(
-                reqwest::Method::GET,
-                &format!("/v1/tasks/{id}/events"),
-                None,
-                None,
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        body["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["type"].as_str().unwrap().to_owned())
-            .collect()
+        let events = self.client.history(id).await.unwrap();
+        events.into_iter().map(|e| e.event_type.into()).collect()
     }
 }
 
@@ -292,22 +285,22 @@ pub async fn two_nodes_act_as_one_service(store_url: &str, postgres: Option<&Tes
         .map(|w| {
             let (nodes, completed, claimed) = (nodes.clone(), completed.clone(), claimed.clone());
             tokio::spawn(async move {
-                let node = &nodes[w % 2];
+                let node = &nodes[w % 2].client;
                 let worker = format!("worker-{w}");
+                let claim = ClaimRequest {
+                    lease_seconds: Ranged(300),
+                    wait_seconds: Ranged(1),
+                    ..claim_of(&worker, &["race"])
+                };
                 let deadline = Instant::now() + Duration::from_secs(60);
                 while completed.load(Ordering::SeqCst) < TASKS && Instant::now() < deadline {
-                    let claim = json!({"types": ["race"], "worker": worker, "leaseSeconds": 300, "waitSeconds": 1});
-                    let (status, _, task) = node.post("/v1/tasks/claim", claim).await;
-                    if status == StatusCode::NO_CONTENT {
+                    let Some(task) = node.claim(&claim).await.unwrap() else {
                         continue;
-                    }
-                    assert_eq!(status, StatusCode::OK, "{task}");
-                    let id = task["id"].as_str().unwrap().to_owned();
-                    let (status, _, done) = node
-                        .post(&format!("/v1/tasks/{id}/complete"), json!({"worker": worker}))
-                        .await;
-                    assert_eq!(status, StatusCode::OK, "{done}");
-                    claimed.lock().unwrap().push(id);
+                    };
+                    node.complete(&task.id, &completion_by(&worker))
+                        .await
+                        .unwrap();
+                    claimed.lock().unwrap().push(task.id);
                     completed.fetch_add(1, Ordering::SeqCst);
                 }
             })

@@ -5,10 +5,11 @@ use std::collections::HashMap;
 
 use futures::TryStreamExt;
 use reqwest::StatusCode;
-use serde_json::json;
 use tasklog_events::{read_all_pages, Position, RecordedEvent};
 use tasklog_projections::rebuild::check;
 use tasklog_projections::Projections;
+
+use tasklog_client::api::tasks::{CancelRequest, FailRequest, HeartbeatRequest};
 
 use super::*;
 
@@ -34,33 +35,18 @@ async fn racing_workers_run_every_task_exactly_once() {
     }
     let mut workers = Vec::new();
     for w in 0..WORKERS {
-        let api = api.clone();
+        let client = api.client_as(WORKER);
         workers.push(tokio::spawn(async move {
             let worker = format!("w{w}");
             let mut done = Vec::new();
-            loop {
-                let claimed = api
-                    .post("/v1/tasks/claim", claim_body(&worker, &["race"]))
-                    .await;
-                if claimed.status == StatusCode::NO_CONTENT {
-                    return done;
+            while let Some(task) = client.claim(&claim_of(&worker, &["race"])).await.unwrap() {
+                let completed = client.complete(&task.id, &completion_by(&worker)).await;
+                if let Err(error) = completed {
+                    panic!("{worker} lost {}: {error}", task.id);
                 }
-                assert_eq!(claimed.status, StatusCode::OK, "{:?}", claimed.body);
-                let id = claimed.body["id"].as_str().unwrap().to_owned();
-                let completed = api
-                    .post(
-                        &format!("/v1/tasks/{id}/complete"),
-                        json!({"worker": worker}),
-                    )
-                    .await;
-                assert_eq!(
-                    completed.status,
-                    StatusCode::OK,
-                    "{worker} lost {id}: {:?}",
-                    completed.body
-                );
-                done.push(id);
+                done.push(task.id);
             }
+            done
         }));
     }
     let mut runs: HashMap<String, usize> = HashMap::new();
@@ -84,18 +70,17 @@ async fn a_long_poll_returns_a_task_created_while_it_waits() {
     let dir = tempfile::tempdir().unwrap();
     let api = Arc::new(TestServer::start_in(dir.path(), start_time()).await);
     let waiting = {
-        let api = api.clone();
-        tokio::spawn(async move {
-            let body =
-                json!({"types": ["email"], "worker": "w", "leaseSeconds": 30, "waitSeconds": 10});
-            api.post("/v1/tasks/claim", body).await
-        })
+        let worker = api.client_as(WORKER);
+        let claim = ClaimRequest {
+            wait_seconds: Ranged(10),
+            ..claim_of("w", &["email"])
+        };
+        tokio::spawn(async move { worker.claim(&claim).await })
     };
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let id = api.create("late", "email", 1).await;
-    let claimed = waiting.await.unwrap();
-    assert_eq!(claimed.status, StatusCode::OK);
-    assert_eq!(claimed.body["id"], id.as_str());
+    let claimed = waiting.await.unwrap().unwrap();
+    assert_eq!(claimed.map(|task| task.id), Some(id));
 }
 
 #[tokio::test]
@@ -123,21 +108,23 @@ async fn pending_tasks_expire_at_their_expiration_time() {
 async fn a_lapsed_lease_puts_the_task_back_for_another_worker() {
     let api = TestServer::start().await;
     let id = api.create("slow", "email", 1).await;
-    api.post("/v1/tasks/claim", claim_body("w1", &["email"]))
-        .await;
+    let worker = api.client_as(WORKER);
+    let first = worker.claim(&claim_of("w1", &["email"])).await.unwrap();
+    assert_eq!(first.map(|task| task.id).as_ref(), Some(&id));
     api.clock.advance(chrono::Duration::seconds(61));
     let requeued = api.await_task(&id, |t| t["state"] == "pending").await;
     assert!(requeued["error"].as_str().unwrap().contains("w1"));
-    let late = api
-        .post(&format!("/v1/tasks/{id}/complete"), json!({"worker": "w1"}))
-        .await;
-    assert_eq!(late.status, StatusCode::CONFLICT);
-    let second = api
-        .post("/v1/tasks/claim", claim_body("w2", &["email"]))
-        .await;
-    assert_eq!(second.body["id"], id.as_str());
-    assert_eq!(second.body["attempts"], 2);
-    assert_eq!(second.body["worker"], "w2");
+    let late = worker
+        .complete(&id, &completion_by("w1"))
+        .await
+        .unwrap_err();
+    assert_eq!(late.status(), Some(StatusCode::CONFLICT), "{late}");
+    let second = worker.claim(&claim_of("w2", &["email"])).await.unwrap();
+    let second = second.expect("the task, back in the queue");
+    assert_eq!(
+        (second.id, second.attempts, second.worker),
+        (id, 2, Some("w2".into()))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,47 +134,46 @@ async fn a_rebuild_from_position_zero_equals_the_live_views_after_a_random_workl
     println!("workload seed {seed}");
     let mut rng = fastrand::Rng::with_seed(seed);
     let types = ["email", "sms", "report"];
+    let admin = api.client_as(ADMIN);
     let mut ids: Vec<String> = Vec::new();
     for step in 0..600 {
         match rng.u8(0..10) {
             0..=3 => {
-                let mut body =
-                    task_body(&format!("t{step}"), types[rng.usize(0..3)], rng.i64(0..5));
                 let minutes = rng.i64(1..90);
-                body["expirationTime"] =
-                    json!(wire_time(start_time() + chrono::Duration::minutes(minutes)));
-                ids.push(
-                    api.post("/v1/tasks", body).await.body["id"]
-                        .as_str()
-                        .unwrap()
-                        .to_owned(),
-                );
+                let body = CreateTask {
+                    expiration_time: Time(start_time() + chrono::Duration::minutes(minutes)),
+                    ..new_task(&format!("t{step}"), types[rng.usize(0..3)], rng.i64(0..5))
+                };
+                ids.push(admin.create_task(&body).await.unwrap().id);
             }
             4..=5 => {
                 let worker = format!("w{}", rng.u8(0..4));
-                let claimed = api.post("/v1/tasks/claim", json!({"types": [types[rng.usize(0..3)]], "worker": worker, "leaseSeconds": rng.u32(5..120)})).await;
-                if claimed.status == StatusCode::OK && rng.bool() {
-                    let id = claimed.body["id"].as_str().unwrap();
-                    let outcome = if rng.bool() {
-                        json!({"worker": worker})
-                    } else {
-                        json!({"worker": worker, "error": "boom"})
-                    };
-                    let action = if outcome.get("error").is_some() {
-                        "fail"
-                    } else {
-                        "complete"
-                    };
-                    api.post(&format!("/v1/tasks/{id}/{action}"), outcome).await;
+                let claim = ClaimRequest {
+                    lease_seconds: Ranged(rng.u64(5..120)),
+                    ..claim_of(&worker, &[types[rng.usize(0..3)]])
+                };
+                // Refusals (a lease that lapsed meanwhile) are part of the workload.
+                match admin.claim(&claim).await {
+                    Ok(Some(task)) if rng.bool() => {
+                        if rng.bool() {
+                            let _ = admin.complete(&task.id, &completion_by(&worker)).await;
+                        } else {
+                            let failure = FailRequest {
+                                worker: Text(worker),
+                                error: Text("boom".into()),
+                            };
+                            let _ = admin.fail(&task.id, &failure).await;
+                        }
+                    }
+                    _ => {}
                 }
             }
             6 if !ids.is_empty() => {
                 let id = &ids[rng.usize(0..ids.len())];
-                api.post(
-                    &format!("/v1/tasks/{id}/cancel"),
-                    json!({"reason": "random"}),
-                )
-                .await;
+                let cancel = CancelRequest {
+                    reason: Some(Text("random".into())),
+                };
+                let _ = admin.cancel(id, &cancel).await;
             }
             _ => {
                 api.clock
@@ -244,38 +230,23 @@ async fn a_rebuild_from_position_zero_equals_the_live_views_after_a_random_workl
     );
 }
 
-fn wire_time(time: chrono::DateTime<chrono::Utc>) -> String {
-    tasklog::http::wire::wire_time(time)
-}
-
 #[tokio::test]
 async fn a_lease_is_held_by_the_worker_and_the_token_that_claimed_it() {
     let api = TestServer::start().await;
     let id = api.create("a", "email", 1).await;
-    let post = |token: &'static str, path: String, body: Value| {
-        let api = &api;
-        async move {
-            api.post_json(reqwest::Method::POST, &path, token, body)
-                .await
-        }
-    };
-    let claimed = post(
-        WORKER,
-        "/v1/tasks/claim".into(),
-        claim_body("w1", &["email"]),
-    )
-    .await;
-    assert_eq!(claimed.status, StatusCode::OK, "{:?}", claimed.body);
-    let worker = json!({"worker": "w1"});
-    let complete = format!("/v1/tasks/{id}/complete");
+    let (holder, other) = (api.client_as(WORKER), api.client_as(ADMIN));
+    holder.claim(&claim_of("w1", &["email"])).await.unwrap();
     // Another token that sends the same worker name does not hold the lease.
-    let other = post(ADMIN, complete.clone(), worker.clone()).await;
-    assert_eq!(other.status, StatusCode::CONFLICT, "{:?}", other.body);
-    assert_eq!(other.body["reason"], "not_lease_holder");
-    let heartbeat = json!({"worker": "w1", "leaseSeconds": 60});
-    let other = post(ADMIN, format!("/v1/tasks/{id}/heartbeat"), heartbeat).await;
-    assert_eq!(other.body["reason"], "not_lease_holder");
-    let holder = post(WORKER, complete, worker).await;
-    assert_eq!(holder.status, StatusCode::OK, "{:?}", holder.body);
-    assert_eq!(holder.body["state"], "completed");
+    let refused = other.complete(&id, &completion_by("w1")).await.unwrap_err();
+    assert_eq!(refused.status(), Some(StatusCode::CONFLICT), "{refused}");
+    assert_eq!(refused.reason(), Some("not_lease_holder"));
+    let heartbeat = HeartbeatRequest {
+        worker: Text("w1".into()),
+        lease_seconds: Ranged(60),
+        progress: None,
+    };
+    let refused = other.heartbeat(&id, &heartbeat).await.unwrap_err();
+    assert_eq!(refused.reason(), Some("not_lease_holder"));
+    let completed = holder.complete(&id, &completion_by("w1")).await.unwrap();
+    assert_eq!(completed.state, "completed");
 }
