@@ -8,10 +8,14 @@ use std::time::Instant;
 use chrono::{Duration, Utc};
 use clap::Args;
 use futures::StreamExt;
-use serde_json::{json, Value};
+use serde_json::json;
+use tasklog_client::api::body::{JsonObject, Ranged, TaskTypes, Text, Time};
+use tasklog_client::api::consumers::StreamQuery;
+use tasklog_client::api::tasks::{ClaimRequest, CompleteRequest, CreateTask, CreateTasks};
+use tasklog_client::Client;
 
 use super::server_process::ServerProcess;
-use super::{creates_streamed, percentile, run_concurrently, BenchStore, Figure, Output};
+use super::{percentile, run_concurrently, BenchStore, Figure, Output};
 use crate::http::auth::new_secret;
 use crate::Failure;
 
@@ -44,8 +48,8 @@ pub async fn run(bench: ApiBench) -> Result<Vec<Figure>, Failure> {
     let fresh = BenchStore::open(bench.output.store.as_ref()).await?;
     let server_dir = tempfile::tempdir()?;
     let token = new_secret();
-    let server = Arc::new(ServerProcess::start(&fresh.url, server_dir.path(), &token).await?);
-    let api = server.clone();
+    let server = ServerProcess::start(&fresh.url, server_dir.path(), &token).await?;
+    let api = server.client()?;
 
     // A live SSE subscriber from the head, timing when each create reaches it.
     let acked: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
@@ -58,9 +62,10 @@ pub async fn run(bench: ApiBench) -> Result<Vec<Figure>, Failure> {
         move |n| {
             let (api, acked) = (api.clone(), acked.clone());
             async move {
-                let task = create(&api, n, "bench-create").await?;
-                let id = task["id"].as_str().unwrap_or_default().to_owned();
-                acked.lock().expect("acks").insert(id, Instant::now());
+                let task = api
+                    .create_task(&create_body(n, "bench-create", Utc::now()))
+                    .await?;
+                acked.lock().expect("acks").insert(task.id, Instant::now());
                 Ok(())
             }
         }
@@ -90,29 +95,28 @@ pub async fn run(bench: ApiBench) -> Result<Vec<Figure>, Failure> {
 
     let cpu_before = server.cpu_seconds();
     let started = Instant::now();
-    run_concurrently("create, claim, complete", bench.workers, bench.lifecycles, {
-        let api = api.clone();
-        move |n| {
+    run_concurrently(
+        "create, claim, complete",
+        bench.workers,
+        bench.lifecycles,
+        {
             let api = api.clone();
-            async move {
-                let worker = format!("worker-{n}");
-                create(&api, n, "bench-lifecycle").await?;
-                let claimed = api
-                    .post(
-                        "/v1/tasks/claim",
-                        &json!({"types": ["bench-lifecycle"], "worker": worker, "leaseSeconds": 60, "waitSeconds": 5}),
-                    )
-                    .await?;
-                let id = claimed["id"].as_str().ok_or("a claim returned no task")?;
-                api.post(
-                    &format!("/v1/tasks/{id}/complete"),
-                    &json!({"worker": worker}),
-                )
-                .await?;
-                Ok(())
+            move |n| {
+                let api = api.clone();
+                async move {
+                    let worker = format!("worker-{n}");
+                    api.create_task(&create_body(n, "bench-lifecycle", Utc::now()))
+                        .await?;
+                    let claimed = api
+                        .claim(&claim_body("bench-lifecycle", &worker, 5))
+                        .await?;
+                    let task = claimed.ok_or("a claim returned no task")?;
+                    api.complete(&task.id, &complete_body(&worker)).await?;
+                    Ok(())
+                }
             }
-        }
-    })
+        },
+    )
     .await?;
     let lifecycle_seconds = started.elapsed().as_secs_f64();
     let lifecycle_cpu = server.cpu_seconds() - cpu_before;
@@ -124,7 +128,11 @@ pub async fn run(bench: ApiBench) -> Result<Vec<Figure>, Failure> {
         let api = api.clone();
         move |n| {
             let api = api.clone();
-            async move { create(&api, n, "bench-queued").await.map(drop) }
+            async move {
+                let body = create_body(n, "bench-queued", Utc::now());
+                api.create_task(&body).await?;
+                Ok(())
+            }
         }
     })
     .await?;
@@ -137,10 +145,9 @@ pub async fn run(bench: ApiBench) -> Result<Vec<Figure>, Failure> {
         workers.push(tokio::spawn(async move {
             let worker = format!("queue-worker-{n}");
             let mut done = 0u64;
-            while let Some(task) = claim(&api, "bench-queued", &worker).await? {
-                let id = task["id"].as_str().ok_or("a claim returned no task")?;
-                let path = format!("/v1/tasks/{id}/complete");
-                api.post(&path, &json!({"worker": worker})).await?;
+            let claim = claim_body("bench-queued", &worker, 0);
+            while let Some(task) = api.claim(&claim).await? {
+                api.complete(&task.id, &complete_body(&worker)).await?;
                 done += 1;
             }
             Ok::<_, Failure>(done)
@@ -176,11 +183,7 @@ pub async fn run(bench: ApiBench) -> Result<Vec<Figure>, Failure> {
                     let api = api.clone();
                     async move {
                         let body = create_body(n, "bench-keyed", at);
-                        let request = api.http.post(format!("{}/v1/tasks", api.base));
-                        let request = request
-                            .json(&body)
-                            .header("Idempotency-Key", format!("key-{n}"));
-                        api.send("/v1/tasks", request).await?;
+                        api.create_task_once(&format!("key-{n}"), &body).await?;
                         Ok(())
                     }
                 }
@@ -189,11 +192,9 @@ pub async fn run(bench: ApiBench) -> Result<Vec<Figure>, Failure> {
         .await?;
         *round = started.elapsed().as_secs_f64();
     }
-    let keyed_tasks = api.get("/v1/queues").await?["queues"]
-        .as_array()
-        .and_then(|queues| queues.iter().find(|q| q["type"] == "bench-keyed"))
-        .and_then(|queue| queue["pending"].as_u64())
-        .unwrap_or(0);
+    let queues = api.list_queues().await?;
+    let keyed = queues.iter().find(|queue| queue.task_type == "bench-keyed");
+    let keyed_tasks = keyed.map_or(0, |queue| queue.pending);
     if keyed_tasks != bench.keyed_creates {
         return Err(format!("{keyed_tasks} tasks for {} keys", bench.keyed_creates).into());
     }
@@ -208,14 +209,12 @@ pub async fn run(bench: ApiBench) -> Result<Vec<Figure>, Failure> {
             let api = api.clone();
             async move {
                 let at = Utc::now();
-                let tasks: Vec<Value> = (n * BATCH..(n + 1) * BATCH)
+                let tasks = (n * BATCH..(n + 1) * BATCH)
                     .map(|i| create_body(i, "bench-batch", at))
                     .collect();
-                let made = api
-                    .post("/v1/tasks/batch", &json!({ "tasks": tasks }))
-                    .await?;
-                match made["tasks"].as_array() {
-                    Some(made) if made.len() as u64 == BATCH => Ok(()),
+                let made = api.create_tasks(&CreateTasks { tasks }).await?;
+                match made.len() as u64 {
+                    BATCH => Ok(()),
                     _ => Err("a batch answered without its tasks".into()),
                 }
             }
@@ -226,10 +225,7 @@ pub async fn run(bench: ApiBench) -> Result<Vec<Figure>, Failure> {
     let batch_cpu = server.cpu_seconds() - cpu_before;
     let batched = batches * BATCH;
 
-    drop(api);
-    if let Ok(server) = Arc::try_unwrap(server) {
-        server.stop();
-    }
+    server.stop();
     fresh.remove().await?;
 
     Ok(vec![
@@ -288,57 +284,58 @@ pub async fn run(bench: ApiBench) -> Result<Vec<Figure>, Failure> {
 const BATCH: u64 = 1000;
 const BATCH_CONNECTIONS: u64 = 4;
 
-async fn create(api: &ServerProcess, n: u64, task_type: &str) -> Result<Value, Failure> {
-    let body = create_body(n, task_type, Utc::now());
-    api.post("/v1/tasks", &body).await
-}
-
-/// Claims a task of `task_type` for `worker`, or none when the queue is empty.
-async fn claim(
-    api: &ServerProcess,
-    task_type: &str,
-    worker: &str,
-) -> Result<Option<Value>, Failure> {
-    let body =
-        json!({"types": [task_type], "worker": worker, "leaseSeconds": 60, "waitSeconds": 0});
-    let request = api.http.post(format!("{}/v1/tasks/claim", api.base));
-    let response = request.bearer_auth(&api.token).json(&body).send().await?;
-    match response.status() {
-        reqwest::StatusCode::NO_CONTENT => Ok(None),
-        status if status.is_success() => Ok(Some(response.json().await?)),
-        status => Err(format!("/v1/tasks/claim: {status} {}", response.text().await?).into()),
+fn create_body(n: u64, task_type: &str, now: chrono::DateTime<Utc>) -> CreateTask {
+    let data = json!({"to": format!("user{n}@example.com"), "template": "welcome"});
+    CreateTask {
+        name: Text(format!("send-welcome-{n}")),
+        task_type: Text(task_type.to_owned()),
+        priority: (n % 10) as i64,
+        data: JsonObject(data.as_object().cloned().unwrap_or_default()),
+        available_time: Time(now - Duration::seconds(1)),
+        expiration_time: Time(now + Duration::hours(1)),
+        labels: None,
+        tags: None,
+        retry: None,
     }
 }
 
-fn create_body(n: u64, task_type: &str, now: chrono::DateTime<Utc>) -> Value {
-    json!({
-        "name": format!("send-welcome-{n}"),
-        "type": task_type,
-        "priority": n % 10,
-        "data": {"to": format!("user{n}@example.com"), "template": "welcome"},
-        "availableTime": now - Duration::seconds(1),
-        "expirationTime": now + Duration::hours(1),
-    })
+/// A claim of one task of `task_type` for `worker`, waiting up to `wait_seconds`.
+fn claim_body(task_type: &str, worker: &str, wait_seconds: u64) -> ClaimRequest {
+    ClaimRequest {
+        types: TaskTypes(vec![task_type.to_owned()]),
+        worker: Text(worker.to_owned()),
+        lease_seconds: Ranged(60),
+        wait_seconds: Ranged(wait_seconds),
+        label_selector: None,
+        tags: Vec::new(),
+        max: None,
+    }
 }
 
-/// Follows `/v1/events/stream` of the fresh store until `creates` creates arrived;
-/// returns when each arrived, by task id.
-async fn watch_stream(
-    api: Arc<ServerProcess>,
-    creates: u64,
-) -> Result<HashMap<String, Instant>, Failure> {
+fn complete_body(worker: &str) -> CompleteRequest {
+    CompleteRequest {
+        worker: Text(worker.to_owned()),
+        result: None,
+    }
+}
+
+/// Follows the event stream of the fresh store until `creates` creates
+/// arrived; returns when each arrived, by task id.
+async fn watch_stream(api: Client, creates: u64) -> Result<HashMap<String, Instant>, Failure> {
     let mut arrived = HashMap::new();
-    let events = creates_streamed(&api.http, &api.base, &api.token, 0).await?;
+    let query = StreamQuery {
+        from: Some(0),
+        event_type: Some("TaskCreated".into()),
+        ..StreamQuery::default()
+    };
+    let events = api.stream(query);
     futures::pin_mut!(events);
     while (arrived.len() as u64) < creates {
-        let data = tokio::time::timeout(std::time::Duration::from_secs(30), events.next())
+        let event = tokio::time::timeout(std::time::Duration::from_secs(30), events.next())
             .await
             .map_err(|_| "the event stream stalled")?
             .ok_or("the event stream ended")??;
-        let event: Value = serde_json::from_slice(&data)?;
-        if let Some(task) = event["subject"].as_str() {
-            arrived.insert(task.to_owned(), Instant::now());
-        }
+        arrived.insert(event.subject, Instant::now());
     }
     Ok(arrived)
 }

@@ -77,6 +77,16 @@ impl ServerProcess {
         Ok(server)
     }
 
+    /// A client of this server with its token. Refusals are not tried
+    /// again: a bench reports them.
+    pub fn client(&self) -> Result<tasklog_client::Client, Failure> {
+        let once = tasklog_client::Retries {
+            attempts: 0,
+            ..tasklog_client::Retries::default()
+        };
+        Ok(tasklog_client::Client::new(&self.base, &self.token)?.retries(once))
+    }
+
     pub fn rss_bytes(&self) -> u64 {
         rss_bytes(&self.child.id().to_string())
     }
