@@ -23,6 +23,8 @@
 //! # }
 //! ```
 
+#![warn(missing_docs)]
+
 mod worker;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,15 +48,38 @@ use tasklog_api::token::TokenInfo;
 pub use worker::{Worker, WorkerStopped};
 
 /// What a call can end with instead of its answer.
+///
+/// ```no_run
+/// # async fn example(client: tasklog_client::Client) -> Result<(), tasklog_client::Error> {
+/// match client.get_task("0123456789abcdef0123456789abcdef").await {
+///     Ok(task) => println!("{}", task.state),
+///     Err(error) if error.reason() == Some("task_not_found") => println!("no such task"),
+///     Err(error) if error.is_transient() => println!("try again later: {error}"),
+///     Err(error) => return Err(error),
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The server answered with an error: its status and body.
     #[error("{status}: {} ({})", body.message, body.reason)]
-    Api { status: StatusCode, body: ErrorBody },
+    Api {
+        /// The answer's status, 400 to 599.
+        status: StatusCode,
+        /// The API's error body: `reason`, `message` and, for a bad
+        /// request, the fields at fault.
+        body: ErrorBody,
+    },
     /// The server, or a proxy before it, answered an error without the
     /// API's error body.
     #[error("{status}: {text}")]
-    Status { status: StatusCode, text: String },
+    Status {
+        /// The answer's status.
+        status: StatusCode,
+        /// The answer's body, as text.
+        text: String,
+    },
     /// The request did not get an answer (connection refused, reset, timed
     /// out), or the answer could not be read.
     #[error("no answer from the server: {0}")]
@@ -114,6 +139,18 @@ impl Default for Retries {
 
 /// A connection to one tasklog server (or a load balancer before several).
 /// Cheap to clone: clones share connections and the last position seen.
+///
+/// ```no_run
+/// use tasklog_client::{Client, Retries};
+///
+/// # fn example() -> Result<(), tasklog_client::Error> {
+/// let client = Client::new("http://127.0.0.1:8080", "my-token")?
+///     // Behind a load balancer: reads wait for this client's own writes.
+///     .read_your_writes(true)
+///     .retries(Retries { attempts: 10, ..Retries::default() });
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct Client {
     http: reqwest::Client,
@@ -375,6 +412,27 @@ impl Client {
     /// as typed events. A dropped connection is opened again after the last
     /// event received (`Last-Event-ID`), so no event is lost or repeated;
     /// the stream ends with an error the server answered.
+    ///
+    /// ```no_run
+    /// use futures::StreamExt;
+    /// use tasklog_client::api::consumers::StreamQuery;
+    ///
+    /// # async fn example(client: tasklog_client::Client) -> Result<(), tasklog_client::Error> {
+    /// // Completions from the start of the log, then live.
+    /// let query = StreamQuery {
+    ///     from: Some(0),
+    ///     event_type: Some("TaskCompleted".into()),
+    ///     ..StreamQuery::default()
+    /// };
+    /// let events = client.stream(query);
+    /// futures::pin_mut!(events);
+    /// while let Some(event) = events.next().await {
+    ///     let event = event?;
+    ///     println!("{} {} {}", event.tasklogposition, event.event_type, event.subject);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn stream(
         &self,
         query: StreamQuery,
