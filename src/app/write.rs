@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use tasklog_events::consumer_event::{ConsumerAcknowledged, ConsumerEvent};
 use tasklog_events::queue_event::{QueueEvent, QueueLimitSet, QueuePaused, QueueResumed};
 use tasklog_events::schedule_event::{ScheduleEvent, ScheduleId};
+use tasklog_events::task_event::TaskCreated;
 use tasklog_events::{
     AppendError, DomainEvent, ExpectedRevision, Metadata, Position, RecordedEvent, StreamName,
     TaskEvent, TaskId,
@@ -145,6 +146,27 @@ impl Service {
         metadata: &Metadata,
     ) -> Result<TaskWritten, ServiceError> {
         TaskWritten::of(self.write::<TaskView>(id, &command, metadata).await?)
+    }
+
+    /// Creates a task under a fresh id. Its stream cannot hold anything yet,
+    /// so the views are not asked (for an unknown id they would search the
+    /// stored rows in vain); the append still insists that the stream is new.
+    pub async fn create(
+        &self,
+        created: TaskCreated,
+        metadata: &Metadata,
+    ) -> Result<TaskWritten, ServiceError> {
+        let id = TaskId::new();
+        let command = Command::Create(created);
+        let fresh = Loaded {
+            state: None,
+            expected: ExpectedRevision::NoStream,
+        };
+        match self.write_once(id, fresh, &command, metadata).await {
+            // Only if an id ever came twice: decided again on what the log holds.
+            Err(ServiceError::Contended) => self.execute(id, command, metadata).await,
+            outcome => TaskWritten::of(outcome?),
+        }
     }
 
     /// Runs `command` on aggregate `id`: decides on the views, and on a

@@ -100,10 +100,7 @@ pub async fn create(
     let created = body.into_event();
     let metadata = actor.metadata();
     let Some(key) = key else {
-        let written = state
-            .service
-            .execute(TaskId::new(), Command::Create(created), &metadata)
-            .await?;
+        let written = state.service.create(created, &metadata).await?;
         return Ok(answer(written));
     };
     let (written, replayed) = state.service.create_once(key, created, &metadata).await?;
