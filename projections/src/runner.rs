@@ -1,10 +1,11 @@
 //! The runner: follows the log from the stored position, folds each batch of
 //! events into the hot set in memory, publishes how far it got, and then
-//! stores the rows the batch changed (one transaction per batch, with the
-//! position). Writers answer once their events are in memory
-//! (read-your-writes), without waiting for the rows: a task stays in memory
-//! until the rows that hold it are stored, so a read by id always finds it,
-//! and a list, which reads the rows, first waits for the batch in flight.
+//! stores the rows the batches changed (one transaction, with the position),
+//! at most every [`STORE_EVERY`] unless a reader waits for them. Writers
+//! answer once their events are in memory (read-your-writes), without
+//! waiting for the rows: a task stays in memory until the rows that hold it
+//! are stored, so a read by id always finds it, and a list, which reads the
+//! rows, first has the runner store what it folded.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -14,8 +15,9 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use tasklog_events::schedule_event::ScheduleId;
 use tasklog_events::{EventStore, Position, RecordedEvent, StreamName, TaskId};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::read_model::{Changes, ReadModelError, ReadModelTables, TaskQuery};
 use crate::{Projections, TaskView};
@@ -41,9 +43,15 @@ impl LiveTables {
     }
 }
 
-/// At most this many events go into one stored batch. Batches grow while the
+/// At most this many events are folded at once. Batches grow while the
 /// runner is busy, which is where the cost per event falls.
 const CHUNK: usize = 4096;
+
+/// The rows are stored at most this often while events keep coming, so a
+/// task created, claimed and completed within it is written once, and
+/// commits are shared; sooner when a reader waits for them. (A crash loses
+/// nothing: the stored position says where folding starts again.)
+const STORE_EVERY: Duration = Duration::from_millis(10);
 
 #[derive(Clone)]
 pub struct ProjectionRunner {
@@ -51,8 +59,11 @@ pub struct ProjectionRunner {
     tables: LiveTables,
     /// The position folded into memory.
     applied: watch::Receiver<Position>,
-    /// The position the stored rows hold (at most one batch behind `applied`).
+    /// The position the stored rows hold (behind `applied` by what was
+    /// folded in the last [`STORE_EVERY`], or the batch being stored).
     stored: watch::Receiver<Position>,
+    /// Asks the runner to store what it folded now (a reader waits for it).
+    store_now: Arc<Notify>,
     follower: Arc<Mutex<Option<JoinHandle<()>>>>,
     requests: mpsc::Sender<Request>,
 }
@@ -94,6 +105,7 @@ impl ProjectionRunner {
         let (store_done, stored) = watch::channel(start);
         let (requests, received) = mpsc::channel(1);
         let tables = LiveTables::new(tables);
+        let store_now = Arc::new(Notify::new());
         let follower = Follower {
             store,
             views: projections.clone(),
@@ -101,11 +113,12 @@ impl ProjectionRunner {
             publish,
             stored: store_done,
         };
+        let asked = store_now.clone();
         let follower = tokio::spawn(async move {
             let closed = follower.publish.clone();
             tokio::select! {
                 _ = closed.closed() => {}
-                _ = follower.follow(start, received) => {}
+                _ = follower.follow(start, received, asked) => {}
             }
         });
         ProjectionRunner {
@@ -113,6 +126,7 @@ impl ProjectionRunner {
             tables,
             applied,
             stored,
+            store_now,
             follower: Arc::new(Mutex::new(Some(follower))),
             requests,
         }
@@ -205,6 +219,9 @@ impl ProjectionRunner {
     /// passed first.
     pub async fn wait_stored(&self, position: Position, timeout: Duration) -> bool {
         let mut stored = self.stored.clone();
+        if *stored.borrow() < position {
+            self.store_now.notify_one();
+        }
         tokio::time::timeout(timeout, stored.wait_for(|p| *p >= position))
             .await
             .is_ok_and(|r| r.is_ok())
@@ -228,19 +245,42 @@ pub(crate) struct Follower {
 }
 
 impl Follower {
-    async fn follow(&self, mut after: Position, mut requests: mpsc::Receiver<Request>) {
+    async fn follow(
+        &self,
+        mut after: Position,
+        mut requests: mpsc::Receiver<Request>,
+        store_now: Arc<Notify>,
+    ) {
         loop {
             let mut events = self.store.subscribe_all(after).ready_chunks(CHUNK);
-            loop {
-                // Requests run between batches, so they never meet a batch's rows halfway.
+            let mut unstored: Option<Unstored> = None;
+            let mut last_stored = Instant::now();
+            let stored = loop {
+                // Time to store, or a reader asks for the rows.
+                let store_due = async {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(last_stored + STORE_EVERY) => {}
+                        _ = store_now.notified() => {}
+                    }
+                };
+                // Requests run with every row stored, so they never meet a batch halfway.
                 let chunk = tokio::select! {
                     chunk = events.next() => chunk,
+                    _ = store_due, if unstored.is_some() => {
+                        match self.store_unstored(&mut unstored, &mut last_stored).await {
+                            Ok(()) => continue,
+                            Err(()) => break false,
+                        }
+                    }
                     Some(request) = requests.recv() => {
+                        if self.store_unstored(&mut unstored, &mut last_stored).await.is_err() {
+                            break false;
+                        }
                         self.serve(request, after).await;
                         continue;
                     }
                 };
-                let Some(chunk) = chunk else { break };
+                let Some(chunk) = chunk else { break true };
                 let failed = chunk.iter().position(Result::is_err);
                 let batch: Vec<RecordedEvent> = chunk
                     .iter()
@@ -248,22 +288,71 @@ impl Follower {
                     .filter_map(|event| event.as_ref().ok().cloned())
                     .collect();
                 if let Some(last) = batch.last() {
-                    if let Err(error) = self.apply(&batch).await {
-                        // Memory (and the published position, until the next
-                        // batch) may be ahead of the rows: start again from them.
-                        tracing::warn!(%error, "the views could not store a batch; reloading them");
-                        after = self.reload().await;
-                        break;
+                    match self.fold_and_publish(&batch).await {
+                        Ok(folded) => match unstored.as_mut() {
+                            Some(waiting) => waiting.touched.add(folded.touched),
+                            None => unstored = Some(folded),
+                        },
+                        Err(error) => {
+                            tracing::warn!(%error, "the views could not fold a batch; reloading them");
+                            break false;
+                        }
                     }
                     after = last.position;
+                    let many = unstored
+                        .as_ref()
+                        .is_some_and(|u| u.touched.tasks.len() >= CHUNK);
+                    if (many || last_stored.elapsed() >= STORE_EVERY)
+                        && self
+                            .store_unstored(&mut unstored, &mut last_stored)
+                            .await
+                            .is_err()
+                    {
+                        break false;
+                    }
                 }
                 if let Some(Err(error)) = failed.map(|i| &chunk[i]) {
                     tracing::warn!(%error, "the projection runner lost the log; resubscribing");
-                    break;
+                    break true;
                 }
+            };
+            // What was folded is stored before following again.
+            if !stored
+                || self
+                    .store_unstored(&mut unstored, &mut last_stored)
+                    .await
+                    .is_err()
+            {
+                // Memory (and the published position, until the next batch)
+                // may be ahead of the rows: start again from them.
+                after = self.reload().await;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// Stores the rows of what was folded and not yet stored, if anything;
+    /// `Err` (logged) if the tables refused.
+    async fn store_unstored(
+        &self,
+        unstored: &mut Option<Unstored>,
+        last_stored: &mut Instant,
+    ) -> Result<(), ()> {
+        let Some(Unstored { from, touched }) = unstored.take() else {
+            return Ok(());
+        };
+        *last_stored = Instant::now();
+        let changes = {
+            let views = self.views.read().expect("projections lock");
+            Arc::new(touched.changes(&views, from))
+        };
+        if let Err(error) = self.tables.get().commit(changes.clone()).await {
+            tracing::warn!(%error, "the views could not store a batch; reloading them");
+            return Err(());
+        }
+        self.stored(&changes);
+        self.stored.send_replace(changes.position);
+        Ok(())
     }
 
     /// Does what it was asked between batches; `after`: the last position folded.
@@ -323,20 +412,25 @@ impl Follower {
         }
     }
 
-    /// Folds `batch` into memory and publishes its last position, stores
-    /// what it changed, then lets finished tasks leave memory.
-    pub(crate) async fn apply(&self, batch: &[RecordedEvent]) -> Result<(), ReadModelError> {
-        let changes = Arc::new(self.fold(batch).await?);
-        self.publish.send_replace(changes.position);
-        self.tables.get().commit(changes.clone()).await?;
-        self.stored(&changes);
-        self.stored.send_replace(changes.position);
-        Ok(())
+    /// Folds `batch` into memory and publishes its last position; what it
+    /// touched is stored later.
+    async fn fold_and_publish(&self, batch: &[RecordedEvent]) -> Result<Unstored, ReadModelError> {
+        let folded = self.fold_touched(batch).await?;
+        let position = self.views.read().expect("projections lock").position;
+        self.publish.send_replace(position);
+        Ok(folded)
     }
 
     /// Folds `batch` into memory (reading back the rows of tasks that left it)
     /// and says what changed.
     pub(crate) async fn fold(&self, batch: &[RecordedEvent]) -> Result<Changes, ReadModelError> {
+        let Unstored { from, touched } = self.fold_touched(batch).await?;
+        let views = self.views.read().expect("projections lock");
+        Ok(touched.changes(&views, from))
+    }
+
+    /// Folds `batch` into memory; what it touched, from which position.
+    async fn fold_touched(&self, batch: &[RecordedEvent]) -> Result<Unstored, ReadModelError> {
         let touched = Touched::by(batch);
         let cold = self.cold_tasks(&touched);
         let mut priors = if cold.is_empty() {
@@ -356,7 +450,7 @@ impl Follower {
         priors.into_iter().for_each(|task| views.insert_task(task));
         let from = views.position;
         batch.iter().for_each(|event| views.apply(event));
-        Ok(touched.changes(&views, from))
+        Ok(Unstored { from, touched })
     }
 
     /// Once `changes` are stored, the tasks they finished leave memory, unless
@@ -428,6 +522,13 @@ impl Follower {
     }
 }
 
+/// Batches folded into memory whose rows are not stored yet: what they
+/// touched, and the position before the first of them.
+struct Unstored {
+    from: Position,
+    touched: Touched,
+}
+
 /// What a batch of events touches: tasks (with the first revision the batch
 /// holds of each), schedules, queues and consumers.
 #[derive(Default)]
@@ -454,6 +555,16 @@ impl Touched {
             }
         }
         touched
+    }
+
+    /// Adds what a later batch touched.
+    fn add(&mut self, later: Touched) {
+        for (id, first) in later.tasks {
+            self.tasks.entry(id).or_insert(first);
+        }
+        self.schedules.extend(later.schedules);
+        self.queues.extend(later.queues);
+        self.consumers.extend(later.consumers);
     }
 
     /// The rows to store, as `views` hold them after the batch.

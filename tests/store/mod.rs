@@ -1,4 +1,5 @@
 mod crash;
 mod crash_views;
 mod fixture;
+mod runner;
 mod shared_views;
