@@ -43,9 +43,14 @@ impl LiveTables {
     }
 }
 
-/// At most this many events are folded at once. Batches grow while the
-/// runner is busy, which is where the cost per event falls.
-const CHUNK: usize = 4096;
+/// At most this many events are folded at once. Kept small: each fold's
+/// buffer is allocated at this size, and the rows of several folds are
+/// stored together anyway.
+const FOLD_CHUNK: usize = 256;
+
+/// Rows of at most about this many tasks wait to be stored; more are stored
+/// at once, whatever the time.
+const STORE_MOST: usize = 4096;
 
 /// The rows are stored at most this often while events keep coming, so a
 /// task created, claimed and completed within it is written once, and
@@ -252,7 +257,7 @@ impl Follower {
         store_now: Arc<Notify>,
     ) {
         loop {
-            let mut events = self.store.subscribe_all(after).ready_chunks(CHUNK);
+            let mut events = self.store.subscribe_all(after).ready_chunks(FOLD_CHUNK);
             let mut unstored: Option<Unstored> = None;
             let mut last_stored = Instant::now();
             let stored = loop {
@@ -281,12 +286,18 @@ impl Follower {
                     }
                 };
                 let Some(chunk) = chunk else { break true };
-                let failed = chunk.iter().position(Result::is_err);
-                let batch: Vec<RecordedEvent> = chunk
-                    .iter()
-                    .take(failed.unwrap_or(chunk.len()))
-                    .filter_map(|event| event.as_ref().ok().cloned())
-                    .collect();
+                // The events up to the first error, if any.
+                let mut batch = Vec::with_capacity(chunk.len());
+                let mut failed = None;
+                for event in chunk {
+                    match event {
+                        Ok(event) => batch.push(event),
+                        Err(error) => {
+                            failed = Some(error);
+                            break;
+                        }
+                    }
+                }
                 if let Some(last) = batch.last() {
                     match self.fold_and_publish(&batch).await {
                         Ok(folded) => match unstored.as_mut() {
@@ -301,7 +312,7 @@ impl Follower {
                     after = last.position;
                     let many = unstored
                         .as_ref()
-                        .is_some_and(|u| u.touched.tasks.len() >= CHUNK);
+                        .is_some_and(|u| u.touched.tasks.len() >= STORE_MOST);
                     if (many || last_stored.elapsed() >= STORE_EVERY)
                         && self
                             .store_unstored(&mut unstored, &mut last_stored)
@@ -311,7 +322,7 @@ impl Follower {
                         break false;
                     }
                 }
-                if let Some(Err(error)) = failed.map(|i| &chunk[i]) {
+                if let Some(error) = failed {
                     tracing::warn!(%error, "the projection runner lost the log; resubscribing");
                     break true;
                 }
