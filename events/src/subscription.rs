@@ -42,6 +42,30 @@ pub fn advance_head(head: &tokio::sync::watch::Sender<Position>, to: Position) {
     });
 }
 
+/// Waits for the stream's next item, then takes whatever else is ready, up
+/// to `most` in all, into `ready` (emptied first); false once the stream has
+/// ended. What `ready_chunks` does, but into a buffer the caller keeps:
+/// `ready_chunks` allocates a full chunk's room for every chunk, which for
+/// events by value is tens of kilobytes each time. Cancel-safe: it awaits
+/// only the first item. The stream must be fused.
+pub async fn next_ready<S>(stream: &mut S, ready: &mut Vec<S::Item>, most: usize) -> bool
+where
+    S: futures::stream::FusedStream + Unpin,
+{
+    ready.clear();
+    let Some(first) = stream.next().await else {
+        return false;
+    };
+    ready.push(first);
+    while ready.len() < most {
+        match stream.next().now_or_never() {
+            Some(Some(item)) => ready.push(item),
+            _ => break,
+        }
+    }
+    true
+}
+
 /// Every event after `after`, in log order, from the log and then live.
 /// Backends implement [`EventStore::subscribe_all`] with this unless they have
 /// a native subscription that keeps the same promise.
@@ -97,4 +121,32 @@ pub fn follow_pages(
         }
     })
     .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_ready;
+
+    #[tokio::test]
+    async fn next_ready_takes_what_is_ready_up_to_most_then_says_the_end() {
+        let (send, mut receive) = futures::channel::mpsc::unbounded();
+        for n in 1..=3 {
+            send.unbounded_send(n).unwrap();
+        }
+        let mut ready = vec![99];
+        assert!(next_ready(&mut receive, &mut ready, 2).await);
+        assert_eq!(ready, [1, 2]);
+        assert!(next_ready(&mut receive, &mut ready, 2).await);
+        assert_eq!(ready, [3]);
+        // Nothing ready: it waits for the next item instead of answering empty.
+        let late = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            send.unbounded_send(4).unwrap();
+        });
+        assert!(next_ready(&mut receive, &mut ready, 2).await);
+        assert_eq!(ready, [4]);
+        late.await.unwrap();
+        assert!(!next_ready(&mut receive, &mut ready, 2).await);
+        assert!(ready.is_empty());
+    }
 }

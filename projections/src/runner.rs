@@ -14,6 +14,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use tasklog_events::schedule_event::ScheduleId;
+use tasklog_events::subscription::next_ready;
 use tasklog_events::{EventStore, Position, RecordedEvent, StreamName, TaskId};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
@@ -43,9 +44,9 @@ impl LiveTables {
     }
 }
 
-/// At most this many events are folded at once. Kept small: each fold's
-/// buffer is allocated at this size, and the rows of several folds are
-/// stored together anyway.
+/// At most this many events are folded at once, so the first writers of a
+/// burst hear back before the whole burst is folded; the rows of several
+/// folds are stored together anyway.
 const FOLD_CHUNK: usize = 256;
 
 /// Rows of at most about this many tasks wait to be stored; more are stored
@@ -257,7 +258,9 @@ impl Follower {
         store_now: Arc<Notify>,
     ) {
         loop {
-            let mut events = self.store.subscribe_all(after).ready_chunks(FOLD_CHUNK);
+            let mut events = self.store.subscribe_all(after).fuse();
+            // Kept across folds: a fresh buffer per fold cost more than the fold's JSON.
+            let (mut ready, mut batch) = (Vec::new(), Vec::new());
             let mut unstored: Option<Unstored> = None;
             let mut last_stored = Instant::now();
             let stored = loop {
@@ -269,8 +272,8 @@ impl Follower {
                     }
                 };
                 // Requests run with every row stored, so they never meet a batch halfway.
-                let chunk = tokio::select! {
-                    chunk = events.next() => chunk,
+                let more = tokio::select! {
+                    more = next_ready(&mut events, &mut ready, FOLD_CHUNK) => more,
                     _ = store_due, if unstored.is_some() => {
                         match self.store_unstored(&mut unstored, &mut last_stored).await {
                             Ok(()) => continue,
@@ -285,11 +288,13 @@ impl Follower {
                         continue;
                     }
                 };
-                let Some(chunk) = chunk else { break true };
+                if !more {
+                    break true;
+                }
                 // The events up to the first error, if any.
-                let mut batch = Vec::with_capacity(chunk.len());
+                batch.clear();
                 let mut failed = None;
-                for event in chunk {
+                for event in ready.drain(..) {
                     match event {
                         Ok(event) => batch.push(event),
                         Err(error) => {

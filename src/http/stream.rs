@@ -11,11 +11,12 @@ use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::Router;
-use futures::stream::ReadyChunks;
+use futures::stream::Fuse;
 use futures::{Stream, StreamExt};
 use tasklog_api::audit::CloudEvent;
 use tasklog_api::consumers::{Acknowledge, Consumer, ConsumerList, SseEvent, StreamQuery};
 use tasklog_events::consumer_event::is_valid_consumer_name;
+use tasklog_events::subscription::next_ready;
 use tasklog_events::{Position, RecordedEvent, SharedEventStream};
 use tasklog_projections::ConsumerView;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
@@ -118,7 +119,9 @@ fn sse_frames(
     let mut keep_alive = tokio::time::interval_at(Instant::now() + KEEP_ALIVE, KEEP_ALIVE);
     keep_alive.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let framing = Framing {
-        events: events.ready_chunks(WRITE_MOST),
+        events: events.fuse(),
+        ready: Vec::new(),
+        frames: Vec::new(),
         filter,
         service,
         encoded,
@@ -134,7 +137,10 @@ fn sse_frames(
 }
 
 struct Framing {
-    events: ReadyChunks<SharedEventStream>,
+    events: Fuse<SharedEventStream>,
+    /// The events of one write, and their frames: kept from write to write.
+    ready: Vec<<SharedEventStream as Stream>::Item>,
+    frames: Vec<Bytes>,
     filter: EventFilter,
     service: Service,
     encoded: Arc<EncodedEvents>,
@@ -150,8 +156,8 @@ struct Framing {
 impl Framing {
     async fn next(&mut self) -> Option<Bytes> {
         while !self.failed {
-            let ready = tokio::select! {
-                ready = self.events.next() => ready?,
+            let more = tokio::select! {
+                more = next_ready(&mut self.events, &mut self.ready, WRITE_MOST) => more,
                 _ = self.keep_alive.tick() => {
                     if std::mem::take(&mut self.wrote) {
                         continue;
@@ -159,8 +165,11 @@ impl Framing {
                     return Some(Bytes::from_static(b":\n\n"));
                 }
             };
-            let mut frames = Vec::new();
-            for event in ready {
+            if !more {
+                return None;
+            }
+            self.frames.clear();
+            for event in self.ready.drain(..) {
                 let event = match event {
                     Ok(event) => event,
                     Err(error) => {
@@ -175,16 +184,29 @@ impl Framing {
                     .admits(&event, &*self.service.store, views)
                     .await
                 {
-                    frames.extend_from_slice(&self.encoded.frame(&event));
+                    self.frames.push(self.encoded.frame(&event));
                 }
             }
-            if !frames.is_empty() {
+            if !self.frames.is_empty() {
                 self.wrote = true;
-                return Some(Bytes::from(frames));
+                return Some(concat(&mut self.frames));
             }
         }
         None
     }
+}
+
+/// The frames as one write: a lone frame as it is, several copied once into
+/// a buffer of their size.
+fn concat(frames: &mut Vec<Bytes>) -> Bytes {
+    if let [only] = &frames[..] {
+        return only.clone();
+    }
+    let mut write = Vec::with_capacity(frames.iter().map(Bytes::len).sum());
+    for frame in frames.drain(..) {
+        write.extend_from_slice(&frame);
+    }
+    Bytes::from(write)
 }
 
 /// Recent events as Server-Sent Events frames (`id`, then the CloudEvents
