@@ -199,8 +199,8 @@ impl Framing {
 /// The frames as one write: a lone frame as it is, several copied once into
 /// a buffer of their size.
 fn concat(frames: &mut Vec<Bytes>) -> Bytes {
-    if let [only] = &frames[..] {
-        return only.clone();
+    if frames.len() == 1 {
+        return frames.pop().expect("one frame");
     }
     let mut write = Vec::with_capacity(frames.iter().map(Bytes::len).sum());
     for frame in frames.drain(..) {
