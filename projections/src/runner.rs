@@ -259,7 +259,7 @@ impl Follower {
     ) {
         loop {
             let mut events = self.store.subscribe_all(after).fuse();
-            // Kept across folds: a fresh buffer per fold cost more than the fold's JSON.
+            // Kept across folds: fresh buffers per fold showed in profiles (docs/performance.md).
             let (mut ready, mut batch) = (Vec::new(), Vec::new());
             let mut unstored: Option<Unstored> = None;
             let mut last_stored = Instant::now();
