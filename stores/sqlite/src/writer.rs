@@ -14,11 +14,13 @@
 //!
 //! Each append's checks (idempotency, expected revision) run before any of its
 //! rows are written, so a rejected append leaves nothing in the transaction and
-//! the others in the batch commit without it; an append to several streams
-//! writes its parts under a savepoint, rolled back if one part is rejected. A storage failure rolls the whole
-//! batch back and every appender in it hears so. A failed flush stops the
-//! store: what the disk holds is then unknown, and only reopening the file
-//! (which recovers from the WAL) tells.
+//! the others in the batch commit without it. (A lone event is first tried
+//! straight in, the unique indexes checking it; a row they refuse is undone by
+//! SQLite alone and the append is then checked the long way.) An append to
+//! several streams writes its parts under a savepoint, rolled back if one part
+//! is rejected. A storage failure rolls the whole batch back and every appender
+//! in it hears so. A failed flush stops the store: what the disk holds is then
+//! unknown, and only reopening the file (which recovers from the WAL) tells.
 
 use std::fs::File;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,7 +34,7 @@ use tasklog_events::append_checks::Appended;
 use tasklog_events::append_queue::{AppendRequest, Outcome};
 use tasklog_events::append_rules::{BatchPlanner, Head, PlannedEvent};
 use tasklog_events::envelope::{NewEvent, Position, RecordedEvent};
-use tasklog_events::store::{AppendResult, StorageError, StreamAppend};
+use tasklog_events::store::{AppendResult, ExpectedRevision, StorageError, StreamAppend};
 use tasklog_events::subscription::advance_head;
 use tasklog_events::AppendError;
 
@@ -286,11 +288,68 @@ fn append_all<'a>(
     Ok(Ok(results))
 }
 
-/// Looks up what the append's rules need, lets the planner decide and
-/// inserts the events it accepts (adding them to `written` as the log holds
-/// them). Each append's rows are in the transaction before the next append's
-/// lookups, which therefore see them.
+/// Decides one append and inserts the events the planner accepts (adding them
+/// to `written` as the log holds them). Each append's rows are in the
+/// transaction before the next append's lookups, which therefore see them.
 fn append<'a>(
+    statements: &mut Statements<'_>,
+    part: &'a StreamAppend,
+    planner: &mut BatchPlanner<'a>,
+    written: &mut Vec<RecordedEvent>,
+) -> rusqlite::Result<Result<AppendResult, AppendError>> {
+    if let Some(accepted) = append_unseen(statements, part, planner, written)? {
+        return Ok(Ok(accepted));
+    }
+    append_checked(statements, part, planner, written)
+}
+
+/// The common case first: one event whose id the log does not hold. Its
+/// row is inserted without looking the id up, and for a new stream without
+/// looking the stream up either; the unique indexes on event ids and on
+/// (stream, revision) check both as the row goes in. `None` if the planner or
+/// an index says otherwise: nothing was written, and the append is then
+/// decided on what the log holds.
+fn append_unseen<'a>(
+    statements: &mut Statements<'_>,
+    part: &'a StreamAppend,
+    planner: &mut BatchPlanner<'a>,
+    written: &mut Vec<RecordedEvent>,
+) -> rusqlite::Result<Option<AppendResult>> {
+    let StreamAppend {
+        stream,
+        expected,
+        events,
+    } = part;
+    if events.len() != 1 {
+        return Ok(None);
+    }
+    // Revisions start at 0 and have no gaps: a new stream's first row
+    // goes in only if the stream holds nothing.
+    let revision = match expected {
+        ExpectedRevision::NoStream => None,
+        _ => stream_revision(statements, stream)?,
+    };
+    let mark = planner.mark();
+    let (outcome, planned) = planner.plan(stream, *expected, events, &[None], revision);
+    let (Ok(accepted), [event]) = (outcome, planned) else {
+        planner.rewind(mark);
+        return Ok(None);
+    };
+    match insert(statements, event, written) {
+        Ok(()) => Ok(Some(accepted)),
+        // SQLite undoes the failed statement alone; the transaction goes on.
+        Err(error) if is_unique_violation(&error) => {
+            planner.rewind(mark);
+            Ok(None)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Looks up what the append's rules need (where the log holds each event id,
+/// the stream's last revision), lets the planner decide and inserts the
+/// events it accepts.
+fn append_checked<'a>(
     statements: &mut Statements<'_>,
     part: &'a StreamAppend,
     planner: &mut BatchPlanner<'a>,
@@ -302,56 +361,77 @@ fn append<'a>(
         events,
     } = part;
     let found = find_events(&mut statements.find_event, events)?;
-    let revision: Option<u64> = statements
+    let revision = stream_revision(statements, stream)?;
+    let (outcome, planned) = planner.plan(stream, *expected, events, &found, revision);
+    for event in planned {
+        insert(statements, event, written)?;
+    }
+    Ok(outcome)
+}
+
+/// The stream's last revision, None if it holds nothing.
+fn stream_revision(statements: &mut Statements<'_>, stream: &str) -> rusqlite::Result<Option<u64>> {
+    Ok(statements
         .stream_revision
         .query_row([stream], |row| row.get::<_, Option<i64>>(0))?
-        .map(|revision| revision as u64);
-    let (outcome, planned) = planner.plan(stream, *expected, events, &found, revision);
-    let (mut id_buffer, mut causation_buffer) = ([0; 36], [0; 36]);
-    for &PlannedEvent {
+        .map(|revision| revision as u64))
+}
+
+/// Whether `error` is a row refused by a unique index (not the primary key).
+fn is_unique_violation(error: &rusqlite::Error) -> bool {
+    matches!(error, rusqlite::Error::SqliteFailure(failure, _)
+        if failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
+}
+
+/// Inserts one planned event's row and adds the event to `written`.
+fn insert(
+    statements: &mut Statements<'_>,
+    planned: &PlannedEvent<'_>,
+    written: &mut Vec<RecordedEvent>,
+) -> rusqlite::Result<()> {
+    let &PlannedEvent {
         position,
         stream,
         revision,
         event,
         hash,
-    } in planned
-    {
-        statements.insert.execute(params![
-            position.0 as i64,
-            stream,
-            revision as i64,
-            uuid_text(&event.id, &mut id_buffer),
-            event.event_type,
-            event.schema_version,
-            event.recorded_at.timestamp_micros(),
-            event.payload,
-            event.metadata.actor,
-            event.metadata.request_id,
-            event
-                .metadata
-                .causation_id
-                .as_ref()
-                .map(|id| uuid_text(id, &mut causation_buffer)),
-            &hash[..],
-            event.metadata.traceparent,
-        ])?;
-        // What a read of the row gives back: the time to the microsecond.
-        let recorded_at = DateTime::from_timestamp_micros(event.recorded_at.timestamp_micros())
-            .unwrap_or(event.recorded_at);
-        written.push(RecordedEvent {
-            position,
-            stream: stream.to_owned(),
-            revision,
-            id: event.id,
-            event_type: event.event_type.clone(),
-            schema_version: event.schema_version,
-            recorded_at,
-            payload: event.payload.clone(),
-            metadata: event.metadata.clone(),
-            hash,
-        });
-    }
-    Ok(outcome)
+    } = planned;
+    let (mut id_buffer, mut causation_buffer) = ([0; 36], [0; 36]);
+    statements.insert.execute(params![
+        position.0 as i64,
+        stream,
+        revision as i64,
+        uuid_text(&event.id, &mut id_buffer),
+        event.event_type,
+        event.schema_version,
+        event.recorded_at.timestamp_micros(),
+        event.payload,
+        event.metadata.actor,
+        event.metadata.request_id,
+        event
+            .metadata
+            .causation_id
+            .as_ref()
+            .map(|id| uuid_text(id, &mut causation_buffer)),
+        &hash[..],
+        event.metadata.traceparent,
+    ])?;
+    // What a read of the row gives back: the time to the microsecond.
+    let recorded_at = DateTime::from_timestamp_micros(event.recorded_at.timestamp_micros())
+        .unwrap_or(event.recorded_at);
+    written.push(RecordedEvent {
+        position,
+        stream: stream.to_owned(),
+        revision,
+        id: event.id,
+        event_type: event.event_type.clone(),
+        schema_version: event.schema_version,
+        recorded_at,
+        payload: event.payload.clone(),
+        metadata: event.metadata.clone(),
+        hash,
+    });
+    Ok(())
 }
 
 /// Where the log holds each of `events`' ids, if anywhere.

@@ -338,11 +338,26 @@ pub async fn appends_are_idempotent_by_event_id(store: Arc<dyn EventStore>) {
         .append("task-a", ExpectedRevision::NoStream, batch.clone())
         .await
         .unwrap();
-    store
-        .append("task-b", ExpectedRevision::NoStream, events(2..3))
+    let lone = events(2..3);
+    let single = store
+        .append("task-b", ExpectedRevision::NoStream, lone.clone())
         .await
         .unwrap();
     let head = store.head().await.unwrap();
+
+    // A single event appended again, to its stream or to a new one.
+    let again = store
+        .append("task-b", ExpectedRevision::NoStream, lone.clone())
+        .await
+        .unwrap();
+    assert_eq!(again, single);
+    match store
+        .append("task-d", ExpectedRevision::NoStream, lone.clone())
+        .await
+    {
+        Err(AppendError::IdempotencyMismatch { event_id }) => assert_eq!(event_id, lone[0].id),
+        other => panic!("expected a mismatch for a new stream, got {other:?}"),
+    }
 
     // The same append again, even with an expectation that no longer holds.
     let again = store
