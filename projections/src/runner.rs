@@ -1,7 +1,8 @@
 //! The runner: follows the log from the stored position, folds each batch of
 //! events into the hot set in memory, publishes how far it got, and then
 //! stores the rows the batches changed (one transaction, with the position),
-//! at most every [`STORE_EVERY`] unless a reader waits for them. Writers
+//! at most every [`STORE_EVERY`] unless a reader waits for them, folding on
+//! while a store is written (one store at a time, in order). Writers
 //! answer once their events are in memory (read-your-writes), without
 //! waiting for the rows: a task stays in memory until the rows that hold it
 //! are stored, so a read by id always finds it, and a list, which reads the
@@ -24,6 +25,11 @@ use crate::read_model::{Changes, ReadModelError, ReadModelTables, TaskQuery};
 use crate::{Projections, TaskView};
 
 pub type SharedProjections = Arc<RwLock<Projections>>;
+
+/// A store of rows in flight; its changes once they are in the tables.
+type Storing = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Arc<Changes>, ReadModelError>> + Send>,
+>;
 
 /// The tables a runner stores into: one set at a time, swapped for another
 /// by a rebuild beside the serving node.
@@ -262,6 +268,7 @@ impl Follower {
             // Kept across folds: fresh buffers per fold showed in profiles (docs/performance.md).
             let (mut ready, mut batch) = (Vec::new(), Vec::new());
             let mut unstored: Option<Unstored> = None;
+            let mut storing: Option<Storing> = None;
             let mut last_stored = Instant::now();
             let stored = loop {
                 // Time to store, or a reader asks for the rows.
@@ -274,14 +281,20 @@ impl Follower {
                 // Requests run with every row stored, so they never meet a batch halfway.
                 let more = tokio::select! {
                     more = next_ready(&mut events, &mut ready, FOLD_CHUNK) => more,
-                    _ = store_due, if unstored.is_some() => {
-                        match self.store_unstored(&mut unstored, &mut last_stored).await {
+                    finished = async { storing.as_mut().expect("a store in flight").await },
+                        if storing.is_some() => {
+                        storing = None;
+                        match self.finish_store(finished) {
                             Ok(()) => continue,
                             Err(()) => break false,
                         }
                     }
+                    _ = store_due, if unstored.is_some() && storing.is_none() => {
+                        storing = self.start_store(&mut unstored, &mut last_stored);
+                        continue;
+                    }
                     Some(request) = requests.recv() => {
-                        if self.store_unstored(&mut unstored, &mut last_stored).await.is_err() {
+                        if self.store_all(&mut storing, &mut unstored, &mut last_stored).await.is_err() {
                             break false;
                         }
                         self.serve(request, after).await;
@@ -318,13 +331,8 @@ impl Follower {
                     let many = unstored
                         .as_ref()
                         .is_some_and(|u| u.touched.tasks.len() >= STORE_MOST);
-                    if (many || last_stored.elapsed() >= STORE_EVERY)
-                        && self
-                            .store_unstored(&mut unstored, &mut last_stored)
-                            .await
-                            .is_err()
-                    {
-                        break false;
+                    if storing.is_none() && (many || last_stored.elapsed() >= STORE_EVERY) {
+                        storing = self.start_store(&mut unstored, &mut last_stored);
                     }
                 }
                 if let Some(error) = failed {
@@ -333,12 +341,10 @@ impl Follower {
                 }
             };
             // What was folded is stored before following again.
-            if !stored
-                || self
-                    .store_unstored(&mut unstored, &mut last_stored)
-                    .await
-                    .is_err()
-            {
+            let stored_all = self
+                .store_all(&mut storing, &mut unstored, &mut last_stored)
+                .await;
+            if !stored || stored_all.is_err() {
                 // Memory (and the published position, until the next batch)
                 // may be ahead of the rows: start again from them.
                 after = self.reload().await;
@@ -347,28 +353,59 @@ impl Follower {
         }
     }
 
-    /// Stores the rows of what was folded and not yet stored, if anything;
-    /// `Err` (logged) if the tables refused.
-    async fn store_unstored(
+    /// Starts storing the rows of what was folded and not yet stored, if
+    /// anything. The runner goes on folding (and writers hear back) while
+    /// the rows are written; the next store waits for this one.
+    fn start_store(
         &self,
         unstored: &mut Option<Unstored>,
         last_stored: &mut Instant,
-    ) -> Result<(), ()> {
-        let Some(Unstored { from, touched }) = unstored.take() else {
-            return Ok(());
-        };
+    ) -> Option<Storing> {
+        let Unstored { from, touched } = unstored.take()?;
         *last_stored = Instant::now();
         let changes = {
             let views = self.views.read().expect("projections lock");
             Arc::new(touched.changes(&views, from))
         };
-        if let Err(error) = self.tables.get().commit(changes.clone()).await {
-            tracing::warn!(%error, "the views could not store a batch; reloading them");
-            return Err(());
+        let tables = self.tables.get();
+        Some(Box::pin(async move {
+            tables.commit(changes.clone()).await?;
+            Ok(changes)
+        }))
+    }
+
+    /// Once a store is done: the tasks it finished may leave memory, and
+    /// readers waiting for the rows hear of them. `Err` (logged) if the
+    /// tables refused.
+    fn finish_store(&self, finished: Result<Arc<Changes>, ReadModelError>) -> Result<(), ()> {
+        match finished {
+            Ok(changes) => {
+                self.stored(&changes);
+                self.stored.send_replace(changes.position);
+                Ok(())
+            }
+            Err(error) => {
+                tracing::warn!(%error, "the views could not store a batch; reloading them");
+                Err(())
+            }
         }
-        self.stored(&changes);
-        self.stored.send_replace(changes.position);
-        Ok(())
+    }
+
+    /// Waits for the store in flight, if any, then stores whatever else was
+    /// folded: afterwards the rows hold everything in memory.
+    async fn store_all(
+        &self,
+        storing: &mut Option<Storing>,
+        unstored: &mut Option<Unstored>,
+        last_stored: &mut Instant,
+    ) -> Result<(), ()> {
+        if let Some(in_flight) = storing.take() {
+            self.finish_store(in_flight.await)?;
+        }
+        match self.start_store(unstored, last_stored) {
+            Some(store) => self.finish_store(store.await),
+            None => Ok(()),
+        }
     }
 
     /// Does what it was asked between batches; `after`: the last position folded.
