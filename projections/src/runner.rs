@@ -71,8 +71,8 @@ pub struct ProjectionRunner {
     tables: LiveTables,
     /// The position folded into memory.
     applied: watch::Receiver<Position>,
-    /// The position the stored rows hold (behind `applied` by what was
-    /// folded in the last [`STORE_EVERY`], or the batch being stored).
+    /// The position the stored rows hold (behind `applied` by the store in
+    /// flight and what was folded since it started).
     stored: watch::Receiver<Position>,
     /// Asks the runner to store what it folded now (a reader waits for it).
     store_now: Arc<Notify>,
@@ -340,11 +340,19 @@ impl Follower {
                     break true;
                 }
             };
-            // What was folded is stored before following again.
-            let stored_all = self
-                .store_all(&mut storing, &mut unstored, &mut last_stored)
-                .await;
-            if !stored || stored_all.is_err() {
+            // What was folded is stored before following again. After a
+            // failure nothing more is stored (rows past a failed store would
+            // skip its events); the store in flight ends before the reload.
+            let stored_all = if stored {
+                self.store_all(&mut storing, &mut unstored, &mut last_stored)
+                    .await
+            } else {
+                if let Some(in_flight) = storing.take() {
+                    let _ = self.finish_store(in_flight.await);
+                }
+                Err(())
+            };
+            if stored_all.is_err() {
                 // Memory (and the published position, until the next batch)
                 // may be ahead of the rows: start again from them.
                 after = self.reload().await;

@@ -178,3 +178,36 @@ async fn subscribers_get_the_newest_events_exactly_as_the_file_holds_them() {
     let from_file = store.read_all(Position(20), 100).await.unwrap();
     assert_eq!(got, from_file);
 }
+
+/// A lone event goes straight in, the unique indexes checking it: one the
+/// log holds, retried with whatever expectation, gets its first answer and
+/// writes nothing, and a taken revision is a conflict.
+#[tokio::test]
+async fn a_lone_event_retried_gets_its_first_answer() {
+    let (store, _file, _dir) = store_and_file().await;
+    let lone = vec![tasklog_store_testkit::event(100)];
+    let first = store
+        .append("task-0", ExpectedRevision::Exact(9), lone.clone())
+        .await
+        .unwrap();
+    let head = store.head().await.unwrap();
+    for expected in [
+        ExpectedRevision::Exact(9),
+        ExpectedRevision::Exact(10),
+        ExpectedRevision::Any,
+        ExpectedRevision::NoStream,
+    ] {
+        let again = store.append("task-0", expected, lone.clone()).await;
+        assert_eq!(again.unwrap(), first, "retried with {expected}");
+    }
+    assert_eq!(store.head().await.unwrap(), head, "a retry wrote something");
+    let other = vec![tasklog_store_testkit::event(101)];
+    match store
+        .append("task-0", ExpectedRevision::Exact(9), other)
+        .await
+    {
+        Err(tasklog_events::AppendError::Conflict { actual, .. }) => assert_eq!(actual, Some(10)),
+        outcome => panic!("expected a conflict, got {outcome:?}"),
+    }
+    verify(&store).await.expect("the log verifies");
+}

@@ -12,11 +12,11 @@
 //! Until a commit is flushed, readers in this process must not see it: the
 //! [`Durability`] marks say which positions are written but not yet durable.
 //!
-//! Each append's checks (idempotency, expected revision) run before any of its
-//! rows are written, so a rejected append leaves nothing in the transaction and
-//! the others in the batch commit without it. (A lone event is first tried
-//! straight in, the unique indexes checking it; a row they refuse is undone by
-//! SQLite alone and the append is then checked the long way.) An append to
+//! A rejected append leaves nothing in the transaction, and the others in the
+//! batch commit without it: its checks (idempotency, expected revision) run
+//! before its rows are written, or, for a lone event tried straight in, as
+//! its row goes in (the unique indexes refuse it, SQLite undoes that one
+//! statement, and the append is then checked the long way). An append to
 //! several streams writes its parts under a savepoint, rolled back if one part
 //! is rejected. A storage failure rolls the whole batch back and every appender
 //! in it hears so. A failed flush stops the store: what the disk holds is then
