@@ -45,6 +45,12 @@ pub struct SqliteStore {
 /// How many reads of the file run at once.
 const MAX_CONCURRENT_READS: usize = 8;
 
+/// A long read of the log splits into ranges read at once, at most this many
+/// (leaving other readers room among [`MAX_CONCURRENT_READS`]), each of at
+/// least [`MIN_PART`] events.
+const MAX_READ_PARTS: usize = 4;
+const MIN_PART: usize = 2048;
+
 /// How often a store that could not open its writer (a full disk) tries again.
 const WRITER_RETRY: Duration = Duration::from_secs(2);
 
@@ -309,11 +315,95 @@ fn only_durable((mut events, limit): (Vec<RecordedEvent>, Option<Position>)) -> 
     events
 }
 
+/// The rows of a read of the log, as events; room made for `expected` of them.
+fn collect_events(
+    rows: impl Iterator<Item = rusqlite::Result<RecordedEvent>>,
+    expected: usize,
+) -> rusqlite::Result<Vec<RecordedEvent>> {
+    let mut events = Vec::with_capacity(expected.min(65_536));
+    for row in rows {
+        events.push(row?);
+    }
+    Ok(events)
+}
+
 fn sql_limit(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
 impl SqliteStore {
+    /// Into how many ranges, read at once, a read of `limit` events after
+    /// `after` splits: for a long page of a log that holds it all, one per
+    /// core (two at least, at most [`MAX_READ_PARTS`]); else one.
+    fn read_parts(&self, after: Position, limit: usize) -> usize {
+        let held = self.inner.head.borrow().0.saturating_sub(after.0);
+        if limit < MIN_PART * 2 || held < limit as u64 {
+            return 1;
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        cores.clamp(2, MAX_READ_PARTS).min(limit / MIN_PART)
+    }
+
+    /// `read_all` as `parts` ranges of positions, each read on its own
+    /// connection at once. Positions are given in order with no gaps, and a
+    /// read sees a prefix of the log, so a range that comes back whole is
+    /// followed by the next one; at the first that does not (the head, or a
+    /// gap), the page ends. The page may then be shorter than `limit`, which
+    /// `read_all` allows.
+    async fn read_all_in_parts(
+        &self,
+        after: Position,
+        limit: usize,
+        parts: usize,
+    ) -> Result<Vec<RecordedEvent>, ReadError> {
+        // Each range is (the position before it, its last position).
+        let step = (limit / parts) as u64;
+        let end = after.0 + limit as u64;
+        let ranges: Vec<(u64, u64)> = (0..parts as u64)
+            .map(|i| {
+                let before = after.0 + i * step;
+                // The last range takes what the division left over.
+                let last = if i + 1 == parts as u64 {
+                    end
+                } else {
+                    before + step
+                };
+                (before, last)
+            })
+            .collect();
+        let reads = ranges.iter().map(|&(before, last)| {
+            self.read(move |conn| {
+                let mut statement = conn.prepare_cached(&format!(
+                    "SELECT {} FROM events WHERE position > ?1 AND position <= ?2 ORDER BY position",
+                    schema::EVENT_COLUMNS
+                ))?;
+                let rows = statement
+                    .query_map(rusqlite::params![before as i64, last as i64], schema::event_from_row)?;
+                collect_events(rows, (last - before) as usize)
+            })
+        });
+        let mut events = Vec::with_capacity(limit);
+        // One limit for the whole page, the lowest any part saw: cutting the
+        // joined page there keeps it a prefix of the log.
+        let mut limit_seen: Option<Position> = None;
+        for ((part, visible), (_, last)) in futures::future::try_join_all(reads)
+            .await?
+            .into_iter()
+            .zip(ranges)
+        {
+            limit_seen = match (limit_seen, visible) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let whole = part.last().map(|event| event.position.0) == Some(last);
+            events.extend(part);
+            if !whole {
+                break;
+            }
+        }
+        Ok(only_durable((events, limit_seen)))
+    }
+
     /// Where appends go, unless the log opened for reading only.
     fn writer(&self) -> Result<&mpsc::Sender<AppendRequest>, AppendError> {
         self.inner.appends.get().ok_or_else(|| {
@@ -369,6 +459,10 @@ impl EventStore for SqliteStore {
         after: Position,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, ReadError> {
+        let parts = self.read_parts(after, limit);
+        if parts > 1 {
+            return self.read_all_in_parts(after, limit, parts).await;
+        }
         self.read(move |conn| {
             let mut statement = conn.prepare_cached(&format!(
                 "SELECT {} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2",
@@ -378,11 +472,7 @@ impl EventStore for SqliteStore {
                 rusqlite::params![after.0 as i64, sql_limit(limit)],
                 schema::event_from_row,
             )?;
-            let mut events = Vec::with_capacity(limit.min(65_536));
-            for row in rows {
-                events.push(row?);
-            }
-            Ok(events)
+            collect_events(rows, limit)
         })
         .await
         .map(only_durable)

@@ -4,7 +4,7 @@ use rusqlite::Connection;
 use tempfile::TempDir;
 
 use super::SqliteStore;
-use tasklog_events::envelope::{Metadata, NewEvent, Position};
+use tasklog_events::envelope::{Metadata, NewEvent, Position, RecordedEvent};
 use tasklog_events::hash_chain::chain_hash;
 use tasklog_events::store::{EventStore, ExpectedRevision};
 use tasklog_events::{verify, VerifyError};
@@ -210,4 +210,55 @@ async fn a_lone_event_retried_gets_its_first_answer() {
         outcome => panic!("expected a conflict, got {outcome:?}"),
     }
     verify(&store).await.expect("the log verifies");
+}
+
+/// A long page is read as ranges at once: it comes back whole and in order,
+/// and a range that comes back short (here a gap cut into the file) ends the
+/// page, which the next read goes on from.
+#[tokio::test]
+async fn a_long_page_read_in_ranges_is_the_log_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log.sqlite");
+    let store = SqliteStore::open(&path).unwrap();
+    for (n, chunk) in tasklog_store_testkit::events(0..10_000)
+        .chunks(1000)
+        .enumerate()
+    {
+        let stream = format!("task-{n}");
+        store
+            .append(&stream, ExpectedRevision::NoStream, chunk.to_vec())
+            .await
+            .unwrap();
+    }
+    // Pages of 1,000 are read in one piece.
+    let mut one_piece = Vec::new();
+    while one_piece.len() < 8192 {
+        let after = one_piece
+            .last()
+            .map_or(Position::START, |e: &RecordedEvent| e.position);
+        one_piece.extend(store.read_all(after, 1000).await.unwrap());
+    }
+    one_piece.truncate(8192);
+    assert_eq!(
+        store.read_all(Position::START, 8192).await.unwrap(),
+        one_piece
+    );
+    let middle = store.read_all(Position(1000), 8192).await.unwrap();
+    assert_eq!(middle.first().unwrap().position, Position(1001));
+    assert_eq!(middle.last().unwrap().position, Position(9192));
+
+    // However many ranges the page splits into, the first one ends in the gap.
+    Connection::open(&path)
+        .unwrap()
+        .execute(
+            "DELETE FROM events WHERE position BETWEEN 2000 AND 4100",
+            [],
+        )
+        .unwrap();
+    let page = store.read_all(Position::START, 8192).await.unwrap();
+    let positions = page.iter().map(|e| e.position.0);
+    assert!(positions.eq(1..2000), "the page goes on past the gap");
+    let next = store.read_all(Position(1999), 8192).await.unwrap();
+    assert_eq!(next.first().unwrap().position, Position(4101));
+    assert_eq!(next.last().unwrap().position, Position(10_000));
 }
