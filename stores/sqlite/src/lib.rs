@@ -345,11 +345,11 @@ impl SqliteStore {
     }
 
     /// `read_all` as `parts` ranges of positions, each read on its own
-    /// connection at once. Positions are given in order with no gaps, and a
-    /// read sees a prefix of the log, so a range that comes back whole is
-    /// followed by the next one; at the first that does not (the head, or a
-    /// gap), the page ends. The page may then be shorter than `limit`, which
-    /// `read_all` allows.
+    /// connection at once. The log held every position of them before the
+    /// reads began (`read_parts` asked the durable head), and positions are
+    /// given with no gaps, so each range comes back whole, and together they
+    /// are what one read would give. If one does not (rows removed behind the
+    /// store's back), the page is read in one piece after all.
     async fn read_all_in_parts(
         &self,
         after: Position,
@@ -377,31 +377,52 @@ impl SqliteStore {
                     "SELECT {} FROM events WHERE position > ?1 AND position <= ?2 ORDER BY position",
                     schema::EVENT_COLUMNS
                 ))?;
-                let rows = statement
-                    .query_map(rusqlite::params![before as i64, last as i64], schema::event_from_row)?;
+                let rows = statement.query_map(
+                    rusqlite::params![before as i64, last as i64],
+                    schema::event_from_row,
+                )?;
                 collect_events(rows, (last - before) as usize)
             })
         });
         let mut events = Vec::with_capacity(limit);
-        // One limit for the whole page, the lowest any part saw: cutting the
-        // joined page there keeps it a prefix of the log.
+        // The lowest durability limit any range saw, for the whole page.
         let mut limit_seen: Option<Position> = None;
-        for ((part, visible), (_, last)) in futures::future::try_join_all(reads)
+        for ((part, visible), (before, last)) in futures::future::try_join_all(reads)
             .await?
             .into_iter()
             .zip(ranges)
         {
+            if part.len() as u64 != last - before {
+                return self.read_all_in_one(after, limit).await;
+            }
             limit_seen = match (limit_seen, visible) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            let whole = part.last().map(|event| event.position.0) == Some(last);
             events.extend(part);
-            if !whole {
-                break;
-            }
         }
         Ok(only_durable((events, limit_seen)))
+    }
+
+    /// `read_all` in one read.
+    async fn read_all_in_one(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, ReadError> {
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(&format!(
+                "SELECT {} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2",
+                schema::EVENT_COLUMNS
+            ))?;
+            let rows = statement.query_map(
+                rusqlite::params![after.0 as i64, sql_limit(limit)],
+                schema::event_from_row,
+            )?;
+            collect_events(rows, limit)
+        })
+        .await
+        .map(only_durable)
     }
 
     /// Where appends go, unless the log opened for reading only.
@@ -459,23 +480,10 @@ impl EventStore for SqliteStore {
         after: Position,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, ReadError> {
-        let parts = self.read_parts(after, limit);
-        if parts > 1 {
-            return self.read_all_in_parts(after, limit, parts).await;
+        match self.read_parts(after, limit) {
+            1 => self.read_all_in_one(after, limit).await,
+            parts => self.read_all_in_parts(after, limit, parts).await,
         }
-        self.read(move |conn| {
-            let mut statement = conn.prepare_cached(&format!(
-                "SELECT {} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2",
-                schema::EVENT_COLUMNS
-            ))?;
-            let rows = statement.query_map(
-                rusqlite::params![after.0 as i64, sql_limit(limit)],
-                schema::event_from_row,
-            )?;
-            collect_events(rows, limit)
-        })
-        .await
-        .map(only_durable)
     }
 
     fn subscribe_all(&self, after: Position) -> EventStream {
