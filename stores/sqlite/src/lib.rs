@@ -315,13 +315,20 @@ fn only_durable((mut events, limit): (Vec<RecordedEvent>, Option<Position>)) -> 
     events
 }
 
-/// The rows of a read of the log, as events; room made for `expected` of them.
-fn collect_events(
-    rows: impl Iterator<Item = rusqlite::Result<RecordedEvent>>,
+/// The events `selection` (the query after `WHERE`) picks; room made for
+/// `expected` of them.
+fn select_events(
+    conn: &Connection,
+    selection: &str,
+    params: impl rusqlite::Params,
     expected: usize,
 ) -> rusqlite::Result<Vec<RecordedEvent>> {
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {} FROM events WHERE {selection}",
+        schema::EVENT_COLUMNS
+    ))?;
     let mut events = Vec::with_capacity(expected.min(65_536));
-    for row in rows {
+    for row in statement.query_map(params, schema::event_from_row)? {
         events.push(row?);
     }
     Ok(events)
@@ -373,15 +380,12 @@ impl SqliteStore {
             .collect();
         let reads = ranges.iter().map(|&(before, last)| {
             self.read(move |conn| {
-                let mut statement = conn.prepare_cached(&format!(
-                    "SELECT {} FROM events WHERE position > ?1 AND position <= ?2 ORDER BY position",
-                    schema::EVENT_COLUMNS
-                ))?;
-                let rows = statement.query_map(
+                select_events(
+                    conn,
+                    "position > ?1 AND position <= ?2 ORDER BY position",
                     rusqlite::params![before as i64, last as i64],
-                    schema::event_from_row,
-                )?;
-                collect_events(rows, (last - before) as usize)
+                    (last - before) as usize,
+                )
             })
         });
         let mut events = Vec::with_capacity(limit);
@@ -411,15 +415,12 @@ impl SqliteStore {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, ReadError> {
         self.read(move |conn| {
-            let mut statement = conn.prepare_cached(&format!(
-                "SELECT {} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2",
-                schema::EVENT_COLUMNS
-            ))?;
-            let rows = statement.query_map(
+            select_events(
+                conn,
+                "position > ?1 ORDER BY position LIMIT ?2",
                 rusqlite::params![after.0 as i64, sql_limit(limit)],
-                schema::event_from_row,
-            )?;
-            collect_events(rows, limit)
+                limit,
+            )
         })
         .await
         .map(only_durable)
