@@ -266,3 +266,46 @@ async fn a_long_page_read_in_ranges_is_the_log_in_order() {
         "a page across the gaps"
     );
 }
+
+/// In a long log, verify names an edit deep in a page, the first of two, and
+/// an edit whose own hash was recomputed (at the event after it).
+#[tokio::test]
+async fn verify_names_the_first_bad_event_of_a_long_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log.sqlite");
+    let store = SqliteStore::open(&path).unwrap();
+    for (n, chunk) in tasklog_store_testkit::events(0..3000)
+        .chunks(500)
+        .enumerate()
+    {
+        store
+            .append(
+                &format!("task-{n}"),
+                ExpectedRevision::NoStream,
+                chunk.to_vec(),
+            )
+            .await
+            .unwrap();
+    }
+    let report = verify(&store).await.expect("the untouched log verifies");
+    assert_eq!(report.events, 3000);
+    let last = store.read_all(Position(2999), 1).await.unwrap();
+    assert_eq!(report.head_hash, last[0].hash);
+
+    let file = Connection::open(&path).unwrap();
+    file.execute(
+        "UPDATE events SET payload = '{\"n\":-1}' WHERE position IN (2500, 2900)",
+        [],
+    )
+    .unwrap();
+    assert_eq!(first_bad_position(&store).await, Position(2500));
+    // Its own hash recomputed, the edit shows at the next event.
+    let events = store.read_all(Position(2498), 2).await.unwrap();
+    let forged = chain_hash(&events[0].hash, &(&events[1]).into());
+    file.execute(
+        "UPDATE events SET hash = ?1 WHERE position = 2500",
+        [&forged[..]],
+    )
+    .unwrap();
+    assert_eq!(first_bad_position(&store).await, Position(2501));
+}
