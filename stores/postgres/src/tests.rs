@@ -3,7 +3,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio::sync::oneshot;
 
-use super::writer::{write_batch, Statements};
+use super::writer::{write_batch, Finish, Statements};
 use super::{Connect, PostgresStore};
 use crate::testing::{fresh_store, TestSchema};
 use tasklog_events::append_queue::AppendRequest;
@@ -62,9 +62,15 @@ async fn a_position_committed_late_is_never_skipped() {
         }],
         reply,
     };
-    let (outcomes, head) = write_batch(&tx, &statements, &connect.channel, &[slow])
-        .await
-        .unwrap();
+    let (outcomes, head) = write_batch(
+        &tx,
+        &statements,
+        &connect.channel,
+        &[slow],
+        Finish::LeaveOpen,
+    )
+    .await
+    .unwrap();
     assert_eq!(head, Position(2));
     assert!(outcomes[0].is_ok());
 
@@ -187,9 +193,15 @@ async fn a_retry_in_a_batch_does_not_set_its_stream_back() {
         request(ExpectedRevision::NoStream, first),
         request(ExpectedRevision::Exact(2), vec![event(3)]),
     ];
-    let (outcomes, _) = write_batch(&tx, &statements, &connect.channel, &batch)
-        .await
-        .unwrap();
+    let (outcomes, _) = write_batch(
+        &tx,
+        &statements,
+        &connect.channel,
+        &batch,
+        Finish::LeaveOpen,
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(
         outcomes[0].as_ref().unwrap()[0].revision,

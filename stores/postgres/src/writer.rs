@@ -158,21 +158,33 @@ impl Statements {
     }
 }
 
-/// Applies every request of the batch in one transaction and commits it.
+/// Applies every request of the batch in one transaction and commits it, in
+/// two round trips: `BEGIN` goes out with the batch's lookups, and `COMMIT`
+/// with its writes. After an error nothing is committed: a `COMMIT` that
+/// follows a failed statement only ends the transaction, and the caller
+/// drops the connection.
 async fn commit(
     client: &mut Client,
     statements: &Statements,
     channel: &str,
     batch: &[AppendRequest],
 ) -> Result<(Vec<Outcome>, Position), tokio_postgres::Error> {
-    let tx = client.transaction().await?;
-    let (outcomes, tail) = write_batch(&tx, statements, channel, batch).await?;
-    // At `synchronous_commit = on`, the commit is what makes the batch durable.
-    let started = std::time::Instant::now();
-    tx.commit().await?;
-    metrics::histogram!("tasklog_store_sync_duration_seconds")
-        .record(started.elapsed().as_secs_f64());
-    Ok((outcomes, tail))
+    let client = &*client;
+    let ((), written) = futures::try_join!(
+        client.batch_execute("BEGIN"),
+        write_batch(client, statements, channel, batch, Finish::Commit),
+    )?;
+    Ok(written)
+}
+
+/// What [`write_batch`] does with the transaction once its writes are sent.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Finish {
+    /// Sends `COMMIT` right behind them, in the same round trip.
+    Commit,
+    /// Leaves it open, for a test to commit, or to hold the head's lock.
+    #[cfg(test)]
+    LeaveOpen,
 }
 
 /// Locks the head, decides each request of the batch and writes the accepted
@@ -183,6 +195,7 @@ pub(super) async fn write_batch(
     statements: &Statements,
     channel: &str,
     batch: &[AppendRequest],
+    finish: Finish,
 ) -> Result<(Vec<Outcome>, Position), tokio_postgres::Error> {
     let parts = || batch.iter().flat_map(|request| &request.appends);
     let ids: Vec<Uuid> = parts()
@@ -232,7 +245,18 @@ pub(super) async fn write_batch(
         .collect();
     let head = log.planner.head();
     let planned = log.planner.planned();
+    // At `synchronous_commit = on`, the commit is what makes the batch durable.
+    let started = std::time::Instant::now();
+    let commit = async {
+        if finish == Finish::Commit {
+            tx.batch_execute("COMMIT").await?;
+            metrics::histogram!("tasklog_store_sync_duration_seconds")
+                .record(started.elapsed().as_secs_f64());
+        }
+        Ok(())
+    };
     if planned.is_empty() {
+        commit.await?;
         return Ok((outcomes, head.position));
     }
     let rows = Rows::of(planned);
@@ -260,6 +284,7 @@ pub(super) async fn write_batch(
         tx.execute(&statements.insert, &columns),
         tx.execute(&statements.update_head, &head_columns),
         tx.execute(&statements.notify, &notify),
+        commit,
     )?;
     Ok((outcomes, head.position))
 }
