@@ -133,7 +133,7 @@ fn describe() {
     describe_histogram!(
         "tasklog_store_sync_duration_seconds",
         Unit::Seconds,
-        "Time to make a batch durable: the WAL's fdatasync (embedded), the COMMIT (PostgreSQL)"
+        "Time to make a batch durable: the WAL's fdatasync (embedded), the batch's writes and their COMMIT, sent together (PostgreSQL)"
     );
     describe_gauge!(
         "tasklog_log_head_position",

@@ -3,7 +3,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio::sync::oneshot;
 
-use super::writer::{write_batch, Finish, Statements};
+use super::writer::{write_batch, Statements, Wrapped};
 use super::{Connect, PostgresStore};
 use crate::testing::{fresh_store, TestSchema};
 use tasklog_events::append_queue::AppendRequest;
@@ -67,7 +67,7 @@ async fn a_position_committed_late_is_never_skipped() {
         &statements,
         &connect.channel,
         &[slow],
-        Finish::LeaveOpen,
+        Wrapped::ByCaller,
     )
     .await
     .unwrap();
@@ -198,7 +198,7 @@ async fn a_retry_in_a_batch_does_not_set_its_stream_back() {
         &statements,
         &connect.channel,
         &batch,
-        Finish::LeaveOpen,
+        Wrapped::ByCaller,
     )
     .await
     .unwrap();

@@ -158,45 +158,41 @@ impl Statements {
     }
 }
 
-/// Applies every request of the batch in one transaction and commits it, in
-/// two round trips: `BEGIN` goes out with the batch's lookups, and `COMMIT`
-/// with its writes. After an error nothing is committed: a `COMMIT` that
-/// follows a failed statement only ends the transaction, and the caller
-/// drops the connection.
+/// Applies every request of the batch in one transaction and commits it.
 async fn commit(
     client: &mut Client,
     statements: &Statements,
     channel: &str,
     batch: &[AppendRequest],
 ) -> Result<(Vec<Outcome>, Position), tokio_postgres::Error> {
-    let client = &*client;
-    let ((), written) = futures::try_join!(
-        client.batch_execute("BEGIN"),
-        write_batch(client, statements, channel, batch, Finish::Commit),
-    )?;
-    Ok(written)
+    write_batch(&*client, statements, channel, batch, Wrapped::Own).await
 }
 
-/// What [`write_batch`] does with the transaction once its writes are sent.
+/// Which transaction [`write_batch`] runs in.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Finish {
-    /// Sends `COMMIT` right behind them, in the same round trip.
-    Commit,
-    /// Leaves it open, for a test to commit, or to hold the head's lock.
+pub(super) enum Wrapped {
+    /// Its own, in two round trips: `BEGIN` goes out with the lookups and
+    /// `COMMIT` with the writes. After an error nothing is committed: the
+    /// writes go out only once `BEGIN` and the lookups have answered, a
+    /// `COMMIT` behind a failed write only ends the transaction, and the
+    /// writer drops the connection.
+    Own,
+    /// One the caller opened and commits (a test holding the head's lock).
     #[cfg(test)]
-    LeaveOpen,
+    ByCaller,
 }
 
 /// Locks the head, decides each request of the batch and writes the accepted
-/// ones, all inside the caller's transaction, which the caller commits.
-/// Returns each request's outcome and the new head.
+/// ones, all in one transaction (see [`Wrapped`]). Returns each request's
+/// outcome and the new head.
 pub(super) async fn write_batch(
     tx: &impl GenericClient,
     statements: &Statements,
     channel: &str,
     batch: &[AppendRequest],
-    finish: Finish,
+    wrapped: Wrapped,
 ) -> Result<(Vec<Outcome>, Position), tokio_postgres::Error> {
+    let own = wrapped == Wrapped::Own;
     let parts = || batch.iter().flat_map(|request| &request.appends);
     let ids: Vec<Uuid> = parts()
         .flat_map(|part| part.events.iter().map(|event| event.id))
@@ -207,7 +203,14 @@ pub(super) async fn write_batch(
     // Sent together; the server runs them in order, so the lookups run once
     // the head is locked and see every append committed before.
     let (ids, streams): ([&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 1]) = ([&ids], [&streams]);
-    let (head_row, event_rows, revision_rows) = futures::try_join!(
+    let begin = async {
+        if own {
+            tx.batch_execute("BEGIN").await?;
+        }
+        Ok(())
+    };
+    let ((), head_row, event_rows, revision_rows) = futures::try_join!(
+        begin,
         tx.query_one(&statements.lock_head, &[]),
         tx.query(&statements.find_events, &ids),
         tx.query(&statements.stream_revisions, &streams),
@@ -246,9 +249,8 @@ pub(super) async fn write_batch(
     let head = log.planner.head();
     let planned = log.planner.planned();
     // At `synchronous_commit = on`, the commit is what makes the batch durable.
-    let started = std::time::Instant::now();
-    let commit = async {
-        if finish == Finish::Commit {
+    let commit = |started: std::time::Instant| async move {
+        if own {
             tx.batch_execute("COMMIT").await?;
             metrics::histogram!("tasklog_store_sync_duration_seconds")
                 .record(started.elapsed().as_secs_f64());
@@ -256,7 +258,7 @@ pub(super) async fn write_batch(
         Ok(())
     };
     if planned.is_empty() {
-        commit.await?;
+        commit(std::time::Instant::now()).await?;
         return Ok((outcomes, head.position));
     }
     let rows = Rows::of(planned);
@@ -284,7 +286,7 @@ pub(super) async fn write_batch(
         tx.execute(&statements.insert, &columns),
         tx.execute(&statements.update_head, &head_columns),
         tx.execute(&statements.notify, &notify),
-        commit,
+        commit(std::time::Instant::now()),
     )?;
     Ok((outcomes, head.position))
 }
