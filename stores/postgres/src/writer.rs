@@ -249,8 +249,9 @@ pub(super) async fn write_batch(
     let head = log.planner.head();
     let planned = log.planner.planned();
     // At `synchronous_commit = on`, the commit is what makes the batch durable.
-    let commit = |started: std::time::Instant| async move {
+    let commit = || async move {
         if own {
+            let started = std::time::Instant::now();
             tx.batch_execute("COMMIT").await?;
             metrics::histogram!("tasklog_store_sync_duration_seconds")
                 .record(started.elapsed().as_secs_f64());
@@ -258,7 +259,7 @@ pub(super) async fn write_batch(
         Ok(())
     };
     if planned.is_empty() {
-        commit(std::time::Instant::now()).await?;
+        commit().await?;
         return Ok((outcomes, head.position));
     }
     let rows = Rows::of(planned);
@@ -286,7 +287,7 @@ pub(super) async fn write_batch(
         tx.execute(&statements.insert, &columns),
         tx.execute(&statements.update_head, &head_columns),
         tx.execute(&statements.notify, &notify),
-        commit(std::time::Instant::now()),
+        commit(),
     )?;
     Ok((outcomes, head.position))
 }

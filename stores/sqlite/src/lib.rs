@@ -354,9 +354,9 @@ impl SqliteStore {
     /// `read_all` as `parts` ranges of positions, each read on its own
     /// connection at once. The log held every position of them before the
     /// reads began (`read_parts` asked the durable head), and positions are
-    /// given with no gaps, so each range comes back whole, and together they
-    /// are what one read would give. If one does not (rows removed behind the
-    /// store's back), the page is read in one piece after all.
+    /// given with no gaps, so each range comes back whole and durable, and
+    /// together they are what one read would give. If one does not (rows
+    /// removed behind the store's back), the page is read in one piece after all.
     async fn read_all_in_parts(
         &self,
         after: Position,
@@ -389,23 +389,19 @@ impl SqliteStore {
             })
         });
         let mut events = Vec::with_capacity(limit);
-        // The lowest durability limit any range saw, for the whole page.
-        let mut limit_seen: Option<Position> = None;
         for ((part, visible), (before, last)) in futures::future::try_join_all(reads)
             .await?
             .into_iter()
             .zip(ranges)
         {
-            if part.len() as u64 != last - before {
+            let whole = part.len() as u64 == last - before;
+            let durable = visible.is_none_or(|limit| limit.0 >= last);
+            if !(whole && durable) {
                 return self.read_all_in_one(after, limit).await;
             }
-            limit_seen = match (limit_seen, visible) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
             events.extend(part);
         }
-        Ok(only_durable((events, limit_seen)))
+        Ok(events)
     }
 
     /// `read_all` in one read.
