@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, SecondsFormat, Utc};
 use deserr::{Deserr, ValuePointerRef};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tasklog_events::schedule_event::TaskTemplate;
 use tasklog_events::task_event::{RetryPolicy, TaskCreated};
+use tasklog_events::TaskData;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::body::*;
@@ -102,7 +103,7 @@ impl CreateTask {
             name: self.name.0,
             task_type: self.task_type.0,
             priority: self.priority,
-            data: self.data.0,
+            data: TaskData::from(&self.data.0),
             available_time: self.available_time.0,
             expiration_time: self.expiration_time.0,
             labels: self.labels.unwrap_or_default().0,
@@ -206,7 +207,8 @@ pub struct Task {
     #[serde(rename = "type")]
     pub task_type: String,
     pub priority: i64,
-    pub data: Map<String, Value>,
+    #[schema(value_type = Map<String, Value>)]
+    pub data: TaskData,
     pub available_time: String,
     pub expiration_time: String,
     /// `pending`, `running`, `failed` or `completed`.
@@ -247,11 +249,25 @@ pub struct TaskBatch {
 }
 
 /// What a claim answers: the task, or with `max`, a batch of them.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum Claimed {
     One(Box<Task>),
     Many(TaskBatch),
+}
+
+/// A batch has `tasks`; a task does not. Read by hand: serde's untagged
+/// enums buffer the body in a form that cannot hand out a task's `data`
+/// as the text it came as.
+impl<'de> Deserialize<'de> for Claimed {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let body = Value::deserialize(deserializer)?;
+        let claimed = match body.get("tasks") {
+            Some(_) => serde_json::from_value(body).map(Claimed::Many),
+            None => serde_json::from_value(body).map(Claimed::One),
+        };
+        claimed.map_err(serde::de::Error::custom)
+    }
 }
 
 /// `GET /v1/tasks`.

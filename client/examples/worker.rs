@@ -27,8 +27,8 @@ async fn main() -> Result<(), tasklog_client::Error> {
 /// The handler: its `Ok` completes the task with that result, its `Err`
 /// fails it with that error.
 async fn send(task: Task) -> Result<Option<serde_json::Value>, String> {
-    let to = task
-        .data
+    let data = task.data.to_map();
+    let to = data
         .get("to")
         .and_then(|to| to.as_str())
         .ok_or("no address")?;

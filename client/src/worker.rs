@@ -32,7 +32,7 @@ use crate::{Client, Error};
 ///     .run(
 ///         |task| async move {
 ///             // Send the mail in task.data; an Err fails the task with its text.
-///             Ok::<_, String>(Some(serde_json::json!({"sent": task.data["to"]})))
+///             Ok::<_, String>(Some(serde_json::json!({"sent": task.data.to_map()["to"]})))
 ///         },
 ///         async { tokio::signal::ctrl_c().await.ok(); },
 ///     )

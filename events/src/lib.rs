@@ -52,6 +52,7 @@ pub mod store;
 pub mod stream_id;
 pub mod stream_name;
 pub mod subscription;
+pub mod task_data;
 pub mod task_event;
 pub mod verify;
 
@@ -64,5 +65,6 @@ pub use store::{
     StreamAppend,
 };
 pub use stream_name::StreamName;
+pub use task_data::TaskData;
 pub use task_event::{TaskEvent, TaskId};
 pub use verify::{verify, verify_with_progress, VerifyError, VerifyReport};

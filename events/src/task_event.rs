@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::event_enum::event_enum;
 pub use crate::event_enum::DecodeError;
 pub use crate::stream_id::TaskId;
+use crate::task_data::TaskData;
 
 /// A task was created, pending until `available_time`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -24,7 +25,7 @@ pub struct TaskCreated {
     pub task_type: String,
     /// Higher runs first.
     pub priority: i64,
-    pub data: serde_json::Map<String, serde_json::Value>,
+    pub data: TaskData,
     pub available_time: DateTime<Utc>,
     pub expiration_time: DateTime<Utc>,
     /// Key-value metadata that list and claim select on (`env=prod`).
@@ -52,7 +53,7 @@ pub struct TaskCreatedV1 {
     pub task_type: String,
     /// Higher runs first.
     pub priority: i64,
-    pub data: serde_json::Map<String, serde_json::Value>,
+    pub data: TaskData,
     pub available_time: DateTime<Utc>,
     pub expiration_time: DateTime<Utc>,
 }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use tasklog_events::task_event::{RetryPolicy, ScheduledRun};
-use tasklog_events::{Position, RecordedEvent, TaskEvent, TaskId};
+use tasklog_events::{Position, RecordedEvent, TaskData, TaskEvent, TaskId};
 
 /// The contract's task states.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -57,7 +57,7 @@ pub struct TaskView {
     pub name: String,
     pub task_type: String,
     pub priority: i64,
-    pub data: serde_json::Map<String, serde_json::Value>,
+    pub data: TaskData,
     pub available_time: DateTime<Utc>,
     pub expiration_time: DateTime<Utc>,
     pub state: TaskState,

@@ -202,10 +202,7 @@ fn task_events(
         name: format!("history-{n}"),
         task_type: format!("history-{}", n % TYPES),
         priority: (n % 10) as i64,
-        data: serde_json::json!({"order": n})
-            .as_object()
-            .cloned()
-            .unwrap_or_default(),
+        data: serde_json::from_value(serde_json::json!({"order": n})).expect("an object"),
         available_time: now - chrono::Duration::hours(1),
         expiration_time: now + chrono::Duration::days(365),
         ..TaskCreated::default()

@@ -95,7 +95,7 @@ fn sample_task(n: u64) -> TaskEvent {
         name: format!("send-welcome-{n}"),
         task_type: "email".into(),
         priority: (n % 10) as i64,
-        data: data.as_object().cloned().unwrap_or_default(),
+        data: serde_json::from_value(data).expect("an object"),
         available_time: now,
         expiration_time: now + Duration::hours(1),
         ..Default::default()

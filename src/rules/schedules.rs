@@ -4,7 +4,7 @@
 use chrono::{DateTime, Duration, Utc};
 use tasklog_events::schedule_event::*;
 use tasklog_events::task_event::{ScheduledRun, TaskCreated};
-use tasklog_events::TaskId;
+use tasklog_events::{TaskData, TaskId};
 use tasklog_projections::ScheduleView;
 
 use crate::rules::Rejection;
@@ -72,7 +72,7 @@ pub fn task_for_run(schedule: &ScheduleView, run_time: DateTime<Utc>) -> TaskCre
         name: template.name.clone(),
         task_type: template.task_type.clone(),
         priority: template.priority,
-        data: template.data.clone(),
+        data: TaskData::from(&template.data),
         available_time: run_time,
         expiration_time: run_time + Duration::seconds(template.expires_after_seconds.into()),
         labels: template.labels.clone(),

@@ -145,7 +145,7 @@ async fn append_forever(store: SqliteStore, appender: u64) {
             name: format!("crash-{appender}-{n}"),
             task_type: "crash".into(),
             priority: n as i64 % 5,
-            data: serde_json::Map::new(),
+            data: Default::default(),
             available_time: now,
             expiration_time: now + chrono::Duration::hours(1),
             ..Default::default()

@@ -91,10 +91,10 @@ async fn write_v1_fixture() {
             name: name.into(),
             task_type: "email".into(),
             priority: 5,
-            data: serde_json::json!({"to": "ada@example.com", "retries": [1, 2]})
-                .as_object()
-                .unwrap()
-                .clone(),
+            data: serde_json::from_value(
+                serde_json::json!({"to": "ada@example.com", "retries": [1, 2]}),
+            )
+            .unwrap(),
             available_time: t(0),
             expiration_time: t(3600),
             ..Default::default()

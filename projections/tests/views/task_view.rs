@@ -43,10 +43,7 @@ fn a_created_task_is_pending_with_what_the_create_said() {
         name: "charge".into(),
         task_type: "billing".into(),
         priority: -4,
-        data: serde_json::json!({"order": 1042})
-            .as_object()
-            .unwrap()
-            .clone(),
+        data: serde_json::from_value(serde_json::json!({"order": 1042})).unwrap(),
         available_time: at(2.0),
         expiration_time: at(90.0),
         labels: BTreeMap::from([("env".into(), "prod".into())]),
@@ -59,7 +56,7 @@ fn a_created_task_is_pending_with_what_the_create_said() {
         (view.name.as_str(), view.task_type.as_str(), view.priority),
         ("charge", "billing", -4)
     );
-    assert_eq!(view.data["order"], 1042);
+    assert_eq!(view.data.json(), r#"{"order":1042}"#);
     assert_eq!(
         (view.available_time, view.expiration_time),
         (at(2.0), at(90.0))

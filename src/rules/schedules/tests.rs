@@ -154,7 +154,7 @@ fn a_run_makes_the_templates_task_available_at_the_run_time() {
             name: "report".into(),
             task_type: "report".into(),
             priority: 3,
-            data: template.data,
+            data: (&template.data).into(),
             available_time: run_time,
             expiration_time: t(4_200),
             labels: template.labels,
