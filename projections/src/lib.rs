@@ -23,6 +23,7 @@ pub mod stats;
 pub mod task_view;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use tasklog_events::consumer_event::ConsumerEvent;
 use tasklog_events::queue_event::QueueEvent;
@@ -43,10 +44,12 @@ pub use task_view::{Lease, TaskState, TaskView};
 /// tasks here (pending and running); `Projections::rebuild` keeps them all.
 #[derive(Debug, Default)]
 pub struct Projections {
-    /// Boxed: the map then holds pointers, so growing it moves 24 bytes a
-    /// task instead of the whole view (with 300,000 tasks pending, rehashing
-    /// inline views was a fifth of a batch of creates' CPU).
-    pub tasks: HashMap<TaskId, Box<TaskView>>,
+    /// Behind pointers: growing the map moves 24 bytes a task instead of the
+    /// whole view (with 300,000 tasks pending, rehashing inline views was a
+    /// fifth of a batch of creates' CPU). Shared: a store of rows takes the
+    /// views it writes without copying them; a task that changes while its
+    /// row is being written is copied then.
+    pub tasks: HashMap<TaskId, Arc<TaskView>>,
     /// Tasks by the position of their first event: the stable listing order.
     pub by_creation: BTreeMap<Position, TaskId>,
     pub queue: QueueIndex,
@@ -143,7 +146,7 @@ impl Projections {
         };
         if !matches!(event, TaskEvent::Created(_)) {
             // A change to a task in memory is folded where it is.
-            let Some(view) = self.tasks.get_mut(&id) else {
+            let Some(view) = self.tasks.get_mut(&id).map(Arc::make_mut) else {
                 return;
             };
             let before = stats::Before::of(view);
@@ -152,7 +155,7 @@ impl Projections {
             self.queue.update(view);
             return;
         }
-        let mut view = self.tasks.remove(&id).map(|view| *view);
+        let mut view = self.tasks.remove(&id).map(Arc::unwrap_or_clone);
         let before = view.as_ref().map(stats::Before::of);
         TaskView::apply(&mut view, recorded, event);
         let Some(view) = view else { return };
@@ -164,7 +167,7 @@ impl Projections {
     pub fn insert_task(&mut self, view: TaskView) {
         self.by_creation.insert(view.created_position, view.id);
         self.queue.update(&view);
-        self.tasks.insert(view.id, Box::new(view));
+        self.tasks.insert(view.id, Arc::new(view));
     }
 
     /// A task in memory, if it is there.

@@ -31,7 +31,7 @@ pub struct Changes {
     /// The last position of the batch.
     pub position: Position,
     /// Every task the batch touched, as it now stands.
-    pub tasks: Vec<TaskView>,
+    pub tasks: Vec<Arc<TaskView>>,
     /// Touched schedules; `None`: deleted.
     pub schedules: Vec<(ScheduleId, Option<ScheduleView>)>,
     pub queues: Vec<(String, QueueSettings)>,

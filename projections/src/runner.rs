@@ -637,7 +637,7 @@ impl Touched {
             tasks: self
                 .tasks
                 .into_keys()
-                .filter_map(|id| views.task(&id).cloned())
+                .filter_map(|id| views.tasks.get(&id).cloned())
                 .collect(),
             schedules: self
                 .schedules

@@ -518,7 +518,7 @@ async fn store(
     let mut tasks = TaskColumns::default();
     let mut labels = (Vec::new(), Vec::new(), Vec::new());
     let mut tags = (Vec::new(), Vec::new());
-    for task in &changes.tasks {
+    for task in changes.tasks.iter().map(|task| &**task) {
         let created = task.created_position.0 as i64;
         tasks.created.push(created);
         tasks.id.push(task.id.0);

@@ -429,7 +429,7 @@ fn store(tx: &Connection, changes: &Changes) -> rusqlite::Result<()> {
     )?;
     let mut tag =
         tx.prepare_cached("INSERT OR IGNORE INTO task_tags (tag, created_position) VALUES (?, ?)")?;
-    for task in &changes.tasks {
+    for task in changes.tasks.iter().map(|task| &**task) {
         let created = task.created_position.0 as i64;
         upsert.execute(params![
             created,
