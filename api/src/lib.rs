@@ -25,3 +25,6 @@ pub mod queues;
 pub mod schedules;
 pub mod tasks;
 pub mod token;
+
+/// A task's `data`, as the JSON text it came as: `to_map()` parses it.
+pub use tasklog_events::TaskData;

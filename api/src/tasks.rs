@@ -256,9 +256,9 @@ pub enum Claimed {
     Many(TaskBatch),
 }
 
-/// A batch has `tasks`; a task does not. Read by hand: serde's untagged
-/// enums buffer the body in a form that cannot hand out a task's `data`
-/// as the text it came as.
+/// A batch has `tasks`; a task does not. Read by hand through a `Value`:
+/// serde's untagged enums buffer the body in a form that cannot give a
+/// task's `data` its raw text, and a `Value` can.
 impl<'de> Deserialize<'de> for Claimed {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let body = Value::deserialize(deserializer)?;

@@ -6,6 +6,7 @@
 //! # Layout
 //! - [`task_event`]: the task events, past tense and versioned, and their decoding
 //!   (each family of events is declared once, by `event_enum!`).
+//! - [`task_data`]: a task's data, kept as the JSON text it came as.
 //! - [`stream_name`]: every stream tasklog writes ([`StreamName`]), named and
 //!   parsed in one place.
 //! - [`stream_id`]: the ids of tasks and schedules.
