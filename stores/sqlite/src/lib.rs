@@ -458,15 +458,13 @@ impl EventStore for SqliteStore {
     ) -> Result<Vec<RecordedEvent>, ReadError> {
         let stream = stream.to_owned();
         self.read(move |conn| {
-            let mut statement = conn.prepare_cached(&format!(
-                "SELECT {} FROM events WHERE stream = ?1 AND revision >= ?2 ORDER BY revision LIMIT ?3",
-                schema::EVENT_COLUMNS
-            ))?;
-            let rows = statement.query_map(
+            // Streams are short and `limit` is often "all": no room made ahead.
+            select_events(
+                conn,
+                "stream = ?1 AND revision >= ?2 ORDER BY revision LIMIT ?3",
                 rusqlite::params![stream, from as i64, sql_limit(limit)],
-                schema::event_from_row,
-            )?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()
+                0,
+            )
         })
         .await
         .map(only_durable)
